@@ -1,0 +1,124 @@
+"""``ray-ingest <verb>``: the command line. Each verb parses its arguments and calls the library
+function that ``jobs/<job>.py`` and the benchmarks call too."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import List, Optional
+
+from ray_ingest import keys
+
+
+def _add_convert(sub) -> None:
+    p = sub.add_parser("convert", help="convert images to TFRecord shards on Ray Data")
+    add_convert_arguments(p)
+    p.set_defaults(func=_run_convert)
+
+
+def add_convert_arguments(p: argparse.ArgumentParser) -> None:
+    from ray_ingest.convert import ConvertOptions
+    from ray_ingest.images import RESIZE_MODES
+
+    d = ConvertOptions()
+    p.add_argument("src", help="class-folder tree, or a .csv/.jsonl list of path,label (path or URI)")
+    p.add_argument("out", help="output folder (path or URI)")
+    p.add_argument("--size", type=int, default=d.size, help="square output side (default %(default)s)")
+    p.add_argument("--resize-mode", choices=RESIZE_MODES, default=d.resize_mode)
+    p.add_argument("--encoding", choices=keys.ENCODINGS, default=d.encoding)
+    p.add_argument("--quality", type=int, default=d.quality, help="JPEG quality (default %(default)s)")
+    p.add_argument("--shard-size-mb", type=float, default=d.shard_size_mb)
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--max-reject-fraction", type=float, default=d.max_reject_fraction)
+    p.add_argument("--max-pixels", type=int, default=d.max_pixels,
+                   help="reject images with more pixels, before decoding (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="images per map_batches call (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished output")
+    p.add_argument("--report-json", help="also write the conversion summary to this JSON file")
+
+
+def _run_convert(args) -> int:
+    from ray_ingest.convert import ConvertOptions, convert
+
+    opts = ConvertOptions(
+        size=args.size, resize_mode=args.resize_mode, encoding=args.encoding,
+        quality=args.quality, shard_size_mb=args.shard_size_mb, val_fraction=args.val_fraction,
+        seed=args.seed, max_reject_fraction=args.max_reject_fraction,
+        max_pixels=args.max_pixels, overwrite=args.overwrite, batch_size=args.batch_size,
+    )
+    report = convert(args.src, args.out, opts)
+    print(report.summary_line(), flush=True)
+    m = report.manifest
+    if m["conversions"]:
+        print("  converted to RGB: " + ", ".join(f"{k} x{v}" for k, v in m["conversions"].items()))
+    if m["num_rejected"] or m["num_ignored"]:
+        reasons = ", ".join(f"{k} x{v}" for k, v in m["reject_reasons"].items())
+        print(f"  rejected: {reasons or 'none'}; details in {args.out.rstrip('/')}/{m['rejects_file']}")
+    if args.report_json:
+        with open(args.report_json, "w") as f:
+            json.dump({"summary": report.summary_line(), "images_per_second":
+                       report.images_per_second, "seconds": report.seconds, "manifest": m}, f,
+                      indent=2)
+    return 0
+
+
+def _add_synth(sub) -> None:
+    p = sub.add_parser("synth", help="draw a learnable synthetic dataset of JPEGs")
+    p.add_argument("out")
+    p.add_argument("--num-images", type=int, default=2000)
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--size", default="320x240", help="WxH (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quality", type=int, default=90)
+    p.set_defaults(func=_run_synth)
+
+
+def _run_synth(args) -> int:
+    import time
+
+    from ray_ingest.synth import SynthSpec, parse_size, synthesize
+
+    w, h = parse_size(args.size)
+    spec = SynthSpec(out=args.out, num_images=args.num_images, num_classes=args.classes,
+                     width=w, height=h, seed=args.seed, quality=args.quality)
+    t = time.time()
+    n = synthesize(spec)
+    print(f"synth: {n} images of {args.classes} classes ({w}x{h}) in {time.time() - t:.1f} s "
+          f"-> {args.out}", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ray-ingest",
+        description="Ray-based ingestion and training for image models.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    _add_synth(sub)
+    _add_convert(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from ray_ingest.errors import USER_ERRORS
+
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as e:
+        print(f"ray-ingest {args.verb}: error: {e}", file=sys.stderr, flush=True)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

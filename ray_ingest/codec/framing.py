@@ -1,0 +1,169 @@
+"""TFRecord framing, as TensorFlow defines it, and the DALI-style ``.idx`` index.
+
+A TFRecord file is a sequence of records::
+
+    uint64 length          (little endian)
+    uint32 masked_crc32c(length bytes)
+    byte   data[length]
+    uint32 masked_crc32c(data)
+
+with ``masked(crc) = ((crc >> 15) | (crc << 17)) + 0xa282ead8`` (mod 2**32).
+
+The index beside each shard has one line per record, ``byte_offset record_length``, where
+``record_length`` covers the whole framed record (header, data and footer), exactly as
+NVIDIA DALI's ``tfrecord2idx`` writes it.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import BinaryIO, Iterator, List, Optional, Sequence, Tuple
+
+import crc32c as _crc32c
+
+_MASK_DELTA = 0xA282EAD8
+_U32 = 0xFFFFFFFF
+_HEADER = struct.Struct("<QI")  # length, masked crc of the length
+_FOOTER = struct.Struct("<I")
+_LEN = struct.Struct("<Q")
+HEADER_SIZE = _HEADER.size  # 12
+FOOTER_SIZE = _FOOTER.size  # 4
+OVERHEAD = HEADER_SIZE + FOOTER_SIZE
+
+
+class RecordCorruptError(ValueError):
+    """A TFRecord file is truncated or fails its CRC; names the file and the byte offset."""
+
+    def __init__(self, path: str, offset: int, reason: str):
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+        super().__init__(f"{path}: corrupt TFRecord at byte offset {offset}: {reason}")
+
+
+def masked_crc32c(data) -> int:
+    crc = _crc32c.crc32c(data)
+    return ((((crc >> 15) | (crc << 17)) & _U32) + _MASK_DELTA) & _U32
+
+
+def frame_record(data) -> bytes:
+    """One framed record (header + data + footer) as bytes."""
+    length = _LEN.pack(len(data))
+    return b"".join(
+        (length, _FOOTER.pack(masked_crc32c(length)), data, _FOOTER.pack(masked_crc32c(data)))
+    )
+
+
+class TFRecordWriter:
+    """Writes framed records to a binary stream and remembers each record's offset and size.
+
+    ``stream`` is any object with ``write`` (a local file, a pyarrow output stream, ...).
+    The caller owns opening and closing it.
+    """
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+        self.offsets: List[Tuple[int, int]] = []
+        self.bytes_written = 0
+
+    def write(self, data) -> None:
+        length = _LEN.pack(len(data))
+        self._stream.write(length + _FOOTER.pack(masked_crc32c(length)))
+        self._stream.write(data)
+        self._stream.write(_FOOTER.pack(masked_crc32c(data)))
+        size = len(data) + OVERHEAD
+        self.offsets.append((self.bytes_written, size))
+        self.bytes_written += size
+
+    @property
+    def num_records(self) -> int:
+        return len(self.offsets)
+
+    def index_text(self) -> str:
+        return index_lines(self.offsets)
+
+
+def index_lines(entries: Sequence[Tuple[int, int]]) -> str:
+    return "".join(f"{offset} {size}\n" for offset, size in entries)
+
+
+def read_index(text: str, path: str = "<index>") -> List[Tuple[int, int]]:
+    """Parses ``.idx`` text into ``[(byte_offset, record_length), ...]``."""
+    entries = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            entries.append((int(parts[0]), int(parts[1])))
+        except ValueError:
+            raise ValueError(
+                f"{path}:{lineno}: index line must be 'byte_offset record_length', got {line!r}"
+            ) from None
+    return entries
+
+
+def scan_records(
+    buf,
+    *,
+    path: str = "<buffer>",
+    base_offset: int = 0,
+    verify: bool = True,
+    skip_corrupt: bool = False,
+) -> Tuple[List[memoryview], Optional[RecordCorruptError]]:
+    """Splits a buffer holding whole framed records into zero-copy views of their data.
+
+    ``base_offset`` is the buffer's position in the file (for error messages). With
+    ``verify`` the masked CRCs of length and data are checked. A truncated or corrupt record
+    raises :class:`RecordCorruptError`; with ``skip_corrupt`` the records before it are
+    returned together with the error instead (the rest of the buffer is skipped).
+    """
+    mv = memoryview(buf)
+    if mv.ndim != 1 or mv.itemsize != 1:
+        mv = mv.cast("B")
+    end = len(mv)
+    pos = 0
+    out: List[memoryview] = []
+    unpack_header = _HEADER.unpack_from
+    unpack_footer = _FOOTER.unpack_from
+    crc = masked_crc32c
+    error: Optional[RecordCorruptError] = None
+    while pos < end:
+        if end - pos < HEADER_SIZE:
+            error = RecordCorruptError(
+                path, base_offset + pos, f"truncated header ({end - pos} of {HEADER_SIZE} bytes)"
+            )
+            break
+        length, length_crc = unpack_header(mv, pos)
+        if verify and crc(mv[pos : pos + 8]) != length_crc:
+            error = RecordCorruptError(path, base_offset + pos, "length CRC mismatch")
+            break
+        data_start = pos + HEADER_SIZE
+        data_end = data_start + length
+        if data_end + FOOTER_SIZE > end:
+            error = RecordCorruptError(
+                path,
+                base_offset + pos,
+                f"truncated record (needs {length + OVERHEAD} bytes, {end - pos} left)",
+            )
+            break
+        data = mv[data_start:data_end]
+        if verify and crc(data) != unpack_footer(mv, data_end)[0]:
+            error = RecordCorruptError(path, base_offset + pos, "data CRC mismatch")
+            break
+        out.append(data)
+        pos = data_end + FOOTER_SIZE
+    if error is not None and not skip_corrupt:
+        raise error
+    return out, error
+
+
+def iter_file_records(path: str, verify: bool = True) -> Iterator[bytes]:
+    """Reads a local TFRecord file record by record (for tools and tests)."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    records, _ = scan_records(buf, path=path, verify=verify)
+    for r in records:
+        yield bytes(r)

@@ -1,0 +1,280 @@
+"""``ray-ingest convert SRC OUT``: images → TFRecord shards on Ray Data.
+
+The driver lists the inputs (class folders or a CSV/JSONL list), splits them train/val by a
+stable hash, shuffles their order (so every shard mixes classes) and hands them to Ray Data in
+blocks; ``map_batches`` reads, decodes, resizes and encodes many images per call on CPU
+workers; :class:`~ray_ingest.sink.TFRecordDatasink` writes the shards and commits them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import logging
+import math
+import random
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional
+
+import pyarrow as pa
+
+from ray_ingest import fs, keys, manifest as mf
+from ray_ingest.codec.example import encode_image_example
+from ray_ingest.images import ImageRejected, ImageSpec, R_READ, process_image
+from ray_ingest.sink import (
+    COL_FILENAME,
+    COL_MESSAGE,
+    COL_NOTE,
+    COL_RECORD,
+    COL_REJECT,
+    COL_SPLIT,
+    ConversionError,
+    TFRecordDatasink,
+)
+from ray_ingest.sources import list_source, split_of
+
+logger = logging.getLogger("ray_ingest")
+
+_OUT_SCHEMA = pa.schema(
+    [
+        (COL_RECORD, pa.binary()),
+        (COL_SPLIT, pa.string()),
+        (COL_FILENAME, pa.string()),
+        (COL_REJECT, pa.string()),
+        (COL_MESSAGE, pa.string()),
+        (COL_NOTE, pa.string()),
+    ]
+)
+R_ERROR = "error"
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    size: int = 224
+    resize_mode: str = "center-crop"
+    encoding: str = keys.FORMAT_JPEG
+    quality: int = 90
+    shard_size_mb: float = 100.0
+    val_fraction: float = 0.1
+    seed: int = 0
+    max_reject_fraction: float = 0.01
+    max_pixels: int = ImageSpec.max_pixels
+    overwrite: bool = False
+    batch_size: int = 32
+
+    def __post_init__(self):
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.max_reject_fraction <= 1.0:
+            raise ValueError(
+                f"max_reject_fraction must be in [0, 1], got {self.max_reject_fraction}"
+            )
+        if not 0.01 <= self.shard_size_mb <= 10_000:
+            raise ValueError(f"shard_size_mb must be from 0.01 to 10000, got {self.shard_size_mb}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        self.image_spec()  # validates size, mode, encoding, quality, max_pixels
+
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(self.size, self.resize_mode, self.encoding, self.quality, self.max_pixels)
+
+
+@dataclass
+class ConvertReport:
+    out: str
+    num_inputs: int
+    num_written: int
+    num_rejected: int
+    num_ignored: int
+    num_shards: int
+    num_bytes: int
+    seconds: float
+    manifest: Dict[str, Any]
+
+    @property
+    def images_per_second(self) -> float:
+        return self.num_inputs / self.seconds if self.seconds > 0 else float("nan")
+
+    def summary_line(self) -> str:
+        return (
+            f"convert: {self.num_inputs} images in, {self.num_written} written, "
+            f"{self.num_rejected} rejected ({self.num_ignored} other files ignored), "
+            f"{self.num_shards} shards, {self.num_bytes / 1e6:.1f} MB, "
+            f"{self.images_per_second:.0f} images/s in {self.seconds:.1f} s -> {self.out}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side: one batch of inputs → one batch of records or rejects.
+
+
+def _read_all(paths: List[str], threads: int) -> List[Any]:
+    """Bytes of each path, or the exception that reading it raised."""
+
+    def read(p):
+        try:
+            return fs.read_bytes(p)
+        except Exception as e:  # noqa: BLE001 - reported per input
+            return e
+
+    if threads <= 1 or len(paths) <= 1:
+        return [read(p) for p in paths]
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(read, paths))
+
+
+def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str]) -> pa.Table:
+    """``map_batches`` function: reads, decodes, resizes and encodes each input of the batch."""
+    paths = batch.column("path").to_pylist()
+    rels = batch.column("relpath").to_pylist()
+    labels = batch.column("label").to_pylist()
+    splits = batch.column("split").to_pylist()
+    remote = bool(paths) and fs.is_uri(paths[0])
+    contents = _read_all(paths, 16 if remote else 1)
+    records, rejects, messages, notes = [], [], [], []
+    for rel, label, data in zip(rels, labels, contents):
+        record = reject = message = note = None
+        try:
+            if isinstance(data, Exception):
+                raise ImageRejected(R_READ, f"cannot read: {data}")
+            encoded, note = process_image(data, spec)
+            record = encode_image_example(
+                encoded=encoded,
+                image_format=spec.encoding,
+                height=spec.size,
+                width=spec.size,
+                channels=3,
+                label=label,
+                class_text=class_names[label],
+                filename=rel,
+            )
+        except ImageRejected as e:
+            reject, message = e.reason, e.message
+        except Exception as e:  # noqa: BLE001 - one bad input never kills the job
+            reject, message = R_ERROR, f"{type(e).__name__}: {e}"
+        records.append(record)
+        rejects.append(reject)
+        messages.append(message)
+        notes.append(note)
+    return pa.Table.from_arrays(
+        [
+            pa.array(records, pa.binary()),
+            pa.array(splits, pa.string()),
+            pa.array(rels, pa.string()),
+            pa.array(rejects, pa.string()),
+            pa.array(messages, pa.string()),
+            pa.array(notes, pa.string()),
+        ],
+        schema=_OUT_SCHEMA,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver side.
+
+
+def prepare_output(out: str, overwrite: bool) -> None:
+    """Refuses a finished output unless ``overwrite``; clears what a crashed run left behind."""
+    if fs.exists(fs.join(out, mf.MANIFEST_NAME)) and not overwrite:
+        raise ConversionError(
+            f"{out} already holds a finished conversion ({mf.MANIFEST_NAME}); "
+            "pass --overwrite to replace it"
+        )
+    fs.makedirs(out)
+    for name in fs.list_dir(out):
+        if name.startswith(mf.STAGING_PREFIX):
+            logger.warning("removing %s left by an interrupted run", fs.join(out, name))
+            fs.delete_dir(fs.join(out, name))
+
+
+def _input_table(inputs, seed: int, val_fraction: float) -> pa.Table:
+    order = list(range(len(inputs)))
+    random.Random(seed).shuffle(order)  # mix classes across shards
+    return pa.table(
+        {
+            "path": [inputs[i].path for i in order],
+            "relpath": [inputs[i].relpath for i in order],
+            "label": pa.array([inputs[i].label for i in order], pa.int64()),
+            "split": [split_of(inputs[i].relpath, seed, val_fraction) for i in order],
+        }
+    )
+
+
+def convert(src: str, out: str, options: Optional[ConvertOptions] = None, **kwargs) -> ConvertReport:
+    """Converts SRC (class folders or a CSV/JSONL list) into TFRecord shards under OUT."""
+    import ray
+
+    from ray_ingest.runtime import ensure_ray
+
+    opts = options or ConvertOptions(**kwargs)
+    if options is not None and kwargs:
+        raise TypeError("pass either options or keyword arguments, not both")
+    src, out = fs.normalize(src), fs.normalize(out)
+    started = time.time()
+    prepare_output(out, opts.overwrite)
+    listing = list_source(src)
+    n = len(listing.inputs)
+    spec = opts.image_spec()
+    ensure_ray()
+
+    table = _input_table(listing.inputs, opts.seed, opts.val_fraction)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    rows_per_block = max(opts.batch_size, min(1024, math.ceil(n / (4 * cpus))))
+    blocks = [table.slice(i, rows_per_block) for i in range(0, n, rows_per_block)]
+    ds = ray.data.from_arrow(blocks)
+    ds = ds.map_batches(
+        functools.partial(convert_batch, spec=spec, class_names=listing.class_names),
+        batch_size=opts.batch_size,
+        batch_format="pyarrow",
+        zero_copy_batch=True,
+    )
+    manifest_fields = {
+        "format": mf.FORMAT_NAME,
+        "format_version": mf.FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": src,
+        "encoding": opts.encoding,
+        "height": opts.size,
+        "width": opts.size,
+        "channels": 3,
+        "resize_mode": opts.resize_mode,
+        "quality": opts.quality if opts.encoding == keys.FORMAT_JPEG else None,
+        "seed": opts.seed,
+        "val_fraction": opts.val_fraction,
+        "shard_size_mb": opts.shard_size_mb,
+        "class_names": listing.class_names,
+        "feature_keys": {
+            "encoded": keys.ENCODED, "format": keys.FORMAT, "height": keys.HEIGHT,
+            "width": keys.WIDTH, "channels": keys.CHANNELS, "label": keys.LABEL,
+            "class_text": keys.CLASS_TEXT, "filename": keys.FILENAME,
+        },
+    }
+    sink = TFRecordDatasink(
+        out=out,
+        run_id=uuid.uuid4().hex[:12],
+        shard_size_bytes=int(opts.shard_size_mb * 1e6),
+        num_inputs=n,
+        max_reject_fraction=opts.max_reject_fraction,
+        manifest_fields=manifest_fields,
+        ignored=[{"path": p, "reason": "ignored", "message": why} for p, why in listing.ignored],
+        overwrite=opts.overwrite,
+    )
+    ds.write_datasink(sink)
+    data = sink.result
+    assert data is not None, "datasink finished without committing"
+    shards = sum(len(s["shards"]) for s in data["splits"].values())
+    nbytes = sum(s["num_bytes"] for s in data["splits"].values())
+    return ConvertReport(
+        out=out,
+        num_inputs=n,
+        num_written=data["num_written"],
+        num_rejected=data["num_rejected"],
+        num_ignored=data["num_ignored"],
+        num_shards=shards,
+        num_bytes=nbytes,
+        seconds=time.time() - started,
+        manifest=data,
+    )

@@ -1,0 +1,213 @@
+"""Paths and URIs: local paths, ``file://``, ``s3://``, ``gs://``, ``hdfs://`` through pyarrow's
+native filesystems, and any other fsspec protocol (``memory://``, ``az://``, ...) through
+pyarrow's fsspec handler. Everything passes URIs as strings between processes and resolves them
+where they are used (cached per process)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+import uuid
+from typing import List, Tuple
+
+import pyarrow.fs as pafs
+
+_NATIVE = {"file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss"}
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def normalize(path: str) -> str:
+    """Local paths become absolute; URIs are kept (without a trailing slash)."""
+    path = os.fspath(path)
+    if is_uri(path):
+        scheme, rest = path.split("://", 1)
+        if scheme == "file":
+            return os.path.abspath("/" + rest.lstrip("/"))
+        return f"{scheme}://{rest.rstrip('/')}" if rest.rstrip("/") else path
+    return os.path.abspath(os.path.expanduser(path))
+
+
+_BUCKETED = {"s3", "gs", "gcs"}
+
+
+@functools.lru_cache(maxsize=64)
+def _bucket_filesystem(scheme: str, bucket: str) -> pafs.FileSystem:
+    fs, _ = pafs.FileSystem.from_uri(f"{scheme}://{bucket}")
+    return fs
+
+
+@functools.lru_cache(maxsize=16)
+def _fsspec_filesystem(scheme: str) -> pafs.FileSystem:
+    import fsspec
+
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fsspec.filesystem(scheme)))
+
+
+def resolve(path: str) -> Tuple[pafs.FileSystem, str]:
+    """``(filesystem, path within it)`` for a local path or URI (filesystems cached)."""
+    path = normalize(path)
+    if not is_uri(path):
+        return _local(), path
+    scheme, rest = path.split("://", 1)
+    if scheme in _BUCKETED:
+        return _bucket_filesystem(scheme, rest.split("/", 1)[0]), rest
+    if scheme in _NATIVE:
+        return pafs.FileSystem.from_uri(path)
+    return _fsspec_filesystem(scheme), rest
+
+
+@functools.lru_cache(maxsize=1)
+def _local() -> pafs.LocalFileSystem:
+    return pafs.LocalFileSystem()
+
+
+def join(base: str, *parts: str) -> str:
+    if is_uri(base):
+        return posixpath.join(base, *parts)
+    return os.path.join(base, *parts)
+
+
+def read_bytes(path: str) -> bytes:
+    if not is_uri(path):
+        with open(path, "rb") as f:
+            return f.read()
+    fs, inner = resolve(path)
+    with fs.open_input_stream(inner) as f:
+        return f.read()
+
+
+def read_range(path: str, offset: int, length: int) -> bytes:
+    if not is_uri(path):
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+    fs, inner = resolve(path)
+    with fs.open_input_file(inner) as f:
+        return f.read_at(length, offset)
+
+
+def file_size(path: str) -> int:
+    if not is_uri(path):
+        return os.path.getsize(path)
+    fs, inner = resolve(path)
+    info = fs.get_file_info(inner)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(path)
+    return info.size
+
+
+def exists(path: str) -> bool:
+    if not is_uri(path):
+        return os.path.exists(path)
+    fs, inner = resolve(path)
+    return fs.get_file_info(inner).type != pafs.FileType.NotFound
+
+
+def isdir(path: str) -> bool:
+    if not is_uri(path):
+        return os.path.isdir(path)
+    fs, inner = resolve(path)
+    return fs.get_file_info(inner).type == pafs.FileType.Directory
+
+
+def makedirs(path: str) -> None:
+    if not is_uri(path):
+        os.makedirs(path, exist_ok=True)
+        return
+    fs, inner = resolve(path)
+    fs.create_dir(inner, recursive=True)
+
+
+def open_output(path: str):
+    """A binary output stream (local: a buffered file)."""
+    if not is_uri(path):
+        return open(path, "wb", buffering=1 << 20)
+    fs, inner = resolve(path)
+    return fs.open_output_stream(inner)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    with open_output(path) as f:
+        f.write(data)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Writes to a temporary name beside ``path`` and renames it into place."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    write_bytes(tmp, data)
+    move(tmp, path)
+
+
+def move(src: str, dst: str) -> None:
+    if not is_uri(src):
+        os.replace(src, dst)
+        return
+    fs, a = resolve(src)
+    _, b = resolve(dst)
+    fs.move(a, b)
+
+
+def delete_file(path: str, missing_ok: bool = True) -> None:
+    try:
+        if not is_uri(path):
+            os.remove(path)
+            return
+        fs, inner = resolve(path)
+        fs.delete_file(inner)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise
+
+
+def delete_dir(path: str) -> None:
+    if not is_uri(path):
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    fs, inner = resolve(path)
+    try:
+        fs.delete_dir(inner)
+    except FileNotFoundError:
+        pass
+
+
+def list_dir(path: str) -> List[str]:
+    """Names (not paths) directly under ``path``; empty if it does not exist."""
+    if not is_uri(path):
+        try:
+            return sorted(os.listdir(path))
+        except FileNotFoundError:
+            return []
+    fs, inner = resolve(path)
+    infos = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
+    return sorted(posixpath.basename(i.path) for i in infos)
+
+
+def walk_files(root: str) -> List[Tuple[str, int]]:
+    """Every file below ``root`` as ``(path relative to root with '/' separators, size)``."""
+    out = []
+    if not is_uri(root):
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, root)
+            for name in sorted(filenames):
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+                try:
+                    size = os.path.getsize(os.path.join(dirpath, name))
+                except OSError:
+                    size = -1
+                out.append((rel, size))
+        return out
+    fs, inner = resolve(root)
+    infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
+    base = inner.rstrip("/") + "/"
+    for info in infos:
+        if info.type == pafs.FileType.File:
+            out.append((info.path[len(base):] if info.path.startswith(base) else info.path, info.size))
+    out.sort()
+    return out

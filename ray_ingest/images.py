@@ -1,0 +1,216 @@
+"""Decode → resize → encode of single images, on a fast codec, with explicit rejects.
+
+JPEG goes through libjpeg-turbo (simplejpeg), decoding straight to a reduced size in the DCT
+domain when the output is much smaller than the input; everything else (PNG, GIF, BMP, TIFF,
+WebP, CMYK JPEG, ...) goes through Pillow. The pixel count is checked from the header,
+before any pixels are decoded (decompression bombs). Every image comes out as 8-bit RGB;
+what had to be converted to get there is reported as a note, and what cannot be converted
+raises :class:`ImageRejected` with a short reason code and a message.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ray_ingest import keys
+
+RESIZE_MODES = ("center-crop", "squash", "pad")
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
+
+# Reject reasons (stable codes, used in rejects.jsonl and in the summary).
+R_EMPTY = "empty-file"
+R_NOT_IMAGE = "not-an-image"
+R_CORRUPT = "corrupt-image"
+R_TOO_LARGE = "too-many-pixels"
+R_TOO_SMALL = "degenerate-size"
+R_READ = "read-error"
+
+
+class ImageRejected(Exception):
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        self.message = message
+        super().__init__(f"{reason}: {message}")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What every converted image becomes."""
+
+    size: int = 224
+    resize_mode: str = "center-crop"
+    encoding: str = keys.FORMAT_JPEG
+    quality: int = 90
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self):
+        if not isinstance(self.size, int) or not 8 <= self.size <= 8192:
+            raise ValueError(f"size must be an integer from 8 to 8192, got {self.size!r}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
+        if self.encoding not in keys.ENCODINGS:
+            raise ValueError(f"encoding must be one of {keys.ENCODINGS}, got {self.encoding!r}")
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be from 1 to 100, got {self.quality!r}")
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be positive, got {self.max_pixels!r}")
+
+    @property
+    def raw_bytes(self) -> int:
+        return self.size * self.size * 3
+
+    def estimated_record_bytes(self) -> int:
+        """A rough size of one record, used to size write bundles before any are written."""
+        if self.encoding == keys.FORMAT_RAW:
+            return self.raw_bytes + 200
+        # q90 4:2:0 JPEG of natural images: roughly 1.5 bits per pixel.
+        return int(self.size * self.size * 0.2 * (1 + self.quality / 100)) + 200
+
+
+def _check_pixels(width: int, height: int, spec: ImageSpec) -> None:
+    if width < 1 or height < 1:
+        raise ImageRejected(R_TOO_SMALL, f"image has size {width}x{height}")
+    if width * height > spec.max_pixels:
+        raise ImageRejected(
+            R_TOO_LARGE,
+            f"{width}x{height} = {width * height:,} pixels exceeds the limit of "
+            f"{spec.max_pixels:,} (decompression bomb?)",
+        )
+
+
+def _min_decode_size(width: int, height: int, spec: ImageSpec) -> Tuple[int, int]:
+    """The smallest (min_height, min_width) a DCT-scaled decode may produce."""
+    s = spec.size
+    if spec.resize_mode == "pad":  # the long side must stay >= size
+        return (s, 0) if height >= width else (0, s)
+    return s, s  # center-crop (short side >= size) and squash (both sides >= size)
+
+
+def is_jpeg(data) -> bool:
+    return len(data) >= 3 and data[0] == 0xFF and data[1] == 0xD8 and data[2] == 0xFF
+
+
+def decode_image(data: bytes, spec: ImageSpec) -> Tuple[np.ndarray, Optional[str]]:
+    """Decodes to ``uint8[H, W, 3]`` RGB. Returns the pixels and a conversion note (or None).
+
+    JPEGs may come back downscaled by a power of two, never below what ``spec`` needs.
+    """
+    if len(data) == 0:
+        raise ImageRejected(R_EMPTY, "file is empty (0 bytes)")
+    if is_jpeg(data):
+        import simplejpeg
+
+        try:
+            height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        except ValueError as e:
+            raise ImageRejected(R_CORRUPT, f"unreadable JPEG header: {e}") from None
+        _check_pixels(width, height, spec)
+        if colorspace not in ("CMYK", "YCCK"):
+            min_h, min_w = _min_decode_size(width, height, spec)
+            try:
+                arr = simplejpeg.decode_jpeg(
+                    data, colorspace="RGB", min_height=min_h, min_width=min_w, strict=True
+                )
+            except ValueError as e:
+                raise ImageRejected(R_CORRUPT, f"corrupt JPEG: {e}") from None
+            return arr, ("grayscale->rgb" if colorspace == "Gray" else None)
+        # CMYK/YCCK JPEGs: libjpeg-turbo cannot give RGB, Pillow can.
+    return _decode_with_pillow(data, spec)
+
+
+def _decode_with_pillow(data: bytes, spec: ImageSpec) -> Tuple[np.ndarray, Optional[str]]:
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = None  # we check the limit ourselves, from the header
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageRejected(R_NOT_IMAGE, "not a recognised image format") from None
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types on garbage
+        raise ImageRejected(R_NOT_IMAGE, f"cannot open as an image: {e}") from None
+    width, height = img.size
+    _check_pixels(width, height, spec)
+    fmt = (img.format or "unknown").lower()
+    mode = img.mode
+    try:
+        if fmt == "jpeg":
+            img.draft("RGB", (spec.size, spec.size))  # DCT downscale for CMYK JPEGs too
+        img.load()
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)  # animated GIF/WebP/TIFF: first frame
+        if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+            img = img.convert("RGBA")
+            background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+            img = Image.alpha_composite(background, img)
+        if img.mode == "I;16" or img.mode.startswith("I;16"):
+            arr16 = np.asarray(img, dtype=np.uint16)
+            img = Image.fromarray((arr16 >> 8).astype(np.uint8), "L")
+        elif img.mode in ("I", "F"):
+            arr32 = np.asarray(img, dtype=np.float64)
+            hi = max(float(arr32.max()), 1.0)
+            img = Image.fromarray(np.clip(arr32 * (255.0 / hi), 0, 255).astype(np.uint8), "L")
+        rgb = img.convert("RGB")
+        arr = np.asarray(rgb, dtype=np.uint8)
+    except ImageRejected:
+        raise
+    except Exception as e:  # noqa: BLE001 - truncated or corrupt data surfaces here
+        raise ImageRejected(R_CORRUPT, f"corrupt {fmt.upper()} image: {e}") from None
+    if fmt == "jpeg" and mode == "RGB":
+        note = None
+    else:
+        note = f"{fmt}:{mode.lower()}->rgb" if mode != "RGB" else f"{fmt}->rgb"
+    return arr, note
+
+
+def resize_image(arr: np.ndarray, spec: ImageSpec) -> np.ndarray:
+    """Resizes ``uint8[H, W, 3]`` to ``uint8[size, size, 3]`` by ``spec.resize_mode``."""
+    from PIL import Image
+
+    s = spec.size
+    h, w = arr.shape[:2]
+    if (h, w) == (s, s):
+        return arr
+    img = Image.fromarray(arr)
+    if spec.resize_mode == "squash":
+        out = img.resize((s, s), Image.BILINEAR, reducing_gap=None)
+    elif spec.resize_mode == "center-crop":
+        # Short side to s, then the central square: one resample of the central box.
+        side = min(h, w)
+        left, top = (w - side) / 2.0, (h - side) / 2.0
+        out = img.resize((s, s), Image.BILINEAR, box=(left, top, left + side, top + side))
+    else:  # pad: long side to s, centred on black
+        scale = s / max(h, w)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        small = img.resize((nw, nh), Image.BILINEAR)
+        out = Image.new("RGB", (s, s))
+        out.paste(small, ((s - nw) // 2, (s - nh) // 2))
+    return np.asarray(out, dtype=np.uint8)
+
+
+def encode_pixels(arr: np.ndarray, spec: ImageSpec) -> bytes:
+    if spec.encoding == keys.FORMAT_RAW:
+        return np.ascontiguousarray(arr, dtype=np.uint8).tobytes()
+    import simplejpeg
+
+    return simplejpeg.encode_jpeg(
+        np.ascontiguousarray(arr), quality=spec.quality, colorspace="RGB", colorsubsampling="420"
+    )
+
+
+def process_image(data: bytes, spec: ImageSpec) -> Tuple[bytes, Optional[str]]:
+    """decode → resize → encode one image. Returns the encoded pixels and a conversion note."""
+    arr, note = decode_image(data, spec)
+    return encode_pixels(resize_image(arr, spec), spec), note
+
+
+def decode_record_pixels(encoded, image_format: str, height: int, width: int, channels: int):
+    """Pixels of one stored record (``image/encoded`` + ``image/format``) as ``uint8[H, W, C]``."""
+    if image_format == keys.FORMAT_RAW:
+        return np.frombuffer(encoded, dtype=np.uint8).reshape(height, width, channels)
+    import simplejpeg
+
+    return simplejpeg.decode_jpeg(bytes(encoded), colorspace="RGB")

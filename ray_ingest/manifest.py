@@ -1,0 +1,137 @@
+"""``manifest.json``: what a conversion wrote. Written last, atomically; read and checked first."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, List
+
+from ray_ingest import fs, keys
+
+MANIFEST_NAME = "manifest.json"
+REJECTS_NAME = "rejects.jsonl"
+FORMAT_NAME = "ray-ingest/tfrecord-image-classification"
+FORMAT_VERSION = 1
+STAGING_PREFIX = "_staging-"
+SHARD_RE = re.compile(r"^(train|val)-\d{5}-of-\d{5}\.(tfrecord|idx)$")
+
+
+class ManifestError(ValueError):
+    """A manifest is missing, of another format or version, or disagrees with the shards."""
+
+
+def shard_name(split: str, index: int, total: int) -> str:
+    return f"{split}-{index:05d}-of-{total:05d}.tfrecord"
+
+
+def index_name(shard: str) -> str:
+    return shard[: -len(".tfrecord")] + ".idx" if shard.endswith(".tfrecord") else shard + ".idx"
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    file: str
+    index: str
+    num_records: int
+    num_bytes: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    root: str
+    data: Dict[str, Any]
+
+    @property
+    def encoding(self) -> str:
+        return self.data["encoding"]
+
+    @property
+    def height(self) -> int:
+        return int(self.data["height"])
+
+    @property
+    def width(self) -> int:
+        return int(self.data["width"])
+
+    @property
+    def channels(self) -> int:
+        return int(self.data["channels"])
+
+    @property
+    def class_names(self) -> List[str]:
+        return list(self.data["class_names"])
+
+    @property
+    def splits(self) -> List[str]:
+        return list(self.data["splits"])
+
+    def shards(self, split: str) -> List[ShardInfo]:
+        if split not in self.data["splits"]:
+            raise ManifestError(
+                f"{self.path}: no split {split!r}; this dataset has {sorted(self.data['splits'])}"
+            )
+        return [ShardInfo(**s) for s in self.data["splits"][split]["shards"]]
+
+    def num_records(self, split: str) -> int:
+        return sum(s.num_records for s in self.shards(split))
+
+    @property
+    def path(self) -> str:
+        return fs.join(self.root, MANIFEST_NAME)
+
+
+_REQUIRED = ("format", "format_version", "encoding", "height", "width", "channels",
+             "class_names", "splits")
+
+
+def validate(data: Dict[str, Any], path: str) -> None:
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: manifest must be a JSON object")
+    if data.get("format") != FORMAT_NAME:
+        raise ManifestError(
+            f"{path}: not a ray-ingest manifest (format {data.get('format')!r}, "
+            f"expected {FORMAT_NAME!r})"
+        )
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ManifestError(
+            f"{path}: manifest format version {data.get('format_version')!r}; this ray-ingest "
+            f"reads version {FORMAT_VERSION} (re-convert the data, or use a matching ray-ingest)"
+        )
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise ManifestError(f"{path}: manifest lacks {missing}")
+    if data["encoding"] not in keys.ENCODINGS:
+        raise ManifestError(f"{path}: unknown encoding {data['encoding']!r}")
+    for split, info in data["splits"].items():
+        if not isinstance(info, dict) or not isinstance(info.get("shards"), list):
+            raise ManifestError(f"{path}: split {split!r} has no shard list")
+        for s in info["shards"]:
+            # Plain names only: a manifest can never point the reader outside its folder.
+            if not isinstance(s, dict) or not all(
+                SHARD_RE.match(str(s.get(k, ""))) for k in ("file", "index")
+            ):
+                raise ManifestError(f"{path}: split {split!r} lists a bad shard entry {s!r}")
+
+
+def read_manifest(root: str) -> Manifest:
+    root = fs.normalize(root)
+    path = fs.join(root, MANIFEST_NAME)
+    try:
+        raw = fs.read_bytes(path)
+    except FileNotFoundError:
+        raise ManifestError(
+            f"{path}: no manifest; {root} is not a finished ray-ingest conversion output"
+        ) from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{path}: not valid JSON: {e}") from None
+    validate(data, path)
+    return Manifest(root, data)
+
+
+def write_manifest(root: str, data: Dict[str, Any]) -> None:
+    validate(data, fs.join(root, MANIFEST_NAME))
+    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    fs.write_atomic(fs.join(root, MANIFEST_NAME), text.encode("utf-8"))

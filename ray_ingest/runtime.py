@@ -1,0 +1,36 @@
+"""Connecting to Ray: an embedded local instance by default, or the cluster the job runs on."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+logger = logging.getLogger("ray_ingest")
+
+
+def ensure_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None) -> None:
+    """Connects to Ray once per process.
+
+    Inside ``ray job submit`` (``RAY_ADDRESS`` set) or with ``address``, joins that cluster;
+    otherwise starts an embedded local instance, the default for the CLI and the demo.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs = {"log_to_driver": True, "logging_level": logging.WARNING}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(include_dashboard=False, num_cpus=num_cpus, **kwargs)
+    _quiet_data_context()
+
+
+def _quiet_data_context() -> None:
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    # Errors in our map functions carry the file name; Ray's long internal traces add noise.
+    ctx.log_internal_stack_trace_to_stdout = False

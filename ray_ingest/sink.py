@@ -1,0 +1,275 @@
+"""The TFRecord shard writer: a Ray Data :class:`~ray.data.Datasink`.
+
+Each write task receives about one shard's worth of converted rows (``min_bytes_per_write``),
+writes them to shards under a staging folder with names unique to the task *attempt*, and
+rolls to a new file when a shard reaches the size limit. Bad inputs arrive as rows with a
+reject reason and are returned, not written. ``on_write_complete`` (on the driver) then
+checks that every input came back exactly once, enforces the reject limit, renames the staged
+shards that the successful attempts reported to their final names
+(``<split>-00000-of-000NN.tfrecord`` plus ``.idx``), writes ``rejects.jsonl``, and writes
+``manifest.json`` last. Files of failed or retried attempts are never renamed, so a killed
+worker can neither lose nor duplicate a record; they go away with the staging folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional
+
+import numpy as np
+from ray.data import Datasink
+from ray.data.block import BlockAccessor
+
+from ray_ingest import fs, manifest as mf
+from ray_ingest.codec.framing import OVERHEAD, TFRecordWriter
+
+logger = logging.getLogger("ray_ingest")
+
+# Columns of the converted rows the sink consumes.
+COL_RECORD = "record"
+COL_SPLIT = "split"
+COL_FILENAME = "filename"
+COL_REJECT = "reject"
+COL_MESSAGE = "message"
+COL_NOTE = "note"
+
+
+class ConversionError(RuntimeError):
+    """The conversion did not commit (too many rejects, lost records, ...)."""
+
+
+@dataclass
+class StagedShard:
+    split: str
+    path: str
+    index_path: str
+    num_records: int
+    num_bytes: int
+    task: int
+    seq: int
+
+
+@dataclass
+class TaskResult:
+    shards: List[StagedShard] = field(default_factory=list)
+    rejects: List[Dict[str, str]] = field(default_factory=list)
+    notes: Counter = field(default_factory=Counter)
+    written: int = 0
+
+
+class _ShardRoller:
+    """Writes one split's records of one task attempt, rolling at ``max_bytes``."""
+
+    def __init__(self, staging: str, split: str, task: int, attempt: str, max_bytes: int):
+        self.staging, self.split, self.task, self.attempt = staging, split, task, attempt
+        self.max_bytes = max_bytes
+        self.done: List[StagedShard] = []
+        self._stream = None
+        self._writer: Optional[TFRecordWriter] = None
+        self._path = ""
+
+    def _open(self) -> None:
+        seq = len(self.done)
+        self._path = fs.join(
+            self.staging, f"{self.split}-t{self.task:06d}-{self.attempt}-{seq:04d}.tfrecord"
+        )
+        self._stream = fs.open_output(self._path)
+        self._writer = TFRecordWriter(self._stream)
+
+    def write(self, record) -> None:
+        size = len(record) + OVERHEAD
+        if self._writer is not None and self._writer.bytes_written + size > self.max_bytes:
+            self.close()
+        if self._writer is None:
+            self._open()
+        self._writer.write(record)
+
+    def close(self) -> None:
+        if self._writer is None:
+            return
+        self._stream.close()
+        index_path = self._path[: -len(".tfrecord")] + ".idx"
+        fs.write_bytes(index_path, self._writer.index_text().encode("ascii"))
+        self.done.append(
+            StagedShard(self.split, self._path, index_path, self._writer.num_records,
+                        self._writer.bytes_written, self.task, len(self.done))
+        )
+        self._stream = self._writer = None
+
+
+def _binary_views(column) -> List[memoryview]:
+    """Zero-copy views of each value of an arrow binary column."""
+    import pyarrow as pa
+
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if len(arr) == 0:
+        return []
+    large = pa.types.is_large_binary(arr.type)
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64 if large else np.int32)
+    offsets = offsets[arr.offset : arr.offset + len(arr) + 1]
+    data = memoryview(bufs[2]) if bufs[2] is not None else memoryview(b"")
+    return [data[offsets[i] : offsets[i + 1]] for i in range(len(arr))]
+
+
+class TFRecordDatasink(Datasink):
+    def __init__(
+        self,
+        *,
+        out: str,
+        run_id: str,
+        shard_size_bytes: int,
+        num_inputs: int,
+        max_reject_fraction: float,
+        manifest_fields: Dict[str, Any],
+        ignored: List[Dict[str, str]],
+        overwrite: bool,
+    ):
+        self.out = fs.normalize(out)
+        self.staging = fs.join(self.out, mf.STAGING_PREFIX + run_id)
+        self.shard_size_bytes = int(shard_size_bytes)
+        self.num_inputs = int(num_inputs)
+        self.max_reject_fraction = float(max_reject_fraction)
+        self.manifest_fields = manifest_fields
+        self.ignored = ignored
+        self.overwrite = overwrite
+        self.result: Optional[Dict[str, Any]] = None
+        self._started = time.time()
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def on_write_start(self, schema=None) -> None:
+        fs.makedirs(self.staging)
+
+    @property
+    def min_bytes_per_write(self) -> int:
+        return self.shard_size_bytes
+
+    def get_name(self) -> str:
+        return "TFRecordShards"
+
+    # -- one write task -----------------------------------------------------------------
+    def write(self, blocks: Iterable, ctx) -> TaskResult:
+        attempt = uuid.uuid4().hex[:10]
+        task = int(getattr(ctx, "task_idx", 0))
+        rollers: Dict[str, _ShardRoller] = {}
+        result = TaskResult()
+        try:
+            for block in blocks:
+                table = BlockAccessor.for_block(block).to_arrow()
+                if table.num_rows == 0:
+                    continue
+                records = _binary_views(table.column(COL_RECORD))
+                splits = table.column(COL_SPLIT).to_pylist()
+                rejects = table.column(COL_REJECT).to_pylist()
+                notes = table.column(COL_NOTE).to_pylist()
+                names = table.column(COL_FILENAME).to_pylist()
+                messages = table.column(COL_MESSAGE).to_pylist()
+                for i, split in enumerate(splits):
+                    if rejects[i]:
+                        result.rejects.append(
+                            {"path": names[i], "reason": rejects[i], "message": messages[i]}
+                        )
+                        continue
+                    roller = rollers.get(split)
+                    if roller is None:
+                        roller = rollers[split] = _ShardRoller(
+                            self.staging, split, task, attempt, self.shard_size_bytes
+                        )
+                    roller.write(records[i])
+                    result.written += 1
+                    if notes[i]:
+                        result.notes[notes[i]] += 1
+            for roller in rollers.values():
+                roller.close()
+                result.shards.extend(roller.done)
+        except BaseException:
+            # Best effort: a half-written attempt is never committed in any case.
+            for roller in rollers.values():
+                for s in roller.done:
+                    fs.delete_file(s.path)
+                    fs.delete_file(s.index_path)
+            raise
+        return result
+
+    # -- commit on the driver ------------------------------------------------------------
+    def on_write_complete(self, write_result) -> None:
+        returns = [r for r in write_result.write_returns if r is not None]
+        shards = [s for r in returns for s in r.shards]
+        rejects = [x for r in returns for x in r.rejects]
+        notes: Counter = Counter()
+        for r in returns:
+            notes.update(r.notes)
+        written = sum(r.written for r in returns)
+        self._commit(shards, rejects, notes, written)
+
+    def on_write_failed(self, error: Exception) -> None:
+        fs.delete_dir(self.staging)
+
+    def _commit(self, shards, rejects, notes, written) -> None:
+        out = self.out
+        accounted = written + len(rejects)
+        if accounted != self.num_inputs:
+            fs.delete_dir(self.staging)
+            raise ConversionError(
+                f"{out}: {self.num_inputs} inputs but {written} written + {len(rejects)} "
+                f"rejected = {accounted}; refusing to commit (records lost or duplicated)"
+            )
+        rejects.sort(key=lambda r: r["path"])
+        rejects_path = fs.join(out, mf.REJECTS_NAME)
+        lines = [json.dumps(r, ensure_ascii=False) for r in rejects]
+        lines += [json.dumps({**r, "ignored": True}, ensure_ascii=False) for r in self.ignored]
+        fraction = len(rejects) / max(1, self.num_inputs)
+        if fraction > self.max_reject_fraction or written == 0:
+            fs.write_atomic(rejects_path, ("\n".join(lines) + "\n" if lines else "").encode())
+            fs.delete_dir(self.staging)
+            raise ConversionError(
+                f"{len(rejects)} of {self.num_inputs} inputs rejected ({fraction:.2%}), over "
+                f"--max-reject-fraction {self.max_reject_fraction:g}; no manifest written. "
+                f"Reasons per input: {rejects_path}"
+            )
+        # 1. Take down the old output (manifest first, so it never describes mixed files).
+        if fs.exists(fs.join(out, mf.MANIFEST_NAME)):
+            if not self.overwrite:
+                raise ConversionError(f"{out} gained a manifest during the run; not overwriting")
+            fs.delete_file(fs.join(out, mf.MANIFEST_NAME))
+        for name in fs.list_dir(out):
+            if mf.SHARD_RE.match(name):
+                fs.delete_file(fs.join(out, name))
+        # 2. Rename the staged shards that successful attempts reported.
+        splits: Dict[str, Dict[str, Any]] = {}
+        for split in ("train", "val"):
+            mine = sorted((s for s in shards if s.split == split), key=lambda s: (s.task, s.seq))
+            entries = []
+            for i, s in enumerate(mine):
+                name = mf.shard_name(split, i, len(mine))
+                fs.move(s.path, fs.join(out, name))
+                fs.move(s.index_path, fs.join(out, mf.index_name(name)))
+                entries.append({"file": name, "index": mf.index_name(name),
+                                "num_records": s.num_records, "num_bytes": s.num_bytes})
+            splits[split] = {
+                "num_records": sum(e["num_records"] for e in entries),
+                "num_bytes": sum(e["num_bytes"] for e in entries),
+                "shards": entries,
+            }
+        fs.write_atomic(rejects_path, ("\n".join(lines) + "\n" if lines else "").encode())
+        fs.delete_dir(self.staging)
+        # 3. The manifest, last.
+        data = dict(self.manifest_fields)
+        data.update(
+            splits=splits,
+            num_inputs=self.num_inputs,
+            num_written=written,
+            num_rejected=len(rejects),
+            num_ignored=len(self.ignored),
+            conversions=dict(sorted(notes.items())),
+            rejects_file=mf.REJECTS_NAME,
+            reject_reasons=dict(sorted(Counter(r["reason"] for r in rejects).items())),
+        )
+        mf.write_manifest(out, data)
+        self.result = data
+
