@@ -92,6 +92,21 @@ def _run_synth(args) -> int:
     return 0
 
 
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="run the main job end to end on synthetic data")
+    p.add_argument("--workdir", default="demo-data")
+    p.add_argument("--num-images", type=int, default=2000)
+    p.add_argument("--classes", type=int, default=10)
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from ray_ingest.demo import run_demo
+
+    run_demo(args.workdir, num_images=args.num_images, classes=args.classes)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ray-ingest",
@@ -101,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_synth(sub)
     _add_convert(sub)
+    _add_demo(sub)
     return parser
 
 

@@ -203,11 +203,21 @@ def _input_table(inputs, seed: int, val_fraction: float) -> pa.Table:
     )
 
 
-def convert(src: str, out: str, options: Optional[ConvertOptions] = None, **kwargs) -> ConvertReport:
-    """Converts SRC (class folders or a CSV/JSONL list) into TFRecord shards under OUT."""
+def convert(
+    src: str,
+    out: str,
+    options: Optional[ConvertOptions] = None,
+    *,
+    datasink_cls: type = TFRecordDatasink,
+    **kwargs,
+) -> ConvertReport:
+    """Converts SRC (class folders or a CSV/JSONL list) into TFRecord shards under OUT.
+
+    ``datasink_cls`` exists for fault-injection tests (a subclass of ``TFRecordDatasink``).
+    """
     import ray
 
-    from ray_ingest.runtime import ensure_ray
+    from ray_ingest.runtime import PIPELINE_CONTEXT, data_context, ensure_ray
 
     opts = options or ConvertOptions(**kwargs)
     if options is not None and kwargs:
@@ -224,13 +234,6 @@ def convert(src: str, out: str, options: Optional[ConvertOptions] = None, **kwar
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     rows_per_block = max(opts.batch_size, min(1024, math.ceil(n / (4 * cpus))))
     blocks = [table.slice(i, rows_per_block) for i in range(0, n, rows_per_block)]
-    ds = ray.data.from_arrow(blocks)
-    ds = ds.map_batches(
-        functools.partial(convert_batch, spec=spec, class_names=listing.class_names),
-        batch_size=opts.batch_size,
-        batch_format="pyarrow",
-        zero_copy_batch=True,
-    )
     manifest_fields = {
         "format": mf.FORMAT_NAME,
         "format_version": mf.FORMAT_VERSION,
@@ -252,7 +255,7 @@ def convert(src: str, out: str, options: Optional[ConvertOptions] = None, **kwar
             "class_text": keys.CLASS_TEXT, "filename": keys.FILENAME,
         },
     }
-    sink = TFRecordDatasink(
+    sink = datasink_cls(
         out=out,
         run_id=uuid.uuid4().hex[:12],
         shard_size_bytes=int(opts.shard_size_mb * 1e6),
@@ -262,7 +265,14 @@ def convert(src: str, out: str, options: Optional[ConvertOptions] = None, **kwar
         ignored=[{"path": p, "reason": "ignored", "message": why} for p, why in listing.ignored],
         overwrite=opts.overwrite,
     )
-    ds.write_datasink(sink)
+    with data_context(**PIPELINE_CONTEXT):
+        ds = ray.data.from_arrow(blocks).map_batches(
+            functools.partial(convert_batch, spec=spec, class_names=listing.class_names),
+            batch_size=opts.batch_size,
+            batch_format="pyarrow",
+            zero_copy_batch=True,
+        )
+        ds.write_datasink(sink)
     data = sink.result
     assert data is not None, "datasink finished without committing"
     shards = sum(len(s["shards"]) for s in data["splits"].values())

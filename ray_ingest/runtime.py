@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Optional
@@ -34,3 +35,28 @@ def _quiet_data_context() -> None:
     ctx = ray.data.DataContext.get_current()
     # Errors in our map functions carry the file name; Ray's long internal traces add noise.
     ctx.log_internal_stack_trace_to_stdout = False
+
+
+@contextlib.contextmanager
+def data_context(**overrides):
+    """Sets Ray Data context options for the datasets created inside the block.
+
+    A Dataset captures the current DataContext when it is created, so the overrides apply to
+    the datasets built in the block and are restored afterwards.
+    """
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    saved = {k: getattr(ctx, k) for k in overrides}
+    for k, v in overrides.items():
+        setattr(ctx, k, v)
+    try:
+        yield ctx
+    finally:
+        for k, v in saved.items():
+            setattr(ctx, k, v)
+
+
+#: Our pipelines: per-operator CPU reservation would keep one of a small machine's cores for the
+#: shard writer, idle until a shard's worth of rows exists; off, the decoders use every core.
+PIPELINE_CONTEXT = {"op_resource_reservation_enabled": False}

@@ -218,7 +218,7 @@ def write_images(spec: SynthSpec, indices) -> int:
 
 
 def synthesize(spec: SynthSpec, *, parallel: bool = True) -> int:
-    """Writes the whole dataset (in parallel on Ray Data when ``parallel``); returns the count."""
+    """Writes the whole dataset (in parallel as Ray tasks when ``parallel``); returns the count."""
     out = fs.normalize(spec.out)
     spec = SynthSpec(**{**spec.__dict__, "out": out})
     for name in class_names(spec.num_classes):
@@ -230,11 +230,8 @@ def synthesize(spec: SynthSpec, *, parallel: bool = True) -> int:
     from ray_ingest.runtime import ensure_ray
 
     ensure_ray()
-
-    def draw_batch(batch):
-        n = write_images(spec, batch["id"])
-        return {"written": np.array([n])}
-
-    blocks = max(2, min(256, spec.num_images // 128))
-    ds = ray.data.range(spec.num_images, override_num_blocks=blocks)
-    return int(ds.map_batches(draw_batch, batch_size=64).sum("written"))
+    draw = ray.remote(write_images).options(num_cpus=1)
+    chunk = max(16, min(256, spec.num_images // (4 * max(1, int(ray.cluster_resources().get("CPU", 1))))))
+    refs = [draw.remote(spec, range(i, min(spec.num_images, i + chunk)))
+            for i in range(0, spec.num_images, chunk)]
+    return sum(ray.get(refs))

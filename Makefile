@@ -1,0 +1,41 @@
+# ray-ingest: `make demo` and `make test` set everything up on a fresh machine (Python 3.10+ and make).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+# Extras for CPU machines and tests; the constraints pin the versions our wheel cache holds.
+EXTRAS ?= tf,test
+DEMO_DIR ?= demo-data
+
+.PHONY: all install demo test test-fast bench proto clean
+
+all: test
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/ray-ingest demo --workdir $(DEMO_DIR)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(PY) benchmarks/convert_bench.py --json benchmarks/convert_bench.json
+
+# Regenerates ray_ingest/codec/proto/example_pb2.py (see the header of example.proto).
+proto:
+	@test -x .proto-venv/bin/python || $(PYTHON) -m venv .proto-venv
+	.proto-venv/bin/pip install -q grpcio-tools==1.62.3
+	.proto-venv/bin/python -m grpc_tools.protoc -I. --python_out=. ray_ingest/codec/proto/example.proto
+
+clean:
+	rm -rf $(VENV) .proto-venv $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,184 @@
+"""Record codec: our writer read by TensorFlow, TensorFlow's writer read by us, and corruption."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from ray_ingest import keys
+from ray_ingest.codec import (
+    ExampleDecodeError,
+    RecordCorruptError,
+    TFRecordWriter,
+    decode_example,
+    decode_image_example,
+    encode_example,
+    encode_image_example,
+    frame_record,
+    masked_crc32c,
+    read_index,
+    scan_records,
+)
+from ray_ingest.codec.framing import iter_file_records
+
+
+def _records(n=20, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        img = rng.integers(0, 256, size=(8, 6, 3), dtype=np.uint8)
+        out.append(
+            (img, encode_image_example(encoded=img.tobytes(), image_format="raw", height=8, width=6,
+                                       channels=3, label=i % 5, class_text=f"c{i % 5}",
+                                       filename=f"c{i % 5}/{i}.jpg"))
+        )
+    return out
+
+
+def test_masked_crc_known_value():
+    # TensorFlow's crc32c tests: masked CRC of b"a" (crc 0xC1D04330).
+    crc = 0xC1D04330
+    assert masked_crc32c(b"a") == ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def test_example_round_trip_all_types():
+    data = encode_example({"b": b"\x00\xff", "s": "héllo", "i": [1, -2, 2**62], "f": [0.5, -1.25],
+                           "one": 7, "np": np.array([3, 4], dtype=np.int32)})
+    d = decode_example(data)
+    assert d["b"] == [b"\x00\xff"]
+    assert d["s"] == ["héllo".encode()]
+    assert d["i"] == [1, -2, 2**62]
+    assert d["f"] == [0.5, -1.25]
+    assert d["one"] == [7] and d["np"] == [3, 4]
+
+
+def test_example_encode_rejects_ambiguous_values():
+    with pytest.raises(TypeError):
+        encode_example({"x": True})
+    with pytest.raises(ValueError):
+        encode_example({"x": []})
+    with pytest.raises(TypeError):
+        encode_example({"x": [1, b"a"]})
+
+
+def test_decode_rejects_garbage_and_missing_keys():
+    with pytest.raises(ExampleDecodeError):
+        decode_example(b"\x0a\xff\xff\xff")
+    with pytest.raises(ExampleDecodeError, match="missing feature .image/height"):
+        decode_image_example(encode_example({keys.ENCODED: b"x", keys.FORMAT: "raw"}))
+
+
+def test_framing_and_index_round_trip(tmp_path):
+    recs = _records()
+    path = tmp_path / "a.tfrecord"
+    with open(path, "wb") as f:
+        w = TFRecordWriter(f)
+        for _, r in recs:
+            w.write(r)
+    raw = path.read_bytes()
+    assert raw == b"".join(frame_record(r) for _, r in recs)
+    index = read_index(w.index_text())
+    # DALI's tfrecord2idx: "offset size" with size covering the framed record.
+    offset = 0
+    for (o, size), (_, r) in zip(index, recs):
+        assert o == offset and size == len(r) + 16
+        offset += size
+    assert offset == len(raw)
+    views, err = scan_records(raw, path=str(path))
+    assert err is None and [bytes(v) for v in views] == [r for _, r in recs]
+    for (img, _), v in zip(recs, views):
+        rec = decode_image_example(v)
+        assert np.array_equal(np.frombuffer(rec.encoded, np.uint8).reshape(8, 6, 3), img)
+
+
+@pytest.mark.tf
+def test_tensorflow_reads_our_records(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    recs = _records()
+    path = tmp_path / "ours.tfrecord"
+    with open(path, "wb") as f:
+        w = TFRecordWriter(f)
+        for _, r in recs:
+            w.write(r)
+    spec = {
+        keys.ENCODED: tf.io.FixedLenFeature([], tf.string),
+        keys.FORMAT: tf.io.FixedLenFeature([], tf.string),
+        keys.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+        keys.WIDTH: tf.io.FixedLenFeature([], tf.int64),
+        keys.CHANNELS: tf.io.FixedLenFeature([], tf.int64),
+        keys.LABEL: tf.io.FixedLenFeature([], tf.int64),
+        keys.CLASS_TEXT: tf.io.FixedLenFeature([], tf.string),
+        keys.FILENAME: tf.io.FixedLenFeature([], tf.string),
+    }
+    got = list(tf.data.TFRecordDataset(str(path)).map(lambda s: tf.io.parse_single_example(s, spec)))
+    assert len(got) == len(recs)
+    for i, (ex, (img, _)) in enumerate(zip(got, recs)):
+        pixels = tf.reshape(tf.io.decode_raw(ex[keys.ENCODED], tf.uint8), [8, 6, 3]).numpy()
+        assert np.array_equal(pixels, img)
+        assert ex[keys.LABEL].numpy() == i % 5
+        assert ex[keys.FORMAT].numpy() == b"raw"
+        assert ex[keys.FILENAME].numpy().decode() == f"c{i % 5}/{i}.jpg"
+
+
+@pytest.mark.tf
+def test_we_read_tensorflow_written_records(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    path = str(tmp_path / "tf.tfrecord")
+    expected = []
+    with tf.io.TFRecordWriter(path) as w:
+        for i in range(15):
+            ex = tf.train.Example(features=tf.train.Features(feature={
+                keys.ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes([i]) * (i * 37)])),
+                keys.LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[i - 3])),
+                "f": tf.train.Feature(float_list=tf.train.FloatList(value=[i / 4])),
+            }))
+            w.write(ex.SerializeToString())
+            expected.append(i)
+    got = [decode_example(r) for r in iter_file_records(path)]
+    assert [g[keys.LABEL][0] for g in got] == [i - 3 for i in expected]
+    assert [g[keys.ENCODED][0] for g in got] == [bytes([i]) * (i * 37) for i in expected]
+    assert [g["f"][0] for g in got] == [i / 4 for i in expected]
+
+
+def test_corruption_names_file_and_offset():
+    recs = [r for _, r in _records(5)]
+    raw = bytearray(b"".join(frame_record(r) for r in recs))
+    second = len(frame_record(recs[0]))
+    flipped = bytearray(raw)
+    flipped[second + 20] ^= 0x01  # inside record 2's data
+    with pytest.raises(RecordCorruptError) as e:
+        scan_records(bytes(flipped), path="s.tfrecord")
+    assert e.value.offset == second and "data CRC" in str(e.value) and "s.tfrecord" in str(e.value)
+    views, err = scan_records(bytes(flipped), path="s.tfrecord", skip_corrupt=True)
+    assert len(views) == 1 and err.offset == second
+    # Without verification the flipped byte passes (the caller asked for it).
+    views, err = scan_records(bytes(flipped), verify=False)
+    assert err is None and len(views) == 5
+    truncated = bytes(raw[:-7])
+    with pytest.raises(RecordCorruptError, match="truncated record"):
+        scan_records(truncated, path="t.tfrecord")
+    with pytest.raises(RecordCorruptError, match="truncated header"):
+        scan_records(bytes(raw) + b"\x01\x02", path="t.tfrecord")
+    bad_len = bytearray(raw)
+    bad_len[0:8] = struct.pack("<Q", 10**12)
+    with pytest.raises(RecordCorruptError, match="length CRC"):
+        scan_records(bytes(bad_len))
+
+
+@pytest.mark.tf
+def test_tensorflow_also_rejects_our_corrupt_file(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    raw = bytearray(b"".join(frame_record(r) for _, r in _records(3)))
+    raw[30] ^= 0xFF
+    p = tmp_path / "bad.tfrecord"
+    p.write_bytes(bytes(raw))
+    with pytest.raises(tf.errors.DataLossError):
+        list(tf.data.TFRecordDataset(str(p)))
+
+
+def test_index_parse_errors():
+    assert read_index("0 10\n10 20\n") == [(0, 10), (10, 20)]
+    with pytest.raises(ValueError, match="x.idx:2"):
+        read_index("0 10\nbad\n", "x.idx")

@@ -1,0 +1,265 @@
+"""End-to-end conversion on the session's Ray instance: outputs, bad inputs, atomic commit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import huge_jpeg_header, jpeg_bytes, pil_bytes, random_rgb
+from ray_ingest import keys, manifest as mf
+from ray_ingest.codec import decode_image_example, read_index, scan_records
+from ray_ingest.convert import ConvertOptions, convert
+from ray_ingest.sink import ConversionError, TFRecordDatasink
+from ray_ingest.sources import split_of
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+BAD = {  # relpath -> reject reason
+    "circle/zero.jpg": "empty-file",
+    "circle/truncated.jpg": "corrupt-image",
+    "square/text.jpg": "not-an-image",
+    "square/bomb.jpg": "too-many-pixels",
+}
+CONVERTED = {  # relpath -> conversion note
+    "circle/gray.jpg": "grayscale->rgb",
+    "circle/cmyk.jpg": "jpeg:cmyk->rgb",
+    "square/rgba.png": "png:rgba->rgb",
+    "square/palette.png": "png:p->rgb",
+}
+
+
+@pytest.fixture()
+def dirty_tree(synth_tree, tmp_path):
+    """The synthetic tree plus every kind of bad and non-RGB input, and an ignored file."""
+    root = tmp_path / "src"
+    shutil.copytree(synth_tree, root)
+    rgb = Image.fromarray(random_rgb(60, 80, seed=5))
+    full = jpeg_bytes(random_rgb(60, 80))
+    files = {
+        "circle/zero.jpg": b"",
+        "circle/truncated.jpg": full[: len(full) // 2],
+        "square/text.jpg": b"this is not a JPEG\n",
+        "square/bomb.jpg": huge_jpeg_header(40000, 40000),
+        "circle/gray.jpg": pil_bytes(rgb.convert("L"), "JPEG"),
+        "circle/cmyk.jpg": pil_bytes(rgb.convert("CMYK"), "JPEG"),
+        "square/rgba.png": pil_bytes(rgb.convert("RGBA"), "PNG"),
+        "square/palette.png": pil_bytes(rgb.convert("P"), "PNG"),
+        "square/notes.txt": b"ignored\n",
+    }
+    for rel, data in files.items():
+        (root / rel).write_bytes(data)
+    return root
+
+
+def _all_records(out):
+    m = mf.read_manifest(str(out))
+    got = {}
+    for split in m.splits:
+        for shard in m.shards(split):
+            raw = (out / shard.file).read_bytes()
+            views, _ = scan_records(raw, path=shard.file)
+            assert len(views) == shard.num_records and len(raw) == shard.num_bytes
+            index = read_index((out / shard.index).read_text())
+            assert len(index) == len(views)
+            assert sum(size for _, size in index) == len(raw)
+            for v in views:
+                rec = decode_image_example(v)
+                assert rec.filename not in got, f"duplicate {rec.filename}"
+                got[rec.filename] = (split, rec)
+    return m, got
+
+
+def test_convert_end_to_end_with_bad_inputs(dirty_tree, tmp_path):
+    out = tmp_path / "out"
+    report = convert(str(dirty_tree), str(out), size=32, val_fraction=0.25,
+                     max_reject_fraction=0.05, seed=7)
+    total = 160 + len(BAD) + len(CONVERTED)
+    assert (report.num_inputs, report.num_rejected, report.num_written) == (
+        total, len(BAD), total - len(BAD))
+    assert report.num_ignored == 1
+    assert "168 images in, 164 written, 4 rejected" in report.summary_line()
+    m, got = _all_records(out)
+    # Nothing lost, nothing twice.
+    inputs = {str(p.relative_to(dirty_tree)) for p in dirty_tree.rglob("*") if p.is_file()}
+    inputs.discard("square/notes.txt")
+    assert set(got) == inputs - set(BAD)
+    # Labels from class folders, sorted by name.
+    names = sorted(p.name for p in dirty_tree.iterdir())
+    assert m.class_names == names
+    for rel, (split, rec) in got.items():
+        assert rec.label == names.index(rel.split("/")[0])
+        assert rec.class_text == rel.split("/")[0]
+        assert (rec.height, rec.width, rec.channels, rec.image_format) == (32, 32, 3, "jpeg")
+        assert split == split_of(rel, 7, 0.25)  # the deterministic split
+    assert m.data["conversions"] == {v: 1 for v in CONVERTED.values()}
+    assert m.data["reject_reasons"] == {r: 1 for r in BAD.values()}
+    assert m.data["num_rejected"] == len(BAD) and m.data["num_inputs"] == total
+    lines = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
+    rejected = {x["path"]: x["reason"] for x in lines if not x.get("ignored")}
+    assert rejected == BAD
+    assert all(x["message"] for x in lines)
+    assert [x["path"] for x in lines if x.get("ignored")] == ["square/notes.txt"]
+    assert not [n for n in os.listdir(out) if n.startswith(mf.STAGING_PREFIX)]
+
+
+@pytest.mark.tf
+def test_tensorflow_reads_converted_shards(synth_tree, tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    out = tmp_path / "out"
+    convert(str(synth_tree), str(out), size=40, val_fraction=0.2)
+    spec = {
+        keys.ENCODED: tf.io.FixedLenFeature([], tf.string),
+        keys.FORMAT: tf.io.FixedLenFeature([], tf.string),
+        keys.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+        keys.WIDTH: tf.io.FixedLenFeature([], tf.int64),
+        keys.CHANNELS: tf.io.FixedLenFeature([], tf.int64),
+        keys.LABEL: tf.io.FixedLenFeature([], tf.int64),
+        keys.CLASS_TEXT: tf.io.FixedLenFeature([], tf.string),
+        keys.FILENAME: tf.io.FixedLenFeature([], tf.string),
+    }
+    files = sorted(str(p) for p in out.glob("*.tfrecord"))
+    seen = set()
+    for ex in tf.data.TFRecordDataset(files).map(lambda s: tf.io.parse_single_example(s, spec)):
+        img = tf.io.decode_jpeg(ex[keys.ENCODED], channels=3)
+        assert img.shape == (40, 40, 3)
+        name = ex[keys.FILENAME].numpy().decode()
+        assert ex[keys.CLASS_TEXT].numpy().decode() == name.split("/")[0]
+        seen.add(name)
+    assert len(seen) == 160
+
+
+def test_raw_encoding_from_csv_source(synth_tree, tmp_path):
+    rels = sorted(str(p.relative_to(synth_tree)) for p in synth_tree.rglob("*.jpg"))[:40]
+    csv = tmp_path / "list.csv"
+    csv.write_text("path,label\n" + "".join(f"{synth_tree / r},{r.split('/')[0]}\n" for r in rels))
+    out = tmp_path / "out"
+    report = convert(str(csv), str(out), size=24, encoding="raw", val_fraction=0.0,
+                     resize_mode="squash")
+    assert report.num_written == 40
+    m, got = _all_records(out)
+    assert m.splits == ["train", "val"] and m.num_records("val") == 0
+    assert m.encoding == "raw" and m.class_names == sorted({r.split("/")[0] for r in rels})
+    from ray_ingest.images import ImageSpec, process_image
+
+    spec = ImageSpec(size=24, encoding="raw", resize_mode="squash")
+    for rel in rels[:5]:
+        _, rec = got[str(synth_tree / rel)]
+        expected, _ = process_image((synth_tree / rel).read_bytes(), spec)
+        assert rec.encoded == expected and rec.image_format == "raw"
+
+
+def test_shards_roll_at_the_size_limit(synth_tree, tmp_path):
+    out = tmp_path / "out"
+    report = convert(str(synth_tree), str(out), size=48, encoding="raw", shard_size_mb=0.05,
+                     val_fraction=0.1)
+    m, got = _all_records(out)
+    assert len(got) == 160
+    train = m.shards("train")
+    assert len(train) > 5
+    for i, s in enumerate(train):
+        assert s.file == f"train-{i:05d}-of-{len(train):05d}.tfrecord"
+        assert s.num_bytes <= 50_000
+    assert report.num_shards == len(train) + len(m.shards("val"))
+
+
+def test_reject_limit_fails_without_manifest(dirty_tree, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ConversionError) as e:
+        convert(str(dirty_tree), str(out), size=32)  # default limit 1 %; 4 of 168 fail
+    msg = str(e.value)
+    assert "4 of 168 inputs rejected" in msg and str(out / "rejects.jsonl") in msg
+    assert not (out / "manifest.json").exists()
+    assert not list(out.glob("*.tfrecord"))
+    assert len((out / "rejects.jsonl").read_text().splitlines()) == 5  # 4 rejects + 1 ignored
+
+
+def test_cli_exit_code_and_summary(dirty_tree, tmp_path, capsys):
+    from ray_ingest.cli import main
+
+    out = tmp_path / "out"
+    assert main(["convert", str(dirty_tree), str(out), "--size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "4 of 168 inputs rejected" in err and "rejects.jsonl" in err
+    assert main(["convert", str(dirty_tree), str(out), "--size", "32",
+                 "--max-reject-fraction", "0.1", "--report-json", str(tmp_path / "r.json")]) == 0
+    text = capsys.readouterr().out
+    assert "168 images in, 164 written, 4 rejected" in text
+    assert "rejected: corrupt-image x1, empty-file x1, not-an-image x1, too-many-pixels x1" in text
+    assert json.loads((tmp_path / "r.json").read_text())["manifest"]["num_written"] == 164
+
+
+def test_existing_output_refused_then_overwritten(synth_tree, tmp_path):
+    out = tmp_path / "out"
+    convert(str(synth_tree), str(out), size=24, shard_size_mb=0.02)
+    before = sorted(p.name for p in out.glob("*.tfrecord"))
+    with pytest.raises(ConversionError, match="--overwrite"):
+        convert(str(synth_tree), str(out), size=24)
+    convert(str(synth_tree), str(out), size=24, overwrite=True)  # one shard per split now
+    after = sorted(p.name for p in out.glob("*.tfrecord"))
+    assert len(before) > 2 and after == ["train-00000-of-00001.tfrecord", "val-00000-of-00001.tfrecord"]
+    m, got = _all_records(out)
+    assert len(got) == 160
+
+
+def test_failure_during_commit_leaves_no_manifest(synth_tree, tmp_path, monkeypatch):
+    from ray_ingest import sink
+
+    out = tmp_path / "out"
+    moves = []
+    real_move = sink.fs.move
+
+    def flaky_move(a, b):
+        moves.append(b)
+        if len(moves) == 3:
+            raise OSError("disk full (injected)")
+        real_move(a, b)
+
+    monkeypatch.setattr(sink.fs, "move", flaky_move)
+    with pytest.raises(OSError, match="injected"):
+        convert(str(synth_tree), str(out), size=24, shard_size_mb=0.02)
+    assert not (out / "manifest.json").exists()
+    assert not [n for n in os.listdir(out) if n.startswith(mf.STAGING_PREFIX)]
+    monkeypatch.undo()
+    # The same command again starts clean and commits (leftover shards are replaced).
+    report = convert(str(synth_tree), str(out), size=24, shard_size_mb=0.02)
+    m, got = _all_records(out)
+    assert len(got) == 160 == report.num_written
+    listed = {s.file for sp in m.splits for s in m.shards(sp)}
+    assert {p.name for p in out.glob("*.tfrecord")} == listed
+
+
+class FailingSink(TFRecordDatasink):
+    """Fails in the second write task after writing part of its shard."""
+
+    def write(self, blocks, ctx):
+        if getattr(ctx, "task_idx", 0) >= 1:
+            raise RuntimeError("write task failed (injected)")
+        return super().write(blocks, ctx)
+
+
+def test_failed_write_task_leaves_no_manifest_and_no_staging(synth_tree, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(Exception, match="injected"):
+        convert(str(synth_tree), str(out), ConvertOptions(size=24, shard_size_mb=0.02),
+                datasink_cls=FailingSink)
+    assert not (out / "manifest.json").exists()
+    assert not list(out.glob("*.tfrecord"))
+    assert not [n for n in os.listdir(out) if n.startswith(mf.STAGING_PREFIX)]
+
+
+def test_leftovers_of_an_interrupted_run_are_cleared(synth_tree, tmp_path):
+    out = tmp_path / "out"
+    stale = out / f"{mf.STAGING_PREFIX}deadbeef"
+    stale.mkdir(parents=True)
+    (stale / "train-t000000-x-0000.tfrecord").write_bytes(b"half")
+    (out / "train-00000-of-00009.tfrecord").write_bytes(b"renamed before the crash")
+    convert(str(synth_tree), str(out), size=24)
+    assert not stale.exists()
+    assert not (out / "train-00000-of-00009.tfrecord").exists()
+    _, got = _all_records(out)
+    assert len(got) == 160
