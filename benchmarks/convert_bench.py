@@ -54,17 +54,23 @@ def _limit_worker(args):
 
 
 def _warm(_):
-    import ray_ingest.images  # noqa: F401
+    """Imports everything _limit_worker uses, so that no import is timed."""
     import simplejpeg  # noqa: F401
     from PIL import Image  # noqa: F401
 
+    import ray_ingest.codec.example  # noqa: F401
+    import ray_ingest.codec.framing  # noqa: F401
+    import ray_ingest.images  # noqa: F401
+
+    time.sleep(0.2)  # so that every pool process gets one of the warm-up calls
     return os.getpid()
 
 
 def bench_limit(files, out_dir, size, procs):
     ctx = mp.get_context("spawn")
     with ctx.Pool(procs) as pool:
-        pool.map(_warm, range(procs * 4))  # start and import before timing
+        pids = set(pool.map(_warm, range(procs * 2), chunksize=1))  # start, import: untimed
+        assert len(pids) == procs, pids
         chunks = [files[i::procs] for i in range(procs)]
         t = time.perf_counter()
         n = sum(pool.map(_limit_worker, [(c, os.path.join(out_dir, f"part{i}.tfrecord"), size)

@@ -107,6 +107,39 @@ def _run_demo(args) -> int:
     return 0
 
 
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="throughput: the tf.data study next to the Ray variants")
+    add_bench_arguments(p)
+    p.set_defaults(func=_run_bench)
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    from ray_ingest.bench import BenchConfig
+
+    d = BenchConfig(data="")
+    p.add_argument("data", help="a conversion output (path or URI)")
+    p.add_argument("--split", default=d.split)
+    p.add_argument("--images", type=int, default=d.images, help="images timed per run")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="images skipped before timing")
+    p.add_argument("--repeats", type=int, default=d.repeats)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size of Ray rows")
+    p.add_argument("--rows", help="comma-separated row names (default: all this machine can run)")
+    p.add_argument("--out", default="bench-report", help="folder for report.json/.md/.png")
+
+
+def _run_bench(args) -> int:
+    from ray_ingest.bench import BenchConfig, format_table, run_bench
+
+    cfg = BenchConfig(data=args.data, split=args.split, images=args.images, warmup=args.warmup,
+                      repeats=args.repeats, batch_size=args.batch_size, out=args.out,
+                      rows=[r.strip() for r in args.rows.split(",")] if args.rows else None)
+    report = run_bench(cfg)
+    print()
+    print(format_table(report))
+    print(f"\nwrote {args.out}/report.json, report.md, report.png", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ray-ingest",
@@ -116,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_synth(sub)
     _add_convert(sub)
+    _add_bench(sub)
     _add_demo(sub)
     return parser
 

@@ -57,6 +57,14 @@ def data_context(**overrides):
             setattr(ctx, k, v)
 
 
-#: Our pipelines: per-operator CPU reservation would keep one of a small machine's cores for the
-#: shard writer, idle until a shard's worth of rows exists; off, the decoders use every core.
-PIPELINE_CONTEXT = {"op_resource_reservation_enabled": False}
+#: Ray Data settings of our pipelines (measured on the 2-core machine, see benchmarks/RESULTS.md):
+#: * per-operator CPU reservation would keep one of a small machine's cores for the shard
+#:   writer, idle until a shard's worth of rows exists; off, the decoders use every core;
+#: * a streaming task may run 8 blocks ahead of the consumer instead of 2: the executor polls
+#:   its tasks together (waiting up to 100 ms for all of them), so with a buffer of 2 a task
+#:   that is done sits idle while another finishes; this alone took a 150 KB/row stream
+#:   from ~6,800 to ~11,500 rows/s. Memory stays bounded by Ray Data's object-store budget.
+PIPELINE_CONTEXT = {
+    "op_resource_reservation_enabled": False,
+    "_max_num_blocks_in_streaming_gen_buffer": 8,
+}

@@ -67,3 +67,17 @@ def huge_jpeg_header(width: int, height: int) -> bytes:
             return bytes(data)
         i += 2 + seg_len
     raise AssertionError("no SOF marker")
+
+
+@pytest.fixture(scope="session")
+def converted(ray_session, synth_tree, tmp_path_factory):
+    """The synthetic tree converted twice: ``{"raw": path, "jpeg": path}`` (32x32, small shards)."""
+    from ray_ingest.convert import convert
+
+    out = {}
+    for enc in ("raw", "jpeg"):
+        path = tmp_path_factory.mktemp(f"conv-{enc}")
+        convert(str(synth_tree), str(path), size=32, encoding=enc, val_fraction=0.2,
+                shard_size_mb=0.04 if enc == "raw" else 0.01, overwrite=True)
+        out[enc] = path
+    return out

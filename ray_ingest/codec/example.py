@@ -109,6 +109,77 @@ def decode_example(data) -> Dict[str, List]:
     return out
 
 
+_ENCODED_KEY = keys.ENCODED.encode()
+
+
+def _varint_at(buf, pos: int):
+    b = buf[pos]
+    if b < 0x80:
+        return b, pos + 1
+    result, shift = b & 0x7F, 7
+    while True:
+        pos += 1
+        b = buf[pos]
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos + 1
+        shift += 7
+        if shift > 63:
+            raise ExampleDecodeError("varint too long")
+
+
+def split_encoded(data):
+    """``(features, payload)``: the record's other features, parsed, and a zero-copy
+    ``memoryview`` of its ``image/encoded`` value.
+
+    Walks the map entries of the serialized ``Example`` (a few varints each) to find the one
+    keyed ``image/encoded`` and points into it, and parses only the small rest with protobuf,
+    so the pixels are never copied out of the read buffer. Returns ``None`` when the record is
+    not in the plain shape that protobuf writers produce (then parse it whole).
+    """
+    mv = data if isinstance(data, memoryview) else memoryview(data)
+    try:
+        end = len(mv)
+        if end < 2 or mv[0] != 0x0A:
+            return None
+        flen, pos = _varint_at(mv, 1)
+        if pos + flen != end:
+            return None  # other top-level fields: not the plain shape
+        payload = None
+        rest = []
+        while pos < end:
+            if mv[pos] != 0x0A:
+                return None
+            elen, body = _varint_at(mv, pos + 1)
+            eend = body + elen
+            if eend > end:
+                return None
+            klen = len(_ENCODED_KEY)
+            if (payload is None and mv[body] == 0x0A and mv[body + 1] == klen
+                    and mv[body + 2 : body + 2 + klen] == _ENCODED_KEY):
+                p = body + 2 + klen
+                if mv[p] != 0x12:
+                    return None
+                _flen, p = _varint_at(mv, p + 1)  # Feature
+                if mv[p] != 0x0A:
+                    return None  # not a bytes_list
+                _blen, p = _varint_at(mv, p + 1)  # BytesList
+                if mv[p] != 0x0A:
+                    return None
+                vlen, p = _varint_at(mv, p + 1)  # the one value
+                if p + vlen != eend:
+                    return None  # several values or trailing fields
+                payload = mv[p:eend]
+            else:
+                rest.append(mv[pos:eend])
+            pos = eend
+        if payload is None:
+            return None
+        return example_pb2.Features.FromString(b"".join(rest)), payload
+    except (IndexError, DecodeError, ExampleDecodeError):
+        return None
+
+
 class ImageRecord(NamedTuple):
     encoded: bytes
     image_format: str

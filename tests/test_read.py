@@ -1,0 +1,264 @@
+"""The streaming reader: content, manifest checks, corruption, shuffling, options."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from ray_ingest import keys, manifest as mf
+from ray_ingest.codec import decode_image_example, scan_records
+from ray_ingest.codec.framing import RecordCorruptError
+from ray_ingest.read import plan_tasks, read_records, ReadOptions
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def _rows(ds, **kw):
+    images, labels = [], []
+    for b in ds.iter_batches(batch_size=None, batch_format="numpy", **kw):
+        images.append(b["image"])
+        labels.append(b["label"])
+    if not images:
+        return np.zeros((0,)), np.zeros((0,), np.int64)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _n(ds):
+    """Rows actually streamed (``count()`` may answer from planning metadata alone)."""
+    return sum(len(b["label"]) for b in ds.iter_batches(batch_size=None, batch_format="numpy"))
+
+
+def _stored(path, split):
+    """(label, pixels or encoded bytes, filename) of every record, read with our codec."""
+    m = mf.read_manifest(str(path))
+    out = []
+    for s in m.shards(split):
+        views, _ = scan_records((path / s.file).read_bytes())
+        out += [decode_image_example(v) for v in views]
+    return m, out
+
+
+def _key(label, pixels):
+    return (int(label), hashlib.sha1(np.ascontiguousarray(pixels).tobytes()).hexdigest())
+
+
+def test_raw_reader_returns_exactly_what_was_converted(converted):
+    path = converted["raw"]
+    for split in ("train", "val"):
+        m, stored = _stored(path, split)
+        images, labels = _rows(read_records(str(path), split))
+        assert images.dtype == np.uint8 and images.shape[1:] == (32, 32, 3)
+        assert labels.dtype == np.int64 and len(labels) == len(stored) == m.num_records(split)
+        expected = sorted(_key(r.label, np.frombuffer(r.encoded, np.uint8)) for r in stored)
+        assert sorted(_key(lab, img) for lab, img in zip(labels, images)) == expected
+
+
+def test_pixels_match_the_source_images(converted, synth_tree):
+    from ray_ingest.images import ImageSpec, process_image
+
+    m, stored = _stored(converted["raw"], "train")
+    spec = ImageSpec(size=32, encoding="raw")
+    images, labels = _rows(read_records(str(converted["raw"])))
+    got = {_key(lab, img) for img, lab in zip(images, labels)}
+    for r in stored[:10]:
+        pixels, _ = process_image((synth_tree / r.filename).read_bytes(), spec)
+        assert _key(r.label, np.frombuffer(pixels, np.uint8)) in got
+        assert m.class_names[r.label] == r.filename.split("/")[0]
+
+
+@pytest.mark.tf
+def test_jpeg_reader_decodes_like_tensorflow(converted):
+    tf = pytest.importorskip("tensorflow")
+    path = converted["jpeg"]
+    _, stored = _stored(path, "train")
+    images, labels = _rows(read_records(str(path)))
+    assert images.shape == (len(stored), 32, 32, 3)
+    tf_decoded = {}
+    for r in stored:
+        pixels = tf.io.decode_jpeg(r.encoded, channels=3).numpy()
+        tf_decoded.setdefault(r.label, []).append(pixels.astype(np.int16))
+    # Each image we decoded matches one TensorFlow decoded with its label (within 1 level:
+    # both are libjpeg-turbo with the accurate IDCT, possibly of different builds).
+    for img, lab in zip(images[:20], labels[:20]):
+        diffs = [np.abs(img.astype(np.int16) - t).max() for t in tf_decoded[lab]]
+        assert min(diffs) <= 1
+
+
+def test_splitting_shards_by_index_keeps_every_record(converted):
+    path = converted["raw"]
+    m = mf.read_manifest(str(path))
+    plan = plan_tasks(m, "train", 1, ReadOptions(records_per_task=7, block_rows=4))
+    assert len(plan) > len(m.shards("train"))
+    assert sum(p.num_records for t in plan for p in t) == m.num_records("train")
+    assert any(not p.whole for t in plan for p in t)
+    a = _rows(read_records(str(path), records_per_task=7, block_rows=4))
+    b = _rows(read_records(str(path)))
+    assert sorted(_key(l, i) for i, l in zip(*a)) == sorted(_key(l, i) for i, l in zip(*b))
+
+
+def test_limit_repeat_and_count(converted):
+    path = str(converted["jpeg"])
+    n = mf.read_manifest(path).num_records("train")
+    assert _n(read_records(path)) == n
+    assert _n(read_records(path, limit=10)) == 10
+    assert _n(read_records(path, repeat=3)) == 3 * n
+    with pytest.raises(ValueError, match="repeat"):
+        read_records(path, repeat=0)
+
+
+def _order(path, **kw):
+    _, labels = _rows(read_records(path, **kw), prefetch_batches=0)
+    images, _ = _rows(read_records(path, **kw), prefetch_batches=0)
+    return [hashlib.sha1(i.tobytes()).hexdigest() for i in images]
+
+
+def test_shuffle_is_deterministic_with_a_seed(converted):
+    path = str(converted["raw"])
+    kw = dict(shuffle_files=True, shuffle_records=True, records_per_task=16, concurrency=1)
+    a = _order(path, seed=1, **kw)
+    assert a == _order(path, seed=1, **kw)
+    assert a != _order(path, seed=2, **kw)
+    plain = _order(path, records_per_task=16, concurrency=1)
+    assert sorted(a) == sorted(plain) and a != plain
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _edit_manifest(path, fn):
+    p = path / mf.MANIFEST_NAME
+    data = json.loads(p.read_text())
+    fn(data)
+    p.write_text(json.dumps(data))
+
+
+def test_manifest_mismatches_are_named(converted, tmp_path):
+    from ray_ingest.manifest import ManifestError
+
+    d = _copy(converted["raw"], tmp_path / "a")
+    _edit_manifest(d, lambda m: m.update(height=48, width=48))
+    with pytest.raises(Exception) as e:
+        _n(read_records(str(d)))
+    assert "height x width is (32, 32), the manifest says (48, 48)" in str(e.value)
+    assert "train-00000-of-" in str(e.value)
+
+    d = _copy(converted["raw"], tmp_path / "b")
+    _edit_manifest(d, lambda m: m.update(encoding="jpeg"))
+    with pytest.raises(Exception, match="image/format is 'raw', the manifest says 'jpeg'"):
+        _n(read_records(str(d)))
+
+    d = _copy(converted["raw"], tmp_path / "c")
+    _edit_manifest(d, lambda m: m.update(class_names=m["class_names"][:2]))
+    with pytest.raises(Exception, match=r"image/class/label is \d+, the manifest says '0..1'"):
+        _n(read_records(str(d)))
+
+    d = _copy(converted["raw"], tmp_path / "d")
+    _edit_manifest(d, lambda m: m.update(format_version=2))
+    with pytest.raises(ManifestError, match="format version 2; this ray-ingest reads version 1"):
+        read_records(str(d))
+
+    d = _copy(converted["raw"], tmp_path / "e")
+    with pytest.raises(ManifestError, match="no split 'test'"):
+        read_records(str(d), "test")
+    (d / mf.MANIFEST_NAME).unlink()
+    with pytest.raises(ManifestError, match="no manifest"):
+        read_records(str(d))
+
+
+def test_manifest_cannot_point_outside_its_folder(converted, tmp_path):
+    from ray_ingest.manifest import ManifestError
+
+    d = _copy(converted["raw"], tmp_path / "a")
+    _edit_manifest(d, lambda m: m["splits"]["train"]["shards"][0].update(file="../../etc/passwd"))
+    with pytest.raises(ManifestError, match="bad shard entry"):
+        read_records(str(d))
+
+
+def test_missing_shard_is_named(converted, tmp_path):
+    from ray_ingest.manifest import ManifestError
+
+    d = _copy(converted["raw"], tmp_path / "a")
+    (d / "train-00001-of-{:05d}.tfrecord".format(len(list(d.glob("train-*.tfrecord"))))).unlink()
+    with pytest.raises(ManifestError, match=r"missing .*train-00001-of-"):
+        read_records(str(d))
+
+
+def _corrupt(d, how):
+    shard = sorted(d.glob("train-*.tfrecord"))[1]
+    raw = bytearray(shard.read_bytes())
+    views, _ = scan_records(bytes(raw))
+    second = len(views[0]) + 16  # byte offset of record 1
+    if how == "flip":  # a byte of record 1's pixels (its framing and protobuf stay valid)
+        from ray_ingest.codec.example import split_encoded
+
+        record = bytes(views[1])
+        pixels_at = record.index(bytes(split_encoded(views[1])[1]))
+        raw[second + 12 + pixels_at + 5] ^= 0xFF
+        shard.write_bytes(bytes(raw))
+    else:
+        shard.write_bytes(bytes(raw[: second + 30]))
+    return shard, second, len(views)
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate"])
+def test_corrupt_shard_error_names_file_and_offset(converted, tmp_path, how):
+    d = _copy(converted["raw"], tmp_path / "a")
+    shard, offset, _ = _corrupt(d, how)
+    with pytest.raises(Exception) as e:
+        _n(read_records(str(d)))
+    msg = str(e.value)
+    assert str(shard) in msg
+    if how == "flip":
+        assert f"corrupt TFRecord at byte offset {offset}: data CRC mismatch" in msg
+    else:
+        assert "truncated" in msg
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate"])
+def test_skip_corrupt_skips_the_rest_of_the_shard(converted, tmp_path, how):
+    d = _copy(converted["raw"], tmp_path / "a")
+    _, _, in_shard = _corrupt(d, how)
+    n = mf.read_manifest(str(d)).num_records("train")
+    assert _n(read_records(str(d), skip_corrupt=True)) == n - (in_shard - 1)
+
+
+def test_crc_verification_can_be_turned_off(converted, tmp_path):
+    d = _copy(converted["raw"], tmp_path / "a")
+    _corrupt(d, "flip")  # the flipped byte is in the pixels
+    n = mf.read_manifest(str(d)).num_records("train")
+    assert _n(read_records(str(d), verify_crc=False)) == n
+
+
+@pytest.mark.tf
+def test_iter_tf_batches(converted):
+    pytest.importorskip("tensorflow")
+    ds = read_records(str(converted["jpeg"]), "val")
+    batches = list(ds.iter_tf_batches(batch_size=8))
+    assert batches[0]["image"].dtype.name == "uint8"
+    assert tuple(batches[0]["image"].shape[1:]) == (32, 32, 3)
+    assert sum(int(b["label"].shape[0]) for b in batches) == mf.read_manifest(
+        str(converted["jpeg"])).num_records("val")
+
+
+def test_bench_job_writes_its_three_files(converted, tmp_path):
+    from ray_ingest.bench import BenchConfig, available_rows, format_table, run_bench
+
+    out = tmp_path / "bench"
+    cfg = BenchConfig(data=str(converted["jpeg"]), images=48, warmup=8, repeats=1,
+                      batch_size=16, out=str(out))
+    report = run_bench(cfg, progress=lambda s: None)
+    names = [r["name"] for r in report["rows"]]
+    assert names == available_rows()
+    for r in report["rows"]:
+        assert r["images_per_second"] > 0 and r["cpu_seconds"] >= 0
+    assert json.loads((out / "report.json").read_text())["rows"]
+    assert "| variant | images/s" in (out / "report.md").read_text()
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+    table = format_table(report)
+    assert "ray-ingest iter_batches" in table
