@@ -140,6 +140,58 @@ def _run_bench(args) -> int:
     return 0
 
 
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train on Ray Train (TensorFlow/Keras or PyTorch)")
+    add_train_arguments(p)
+    p.set_defaults(func=_run_train)
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from ray_ingest.train.config import FRAMEWORKS, MODELS, TrainConfig
+
+    d = TrainConfig(data="")
+    p.add_argument("data", help="a conversion output (path or URI)")
+    p.add_argument("--framework", choices=FRAMEWORKS, default=d.framework)
+    p.add_argument("--model", choices=MODELS, default=d.model)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
+    p.add_argument("--num-workers", type=int, default=d.num_workers)
+    p.add_argument("--use-gpu", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: use GPUs when the cluster has one per worker")
+    p.add_argument("--cpus-per-worker", type=float, default=None)
+    p.add_argument("--storage-path", default=d.storage_path)
+    p.add_argument("--name", default=d.name, help="run name (folder under --storage-path)")
+    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--metrics-out", help="write the final metrics to this JSON file")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--image-size", type=int, default=None,
+                   help="training resolution (default: the stored size)")
+    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--crop-scale", type=float, default=d.crop_scale,
+                   help="random resized crop: smallest area fraction (default %(default)s)")
+    p.add_argument("--crop-ratio", type=float, default=d.crop_ratio,
+                   help="random resized crop: largest aspect-ratio change (default %(default)s)")
+    p.add_argument("--max-failures", type=int, default=d.max_failures,
+                   help="worker-group restarts allowed (-1: unlimited)")
+    p.add_argument("--prefetch-batches", type=int, default=d.prefetch_batches)
+    p.add_argument("--shuffle-buffer", type=int, default=d.shuffle_buffer,
+                   help="rows of Ray Data's local shuffle buffer (0: off)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d.precision)
+    p.add_argument("--synthetic-data", action="store_true",
+                   help="train on one batch kept on the device: the step's upper bound")
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+
+
+def _run_train(args) -> int:
+    from ray_ingest.train.config import TrainConfig
+    from ray_ingest.train.driver import train
+
+    fields = {k: v for k, v in vars(args).items() if k not in ("func", "verb", "verbose")}
+    train(TrainConfig(**fields))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ray-ingest",
@@ -150,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _add_convert(sub)
     _add_bench(sub)
+    _add_train(sub)
     _add_demo(sub)
     return parser
 

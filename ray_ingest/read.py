@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -76,6 +76,8 @@ class ReadOptions:
     #: Read the split this many times in one stream (each pass reshuffled when shuffling).
     repeat: int = 1
     block_rows: int = DEFAULT_BLOCK_ROWS
+    #: (i, n): keep only tasks i, i + n, i + 2n, ... of the plan (a disjoint 1/n of the data).
+    shard: Optional[Tuple[int, int]] = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,8 @@ def plan_tasks(manifest: Manifest, split: str, parallelism: int,
         floor = max(rows, math.ceil(MIN_TASK_BYTES / record_bytes))
         ceiling = max(floor, MAX_TASK_BYTES // record_bytes)
         per_task = min(ceiling, max(floor, math.ceil(total / max(1, parallelism))))
+        if options.shard is not None:  # enough tasks for every shard to get a part
+            per_task = min(per_task, math.ceil(total / options.shard[1]))
         per_task = max(rows, per_task // rows * rows)  # whole blocks
     rng = random.Random(options.shuffle_seed)  # no seed: a new order each time it is planned
     tasks: List[List[ShardRange]] = []
@@ -147,6 +151,9 @@ def plan_tasks(manifest: Manifest, split: str, parallelism: int,
                     current, room = [], per_task
     if current:
         tasks.append(current)
+    if options.shard is not None:
+        i, n = options.shard
+        tasks = tasks[i::n]
     return tasks
 
 
@@ -334,6 +341,7 @@ def _datasource_class():
             self.split = split
             self.options = options
             self.spec = RecordSpec.of(manifest)
+            self._plans = 0  # a seeded shuffle differs per execution (epoch), reproducibly
 
         def get_name(self) -> str:
             return "TFRecordShards"
@@ -345,6 +353,9 @@ def _datasource_class():
         def get_read_tasks(self, parallelism: int, per_task_row_limit: Optional[int] = None,
                            data_context=None) -> List[ReadTask]:
             opts = self.options
+            if opts.shuffle_seed is not None:
+                opts = replace(opts, shuffle_seed=opts.shuffle_seed + 7919 * self._plans)
+            self._plans += 1
             plan = plan_tasks(self.manifest, self.split, max(1, parallelism // opts.repeat), opts)
             root, spec = self.manifest.root, self.spec
             tasks = []
@@ -395,6 +406,7 @@ def read_records(
     records_per_task: Optional[int] = None,
     block_rows: int = DEFAULT_BLOCK_ROWS,
     jpeg_dct: str = "fast",
+    shard: Optional[Tuple[int, int]] = None,
     concurrency: Optional[int] = None,
     override_num_blocks: Optional[int] = None,
 ):
@@ -407,8 +419,9 @@ def read_records(
     records within each read task; ``limit`` caps the number of rows; ``repeat`` streams the
     split that many times in one execution (like ``tf.data``'s ``repeat``); ``block_rows`` is
     the rows per block (use the consumer's batch size for copy-free batches); ``jpeg_dct`` is
-    ``"fast"`` (TensorFlow's default decode, pixel for pixel) or ``"accurate"``. For a shuffle
-    across tasks, pass ``local_shuffle_buffer_size`` to ``iter_batches``.
+    ``"fast"`` (TensorFlow's default decode, pixel for pixel) or ``"accurate"``; ``shard=(i,
+    n)`` keeps a disjoint 1/n of the read tasks (the n shards together cover the split once).
+    For a shuffle across tasks, pass ``local_shuffle_buffer_size`` to ``iter_batches``.
     """
     import ray
 
@@ -422,12 +435,15 @@ def read_records(
         raise ValueError(f"repeat must be >= 1, got {repeat}")
     if block_rows < 1:
         raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+    if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
     if jpeg_dct not in JPEG_DCT:
         raise ValueError(f"jpeg_dct must be one of {JPEG_DCT}, got {jpeg_dct!r}")
     options = ReadOptions(verify_crc=verify_crc, skip_corrupt=skip_corrupt,
                           shuffle_files=shuffle_files, shuffle_seed=seed,
                           shuffle_records=shuffle_records, records_per_task=records_per_task,
-                          repeat=repeat, block_rows=block_rows)
+                          repeat=repeat, block_rows=block_rows,
+                          shard=tuple(shard) if shard is not None else None)
     ensure_ray()
     source = _datasource_class()(manifest, split, options)
     if override_num_blocks is None:

@@ -31,6 +31,9 @@ SHAPES = (
     "arrow",
 )
 MAX_MULTIPLICITY = 3
+#: Shapes are rotated by up to this much (radians) either way: enough to vary them, little
+#: enough that a small CNN learns the classes from a few thousand images in a few epochs.
+MAX_ROTATION = math.radians(30)
 
 
 def class_names(num_classes: int) -> List[str]:
@@ -102,18 +105,18 @@ def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
         freq = rng.uniform(0.03, 0.15)
         phi = rng.uniform(0, 2 * math.pi)
         tex = np.sin((xs * math.cos(phi) + ys * math.sin(phi)) * (freq * 2 * math.pi))
-        amp = rng.uniform(8, 30, size=3).astype(np.float32)
+        amp = rng.uniform(3, 12, size=3).astype(np.float32)
     elif style == 1:  # blotches: upsampled low-resolution noise
         gh, gw = max(2, h // 24), max(2, w // 24)
         coarse = rng.standard_normal((gh, gw), dtype=np.float32)
         yi = np.minimum(np.arange(h) * gh // h, gh - 1)
         xi = np.minimum(np.arange(w) * gw // w, gw - 1)
         tex = coarse[yi][:, xi]
-        amp = rng.uniform(8, 25, size=3).astype(np.float32)
+        amp = rng.uniform(3, 10, size=3).astype(np.float32)
     else:  # checks
         cell = int(rng.integers(6, 24))
         tex = (((xs // cell) + (ys // cell)) % 2) * 2 - 1
-        amp = np.full(3, rng.uniform(5, 18), dtype=np.float32)
+        amp = np.full(3, rng.uniform(2, 8), dtype=np.float32)
     tint = rng.uniform(-60, 60, size=3).astype(np.float32)
     tex = tex.astype(np.float32)
     # Channel planes, then one interleave: broadcasting over a last axis of 3 is slow.
@@ -159,10 +162,10 @@ def draw_image(seed: int, index: int, num_classes: int, width: int, height: int)
             if np.abs(color - bg_mean).sum() > 160:
                 break
         fill = tuple(int(c) for c in color)
-        r = side * (rng.uniform(0.16, 0.30) if copies == 1 else rng.uniform(0.10, 0.16))
+        r = side * (rng.uniform(0.22, 0.36) if copies == 1 else rng.uniform(0.12, 0.18))
         cx = x0 + rng.uniform(r * 1.05, side - r * 1.05)
         cy = y0 + rng.uniform(r * 1.05, side - r * 1.05)
-        angle = rng.uniform(0, 2 * math.pi)
+        angle = rng.uniform(-MAX_ROTATION, MAX_ROTATION)
         if kind == "circle":
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
         elif kind == "ring":

@@ -1,0 +1,113 @@
+"""Vectorized image augmentation, one definition of the parameters, one implementation per framework.
+
+A training batch (``uint8[N, H, W, 3]``) becomes ``float[N, S, S, 3]`` (TensorFlow, NHWC) or
+``float[N, 3, S, S]`` (torch, NCHW) in a handful of batched tensor ops on the device:
+
+1. random resized crop: per-sample boxes (area fraction in ``scale``, aspect ratio in ``ratio``,
+   uniformly placed), cut and resized to ``S x S`` in one batched bilinear crop-and-resize;
+2. horizontal flip with probability ``flip_prob``;
+3. brightness, contrast and saturation jitter, each a per-sample factor in ``[1 - x, 1 + x]``
+   (the definitions of torchvision's ``adjust_*``: scale; blend with the image's mean grey;
+   blend with its grey image);
+4. normalisation ``(x / 255 - mean) / std``.
+
+:func:`sample_params` draws the per-sample parameters from a seed (numpy, so both frameworks can
+be given the very same ones in tests); each framework's module has its own on-device sampler and
+one ``apply`` that takes the parameters. Validation uses no randomness: a resize of the whole
+image to ``S x S`` and the same normalisation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, Tuple
+
+import numpy as np
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# ITU-R 601-2 luma, as torchvision's rgb_to_grayscale.
+GREY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    size: int = 224
+    scale: Tuple[float, float] = (0.25, 1.0)
+    ratio: Tuple[float, float] = (3 / 4, 4 / 3)
+    flip_prob: float = 0.5
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.3
+    mean: Tuple[float, float, float] = field(default=IMAGENET_MEAN)
+    std: Tuple[float, float, float] = field(default=IMAGENET_STD)
+    enabled: bool = True
+
+    def __post_init__(self):
+        if self.size < 8:
+            raise ValueError(f"augment size must be >= 8, got {self.size}")
+        lo, hi = self.scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {self.scale}")
+        lo, hi = self.ratio
+        if not 0 < lo <= hi:
+            raise ValueError(f"ratio must satisfy 0 < low <= high, got {self.ratio}")
+        if not 0 <= self.flip_prob <= 1:
+            raise ValueError(f"flip_prob must be in [0, 1], got {self.flip_prob}")
+        for name in ("brightness", "contrast", "saturation"):
+            v = getattr(self, name)
+            if not 0 <= v < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {v}")
+
+
+def params_from_uniforms(u, cfg: AugmentConfig, ops) -> Dict:
+    """Per-sample parameters from uniforms ``u[N, 8]`` in [0, 1): the one formula every
+    sampler (numpy here, TensorFlow and torch in their modules) uses.
+
+    ``ops`` gives ``exp``, ``sqrt``, ``minimum`` and ``stack(list, axis)`` for the array type.
+    Crop: area fraction ``a = lerp(scale, u0)``, ``log r = lerp(log ratio, u1)``,
+    ``w = sqrt(a r)``, ``h = sqrt(a / r)`` (each clipped to 1), corner ``(u2 (1 - h),
+    u3 (1 - w))``; boxes are ``(y0, x0, y1, x1)`` in [0, 1]. Flip when ``u4 < flip_prob``;
+    jitter factors ``1 - x + 2 x u`` for brightness, contrast, saturation (``u5..u7``).
+    """
+    a = cfg.scale[0] + (cfg.scale[1] - cfg.scale[0]) * u[:, 0]
+    log_lo, log_hi = math.log(cfg.ratio[0]), math.log(cfg.ratio[1])
+    r = ops.exp(log_lo + (log_hi - log_lo) * u[:, 1])
+    w = ops.minimum(ops.sqrt(a * r), 1.0)
+    h = ops.minimum(ops.sqrt(a / r), 1.0)
+    y0 = u[:, 2] * (1.0 - h)
+    x0 = u[:, 3] * (1.0 - w)
+    return {
+        "boxes": ops.stack([y0, x0, y0 + h, x0 + w], 1),
+        "flip": u[:, 4] < cfg.flip_prob,
+        "brightness": 1 - cfg.brightness + 2 * cfg.brightness * u[:, 5],
+        "contrast": 1 - cfg.contrast + 2 * cfg.contrast * u[:, 6],
+        "saturation": 1 - cfg.saturation + 2 * cfg.saturation * u[:, 7],
+    }
+
+
+class NumpyOps:
+    exp, sqrt, minimum = staticmethod(np.exp), staticmethod(np.sqrt), staticmethod(np.minimum)
+
+    @staticmethod
+    def stack(values, axis):
+        return np.stack(values, axis=axis)
+
+
+def sample_params(n: int, cfg: AugmentConfig, seed: int) -> Dict[str, np.ndarray]:
+    """Per-sample parameters for ``n`` images from a seed (numpy, float32; for tests and tools)."""
+    u = np.random.default_rng(seed).random((n, 8), dtype=np.float32)
+    p = params_from_uniforms(u, cfg, NumpyOps)
+    return {k: v if v.dtype == bool else v.astype(np.float32) for k, v in p.items()}
+
+
+def identity_params(n: int) -> Dict[str, np.ndarray]:
+    """Parameters that change nothing: the whole image, no flip, factors of 1."""
+    return {
+        "boxes": np.tile(np.array([[0, 0, 1, 1]], np.float32), (n, 1)),
+        "flip": np.zeros(n, bool),
+        "brightness": np.ones(n, np.float32),
+        "contrast": np.ones(n, np.float32),
+        "saturation": np.ones(n, np.float32),
+    }

@@ -1,0 +1,98 @@
+"""Arguments of a training run, checked once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Optional
+
+FRAMEWORKS = ("tf", "torch")
+MODELS = ("small_cnn", "resnet18", "resnet50", "mobilenet_v2")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str
+    framework: str = "tf"
+    model: str = "small_cnn"
+    epochs: int = 5
+    batch_size: int = 128  # global: split across workers
+    num_workers: int = 1
+    use_gpu: Optional[bool] = None  # None: use GPUs when the cluster has them
+    cpus_per_worker: Optional[float] = None  # None: chosen from the cluster (see driver)
+    storage_path: str = "runs"
+    name: str = "ray-ingest-train"
+    resume: bool = False
+    metrics_out: Optional[str] = None
+    seed: int = 0
+    lr: float = 3e-3  # peak, after one epoch of warm-up; cosine decay to 0 over the run
+    weight_decay: float = 1e-4
+    image_size: Optional[int] = None  # training resolution; None: the stored size
+    augment: bool = True
+    # Random resized crop: smallest area fraction kept and largest aspect-ratio change.
+    # Defaults for object-centred data like the synthetic set; ImageNet-style: 0.08, 4/3.
+    crop_scale: float = 0.6
+    crop_ratio: float = 1.1
+    max_failures: int = 0
+    prefetch_batches: int = 4
+    shuffle_buffer: int = 0  # rows of Ray Data's local shuffle buffer (0: off)
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU), fp32, bf16
+    synthetic_data: bool = False  # train on one batch kept on the device (upper bound)
+    steps_per_epoch: Optional[int] = None  # cap (for tests and quick looks)
+    attempt_id: str = field(default="")  # set by the driver; names this fit's attempts
+
+    def __post_init__(self):
+        if self.framework not in FRAMEWORKS:
+            raise ValueError(f"framework must be one of {FRAMEWORKS}, got {self.framework!r}")
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {self.num_workers}")
+        if self.batch_size < self.num_workers:
+            raise ValueError(
+                f"batch_size (global) {self.batch_size} is smaller than num_workers "
+                f"{self.num_workers}")
+        if self.batch_size % self.num_workers:
+            raise ValueError(
+                f"batch_size (global) {self.batch_size} must divide evenly across "
+                f"{self.num_workers} workers")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.max_failures < -1:
+            raise ValueError(f"max_failures must be -1 (unlimited) or >= 0, got {self.max_failures}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if not 0 < self.crop_scale <= 1:
+            raise ValueError(f"crop_scale must be in (0, 1], got {self.crop_scale}")
+        if self.crop_ratio < 1:
+            raise ValueError(f"crop_ratio must be >= 1, got {self.crop_ratio}")
+        if self.image_size is not None and self.image_size < 8:
+            raise ValueError(f"image_size must be >= 8, got {self.image_size}")
+        if "/" in self.name or self.name in ("", ".", ".."):
+            raise ValueError(f"name must be a plain folder name, got {self.name!r}")
+
+    def augment_config(self, size: int):
+        from ray_ingest.augment import AugmentConfig
+
+        return AugmentConfig(size=size, scale=(self.crop_scale, 1.0),
+                             ratio=(1.0 / self.crop_ratio, self.crop_ratio),
+                             enabled=self.augment)
+
+    @property
+    def per_worker_batch(self) -> int:
+        return self.batch_size // self.num_workers
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    def absolute(self) -> "TrainConfig":
+        from ray_ingest import fs
+
+        d = self.to_dict()
+        d["data"] = fs.normalize(self.data)
+        d["storage_path"] = fs.normalize(self.storage_path)
+        if self.metrics_out:
+            d["metrics_out"] = os.path.abspath(self.metrics_out)
+        return TrainConfig(**d)

@@ -1,0 +1,147 @@
+"""``ray-ingest train``: datasets from the reader, a Ray Train trainer, the run, the report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import uuid
+from dataclasses import replace
+from typing import Any, Callable, Dict, Tuple
+
+from ray_ingest import fs
+from ray_ingest.manifest import read_manifest
+from ray_ingest.train import common
+from ray_ingest.train.config import TrainConfig
+
+logger = logging.getLogger("ray_ingest")
+
+
+class RunExistsError(ValueError):
+    pass
+
+
+def resolve_resources(cfg: TrainConfig) -> Tuple[bool, float]:
+    """``(use_gpu, CPUs per training worker)`` for this cluster.
+
+    GPUs are used when the cluster has one per worker (unless told otherwise). On CPU-only
+    machines the training workers share all but one CPU, which Ray Data keeps for reading and
+    decoding (a worker that reserved a whole core each would leave none on a small machine).
+    """
+    import ray
+
+    res = ray.cluster_resources()
+    gpus, cpus = res.get("GPU", 0.0), res.get("CPU", 1.0)
+    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus >= cfg.num_workers
+    if use_gpu and gpus < cfg.num_workers:
+        raise ValueError(f"--use-gpu with {cfg.num_workers} workers needs {cfg.num_workers} "
+                         f"GPUs; the cluster has {gpus:g}")
+    if cfg.cpus_per_worker is not None:
+        return use_gpu, cfg.cpus_per_worker
+    if use_gpu:
+        return True, 1.0
+    share = (cpus - 1.0) / cfg.num_workers if cpus > 1 else cpus / (2 * cfg.num_workers)
+    return False, max(0.1, min(1.0, math.floor(share * 20) / 20))
+
+
+def _trainer_class(framework: str):
+    if framework == "tf":
+        from ray.train.tensorflow import TensorflowTrainer
+
+        from ray_ingest.train.tf_loop import train_loop_per_worker
+
+        return TensorflowTrainer, train_loop_per_worker
+    from ray.train.torch import TorchTrainer
+
+    from ray_ingest.train.torch_loop import train_loop_per_worker
+
+    return TorchTrainer, train_loop_per_worker
+
+
+def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Runs a training job; returns the final metrics (also written to ``cfg.metrics_out``)."""
+    import ray
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+
+    from ray_ingest.read import read_records
+    from ray_ingest.runtime import ensure_ray
+
+    cfg = cfg.absolute()
+    manifest = read_manifest(cfg.data)
+    if manifest.num_records("train") < cfg.batch_size:
+        raise ValueError(f"{cfg.data}: the train split holds {manifest.num_records('train')} "
+                         f"records, fewer than one global batch of {cfg.batch_size}")
+    run = common.run_dir(cfg.storage_path, cfg.name)
+    if fs.exists(run) and not cfg.resume:
+        raise RunExistsError(f"{run} already holds a run; pass --resume to continue it, or "
+                             "choose another --name")
+    if cfg.resume and not fs.exists(run):
+        raise RunExistsError(f"--resume: there is no run at {run}")
+    # Workers print the epoch line themselves; Ray Train's print patch would log it twice.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    ensure_ray()
+    use_gpu, cpus = resolve_resources(cfg)
+    cfg = replace(cfg, use_gpu=use_gpu, cpus_per_worker=cpus, attempt_id=uuid.uuid4().hex[:12])
+    trainer_cls, loop = _trainer_class(cfg.framework)
+    progress(f"train: {cfg.framework} {cfg.model} on {cfg.data} | {cfg.num_workers} workers x "
+             f"{'1 GPU' if use_gpu else f'{cpus:g} CPU'} | global batch {cfg.batch_size} | "
+             f"{cfg.epochs} epochs | run {run}")
+    datasets = {}
+    if not cfg.synthetic_data:
+        datasets["train"] = read_records(
+            cfg.data, "train", shuffle_files=True, shuffle_records=True, seed=cfg.seed,
+            block_rows=common.block_rows(cfg))
+    trainer = trainer_cls(
+        loop,
+        train_loop_config=cfg.to_dict(),
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": cpus}),
+        run_config=RunConfig(
+            name=cfg.name,
+            storage_path=cfg.storage_path,
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+        datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )
+    started = time.time()
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    restarts = common.count_attempts(cfg.storage_path, cfg.name, cfg.attempt_id) - 1
+    metrics = dict(result.metrics or {})
+    if not metrics:
+        raise ValueError(f"{run}: nothing to train, the run already finished {cfg.epochs} epochs")
+    final = {
+        "val_accuracy": metrics["val_accuracy"],
+        "val_loss": metrics["val_loss"],
+        "images_per_second": metrics["images_per_second"],
+        "data_wait_share": metrics["data_wait_share"],
+        "steady_data_wait_share": metrics["steady_data_wait_share"],
+        "epochs": metrics["epoch"],
+        "restarts": max(0, restarts),
+        "accuracy": metrics["accuracy"],
+        "loss": metrics["loss"],
+        "val_images": metrics["val_images"],
+        "framework": cfg.framework,
+        "model": cfg.model,
+        "num_workers": cfg.num_workers,
+        "use_gpu": use_gpu,
+        "global_batch_size": cfg.batch_size,
+        "synthetic_data": cfg.synthetic_data,
+        "wall_seconds": time.time() - started,
+        "checkpoint": result.checkpoint.path if result.checkpoint else None,
+        "run_dir": run,
+    }
+    if cfg.metrics_out:
+        with open(cfg.metrics_out, "w") as f:
+            json.dump(final, f, indent=2)
+    progress(
+        f"train done: val_accuracy {final['val_accuracy']:.3f} val_loss {final['val_loss']:.4f} | "
+        f"{final['images_per_second']:.0f} images/s | data wait {final['data_wait_share']:.1%} | "
+        f"{final['epochs']} epochs, {final['restarts']} restarts, {final['wall_seconds']:.0f} s"
+    )
+    return final
