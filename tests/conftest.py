@@ -81,3 +81,17 @@ def converted(ray_session, synth_tree, tmp_path_factory):
                 shard_size_mb=0.04 if enc == "raw" else 0.01, overwrite=True)
         out[enc] = path
     return out
+
+
+@pytest.fixture(scope="session")
+def learnable(ray_session, tmp_path_factory):
+    """A small learnable dataset: 2000 synthetic images of 5 classes, stored at 32x32."""
+    from ray_ingest.convert import convert
+    from ray_ingest.synth import SynthSpec, synthesize
+
+    src = tmp_path_factory.mktemp("learn-src")
+    synthesize(SynthSpec(out=str(src), num_images=2000, num_classes=5, width=64, height=48,
+                         seed=11))
+    out = tmp_path_factory.mktemp("learn-shards")
+    convert(str(src), str(out), size=32, val_fraction=0.2, overwrite=True)
+    return out

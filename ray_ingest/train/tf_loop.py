@@ -113,11 +113,14 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     shard = ray.train.get_dataset_shard("train")
 
     def make_stream(epoch):
+        # numpy batches from iter_batches, made TF tensors on this thread below: the same as
+        # iter_tf_batches, whose generator loses batches when a background thread starts it
+        # and the loop continues it (seen with Ray 2.60), as EpochStream does.
         if cfg.synthetic_data:
             return synthetic_batches()
-        return common.EpochStream(lambda: shard.iter_tf_batches(
+        return common.EpochStream(lambda: shard.iter_batches(
             batch_size=per_batch, drop_last=True, prefetch_batches=cfg.prefetch_batches,
-            local_shuffle_buffer_size=cfg.shuffle_buffer or None,
+            batch_format="numpy", local_shuffle_buffer_size=cfg.shuffle_buffer or None,
             local_shuffle_seed=cfg.seed + epoch if cfg.shuffle_buffer else None))
 
     next_stream = make_stream(start_epoch) if start_epoch < cfg.epochs else None
@@ -137,7 +140,9 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
                     f"{steps_per_epoch} steps in epoch {epoch + 1}") from None
             t1 = time.perf_counter()
             seed = tf.constant([cfg.seed, (epoch * 1_000_003 + step) * world + rank], tf.int64)
-            loss, correct = train_step(batch["image"], tf.cast(batch["label"], tf.int64), seed)
+            images = tf.convert_to_tensor(batch["image"])
+            labels = tf.convert_to_tensor(batch["label"], tf.int64)
+            loss, correct = train_step(images, labels, seed)
             loss = float(loss)  # waits for the step to finish
             meter.add(per_batch, t1 - t0, time.perf_counter() - t0, loss, float(correct))
             step += 1

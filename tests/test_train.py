@@ -1,0 +1,60 @@
+"""Training on Ray Train (CPU): it learns, with 1 and 2 workers, and resumes from checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ray_ingest.train.config import TrainConfig
+from ray_ingest.train.driver import RunExistsError, train
+
+pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
+
+CHANCE = 1 / 5
+KEYS = {"val_accuracy", "val_loss", "images_per_second", "data_wait_share", "epochs", "restarts"}
+
+
+def _cfg(data, tmp_path, **kw):
+    base = dict(data=str(data), storage_path=str(tmp_path / "runs"), name="run", epochs=10,
+                batch_size=32, seed=0, metrics_out=str(tmp_path / "metrics.json"))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.tf
+def test_tf_one_worker_learns(learnable, tmp_path):
+    pytest.importorskip("tensorflow")
+    final = train(_cfg(learnable, tmp_path, num_workers=1), progress=lambda s: None)
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert KEYS <= set(written) and written["epochs"] == 10 and written["restarts"] == 0
+    assert final["val_images"] > 350  # all of the validation split, not a part
+    assert final["val_accuracy"] >= 2 * CHANCE, final  # a misaligned pipeline stays at chance
+    assert 0 <= final["data_wait_share"] <= 1 and final["images_per_second"] > 0
+    assert (tmp_path / "runs" / "run" / "tensorboard").is_dir()
+
+
+@pytest.mark.tf
+def test_tf_two_workers_learn_and_resume(learnable, tmp_path):
+    pytest.importorskip("tensorflow")
+    from ray_ingest.manifest import read_manifest
+
+    val_total = read_manifest(str(learnable)).num_records("val")
+    first = train(_cfg(learnable, tmp_path, num_workers=2, epochs=4), progress=lambda s: None)
+    assert first["epochs"] == 4 and first["val_images"] == val_total  # split, all of it
+    with pytest.raises(RunExistsError, match="--resume"):
+        train(_cfg(learnable, tmp_path, num_workers=2), progress=lambda s: None)
+    final = train(_cfg(learnable, tmp_path, num_workers=2, resume=True), progress=lambda s: None)
+    assert final["epochs"] == 10 and final["restarts"] == 0
+    assert final["val_accuracy"] >= 2 * CHANCE, final
+    with pytest.raises(RunExistsError, match="no run"):
+        train(_cfg(learnable, tmp_path, name="other", resume=True), progress=lambda s: None)
+
+
+def test_config_errors_name_the_value(tmp_path):
+    with pytest.raises(ValueError, match="divide evenly"):
+        TrainConfig(data="x", batch_size=63, num_workers=2)
+    with pytest.raises(ValueError, match="model"):
+        TrainConfig(data="x", model="vgg")
+    with pytest.raises(ValueError, match="crop_scale"):
+        TrainConfig(data="x", crop_scale=0)
