@@ -5,11 +5,16 @@ A training batch (``uint8[N, H, W, 3]``) becomes ``float[N, S, S, 3]`` (TensorFl
 
 1. random resized crop: per-sample boxes (area fraction in ``scale``, aspect ratio in ``ratio``,
    uniformly placed), cut and resized to ``S x S`` in one batched bilinear crop-and-resize;
-2. horizontal flip with probability ``flip_prob``;
+2. horizontal flip with probability ``flip_prob``, folded into the crop (a box read right to
+   left);
 3. brightness, contrast and saturation jitter, each a per-sample factor in ``[1 - x, 1 + x]``
    (the definitions of torchvision's ``adjust_*``: scale; blend with the image's mean grey;
-   blend with its grey image);
+   blend with its grey image), applied in that order;
 4. normalisation ``(x / 255 - mean) / std``.
+
+Steps 3 and 4 are linear in the pixels, so they are folded into one per-image 3x3 colour matrix
+and offset (:func:`color_transform`), applied in one pass and clipped once to the range of
+normalised ``[0, 255]`` pixels (torchvision clips after each adjustment; we clip at the end).
 
 :func:`sample_params` draws the per-sample parameters from a seed (numpy, so both frameworks can
 be given the very same ones in tests); each framework's module has its own on-device sampler and
@@ -100,6 +105,34 @@ def sample_params(n: int, cfg: AugmentConfig, seed: int) -> Dict[str, np.ndarray
     u = np.random.default_rng(seed).random((n, 8), dtype=np.float32)
     p = params_from_uniforms(u, cfg, NumpyOps)
     return {k: v if v.dtype == bool else v.astype(np.float32) for k, v in p.items()}
+
+
+def color_transform(brightness, contrast, saturation, grey_mean, cfg: AugmentConfig, ops):
+    """Per-image ``(M[N, 3, 3], o[N, 3])`` with ``normalised = M @ rgb + o``: brightness
+    ``b``, contrast ``c`` (about ``grey_mean``, the mean grey of the cropped image), saturation
+    ``s``, then ``(x / 255 - mean) / std``, composed:
+
+        x3 = c b A x + (1 - c) b mu 1,   A = s I + (1 - s) 1 w^T   (A 1 = 1 since w sums to 1)
+
+    ``ops`` gives ``reshape(x, shape)``, ``eye3``, ``constant(values)``; arrays broadcast.
+    """
+    w = ops.constant(GREY_WEIGHTS)  # [3]
+    inv = ops.constant([1.0 / (255.0 * s) for s in cfg.std])  # [3]
+    shift = ops.constant([-m / s for m, s in zip(cfg.mean, cfg.std)])  # [3]
+    b = ops.reshape(brightness, (-1, 1, 1))
+    c = ops.reshape(contrast, (-1, 1, 1))
+    s = ops.reshape(saturation, (-1, 1, 1))
+    a = s * ops.eye3() + (1.0 - s) * ops.reshape(w, (1, 1, 3))  # rows: output channel
+    m = c * b * a * ops.reshape(inv, (1, 3, 1))
+    o = ops.reshape((1.0 - c) * b, (-1, 1)) * ops.reshape(grey_mean, (-1, 1)) * inv + shift
+    return m, o
+
+
+def clip_range(cfg: AugmentConfig):
+    """Normalised values of pixel 0 and 255, per channel: the output's clip range."""
+    lo = [-m / s for m, s in zip(cfg.mean, cfg.std)]
+    hi = [(1 - m) / s for m, s in zip(cfg.mean, cfg.std)]
+    return lo, hi
 
 
 def identity_params(n: int) -> Dict[str, np.ndarray]:

@@ -6,7 +6,13 @@ from typing import Dict
 
 import tensorflow as tf
 
-from ray_ingest.augment import GREY_WEIGHTS, AugmentConfig, params_from_uniforms
+from ray_ingest.augment import (
+    GREY_WEIGHTS,
+    AugmentConfig,
+    clip_range,
+    color_transform,
+    params_from_uniforms,
+)
 
 
 class TFOps:
@@ -16,6 +22,18 @@ class TFOps:
     def stack(values, axis):
         return tf.stack(values, axis=axis)
 
+    @staticmethod
+    def reshape(x, shape):
+        return tf.reshape(x, shape)
+
+    @staticmethod
+    def eye3():
+        return tf.eye(3, batch_shape=[1])
+
+    @staticmethod
+    def constant(values):
+        return tf.constant(values, tf.float32)
+
 
 def sample_params(n, cfg: AugmentConfig, seed) -> Dict[str, tf.Tensor]:
     """Per-sample parameters from a stateless seed (a shape-[2] int tensor), on the device."""
@@ -23,33 +41,24 @@ def sample_params(n, cfg: AugmentConfig, seed) -> Dict[str, tf.Tensor]:
     return params_from_uniforms(u, cfg, TFOps)
 
 
-def _normalize(x, cfg: AugmentConfig):
-    mean = tf.constant(cfg.mean, tf.float32) * 255.0
-    inv_std = 1.0 / (tf.constant(cfg.std, tf.float32) * 255.0)
-    return (x - mean) * inv_std
-
-
 def apply(images, params: Dict, cfg: AugmentConfig):
-    """``uint8[N, H, W, 3]`` + parameters → normalised ``float32[N, S, S, 3]``."""
-    x = tf.cast(images, tf.float32)
-    n = tf.shape(x)[0]
+    """``uint8[N, H, W, 3]`` + parameters → normalised ``float32[N, S, S, 3]``, in three passes:
+    crop-and-resize (flip folded into the boxes), a mean, one colour matrix per image."""
     boxes = tf.convert_to_tensor(params["boxes"], tf.float32)
-    x = tf.image.crop_and_resize(x, boxes, tf.range(n), (cfg.size, cfg.size), method="bilinear")
-    flip = tf.reshape(tf.convert_to_tensor(params["flip"], tf.bool), [-1, 1, 1, 1])
-    x = tf.where(flip, tf.reverse(x, axis=[2]), x)
-    weights = tf.constant(GREY_WEIGHTS, tf.float32)
-
-    def factor(name):
-        return tf.reshape(tf.convert_to_tensor(params[name], tf.float32), [-1, 1, 1, 1])
-
-    x = tf.clip_by_value(x * factor("brightness"), 0.0, 255.0)
-    grey_mean = tf.reduce_mean(tf.tensordot(x, weights, axes=[[3], [0]]), axis=[1, 2])
-    c = factor("contrast")
-    x = tf.clip_by_value(c * x + (1.0 - c) * tf.reshape(grey_mean, [-1, 1, 1, 1]), 0.0, 255.0)
-    grey = tf.tensordot(x, weights, axes=[[3], [0]])[..., None]
-    s = factor("saturation")
-    x = tf.clip_by_value(s * x + (1.0 - s) * grey, 0.0, 255.0)
-    return _normalize(x, cfg)
+    flip = tf.convert_to_tensor(params["flip"], tf.bool)
+    y0, x0, y1, x1 = tf.unstack(boxes, axis=1)
+    boxes = tf.stack([y0, tf.where(flip, x1, x0), y1, tf.where(flip, x0, x1)], axis=1)
+    n = tf.shape(boxes)[0]
+    x = tf.image.crop_and_resize(images, boxes, tf.range(n), (cfg.size, cfg.size),
+                                 method="bilinear")
+    grey_mean = tf.linalg.matvec(tf.reduce_mean(x, axis=[1, 2]), tf.constant(GREY_WEIGHTS))
+    m, o = color_transform(
+        tf.convert_to_tensor(params["brightness"], tf.float32),
+        tf.convert_to_tensor(params["contrast"], tf.float32),
+        tf.convert_to_tensor(params["saturation"], tf.float32), grey_mean, cfg, TFOps)
+    y = tf.einsum("nhwc,ndc->nhwd", x, m) + o[:, None, None, :]
+    lo, hi = clip_range(cfg)
+    return tf.clip_by_value(y, tf.constant(lo), tf.constant(hi))
 
 
 def augment(images, cfg: AugmentConfig, seed):
@@ -64,4 +73,6 @@ def evaluate(images, cfg: AugmentConfig):
     x = tf.cast(images, tf.float32)
     if images.shape[1] != cfg.size or images.shape[2] != cfg.size:
         x = tf.image.resize(x, (cfg.size, cfg.size), method="bilinear", antialias=True)
-    return _normalize(x, cfg)
+    mean = tf.constant(cfg.mean, tf.float32) * 255.0
+    inv_std = 1.0 / (tf.constant(cfg.std, tf.float32) * 255.0)
+    return (x - mean) * inv_std
