@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 # Extras for CPU machines and tests; the constraints pin the versions our wheel cache holds.
-EXTRAS ?= tf,test
+EXTRAS ?= tf,torch,test
 DEMO_DIR ?= demo-data
 
 .PHONY: all install demo test test-fast bench proto clean

@@ -95,3 +95,52 @@ def test_tf_flip_and_crop_do_what_they_say():
     raw = out * np.array(cfg.std) * 255 + np.array(cfg.mean) * 255
     assert np.abs(raw[0] - imgs[0, :16, :16]).max() < 0.01
     assert np.abs(raw[1] - imgs[1, 16:, 16:][:, ::-1]).max() < 0.01
+
+
+@pytest.mark.torch
+def test_torch_shapes_ranges_randomness_and_seed():
+    torch = pytest.importorskip("torch")
+    from ray_ingest.augment import torch_ops
+
+    imgs = torch.from_numpy(_images())
+    g = torch.Generator().manual_seed(3)
+    out = torch_ops.augment(imgs, CFG, g)
+    assert out.shape == (16, 3, 24, 24) and out.dtype == torch.float32
+    lo = torch.tensor([(0 - m) / s for m, s in zip(CFG.mean, CFG.std)]).view(1, 3, 1, 1)
+    hi = torch.tensor([(1 - m) / s for m, s in zip(CFG.mean, CFG.std)]).view(1, 3, 1, 1)
+    assert bool((out >= lo - 1e-4).all()) and bool((out <= hi + 1e-4).all())
+    same = imgs[:1].repeat(8, 1, 1, 1)
+    o = torch_ops.augment(same, CFG, torch.Generator().manual_seed(3))
+    assert len({o[i].numpy().tobytes() for i in range(8)}) == 8
+    again = torch_ops.augment(imgs, CFG, torch.Generator().manual_seed(3))
+    other = torch_ops.augment(imgs, CFG, torch.Generator().manual_seed(4))
+    assert torch.equal(out, again) and not torch.allclose(out, other)
+    off = torch_ops.augment(imgs[:, :24, :24], AugmentConfig(size=24, enabled=False), g)
+    expected = (imgs[:, :24, :24].permute(0, 3, 1, 2).float() / 255.0
+                - torch.tensor(CFG.mean).view(1, 3, 1, 1)) / torch.tensor(CFG.std).view(1, 3, 1, 1)
+    assert torch.allclose(off, expected, atol=1e-4)
+
+
+@pytest.mark.tf
+@pytest.mark.torch
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_torch_and_tensorflow_agree_for_the_same_parameters(seed):
+    """Same crop boxes, flips and colour factors give the same pixels in both frameworks."""
+    tf = pytest.importorskip("tensorflow")
+    torch = pytest.importorskip("torch")
+    from ray_ingest.augment import tf_ops, torch_ops
+
+    imgs = np.random.default_rng(seed).integers(0, 256, (12, 45, 37, 3), dtype=np.uint8)
+    cfg = AugmentConfig(size=29, scale=(0.1, 1.0))
+    params = sample_params(12, cfg, seed)
+    assert params["flip"].any() and not params["flip"].all()
+    a = tf_ops.apply(imgs, params, cfg).numpy()
+    b = torch_ops.apply(torch.from_numpy(imgs), {k: torch.from_numpy(v) for k, v in params.items()},
+                        cfg).permute(0, 2, 3, 1).numpy()
+    assert np.abs(a - b).max() < 1e-3  # float32 rounding; 1/255 of a pixel level is ~0.017
+    # And the on-device samplers draw from the same distribution formula.
+    p = torch_ops.sample_params(1000, cfg, torch.Generator().manual_seed(seed))
+    q = tf_ops.sample_params(1000, cfg, tf.constant([seed, 0], tf.int64))
+    for x in (p["boxes"].numpy(), q["boxes"].numpy()):
+        area = (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
+        assert area.min() >= 0.1 * 0.74 and area.max() <= 1.0 + 1e-6

@@ -58,3 +58,26 @@ def test_config_errors_name_the_value(tmp_path):
         TrainConfig(data="x", model="vgg")
     with pytest.raises(ValueError, match="crop_scale"):
         TrainConfig(data="x", crop_scale=0)
+
+
+@pytest.mark.torch
+def test_torch_one_worker_learns_and_resumes(learnable, tmp_path):
+    pytest.importorskip("torch")
+    first = train(_cfg(learnable, tmp_path, framework="torch", num_workers=1, epochs=5),
+                  progress=lambda s: None)
+    assert first["epochs"] == 5
+    final = train(_cfg(learnable, tmp_path, framework="torch", num_workers=1, resume=True),
+                  progress=lambda s: None)
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert KEYS <= set(written) and written["epochs"] == 10 and written["framework"] == "torch"
+    assert final["val_accuracy"] >= 2 * CHANCE, final
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_synthetic_data_mode_runs(learnable, tmp_path, framework):
+    pytest.importorskip("torch" if framework == "torch" else "tensorflow")
+    final = train(_cfg(learnable, tmp_path, framework=framework, num_workers=1, epochs=1,
+                       synthetic_data=True, steps_per_epoch=5), progress=lambda s: None)
+    assert final["synthetic_data"] and final["epochs"] == 1 and final["images_per_second"] > 0
+    assert final["data_wait_share"] < 0.05  # the batch lives on the device

@@ -225,6 +225,19 @@ class EpochStream:
             close()
 
 
+def finish_stream(batches, drain: bool) -> None:
+    """Ends an epoch's stream. With ``drain``, reads it to its end first (with equal splits and
+    ``drop_last`` nothing is left but the end itself): a stream that ends tells Ray Data the
+    epoch is over, so the next epoch's execution can start at once instead of after a
+    time-out."""
+    if drain:
+        for _ in batches:
+            pass
+    close = getattr(batches, "close", None)
+    if close:
+        close()
+
+
 def block_rows(cfg) -> int:
     """Rows per block of the training stream: a whole number of per-worker batches (so that
     batches are slices of blocks, not copies) and at least 256 rows (small blocks cost more

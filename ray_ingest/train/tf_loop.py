@@ -110,7 +110,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             yield {"image": images, "label": labels}
 
     tb = common.TensorBoard(cfg.storage_path, cfg.name, enabled=rank == 0)
-    shard = ray.train.get_dataset_shard("train")
+    shard = None if cfg.synthetic_data else ray.train.get_dataset_shard("train")
 
     def make_stream(epoch):
         # numpy batches from iter_batches, made TF tensors on this thread below: the same as
@@ -146,9 +146,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             loss = float(loss)  # waits for the step to finish
             meter.add(per_batch, t1 - t0, time.perf_counter() - t0, loss, float(correct))
             step += 1
-        if hasattr(batches, "close"):
-            batches.close()
         train_seconds = meter.seconds
+        common.finish_stream(batches, drain=not cfg.steps_per_epoch and not cfg.synthetic_data)
         if epoch + 1 < cfg.epochs:
             next_stream = make_stream(epoch + 1)  # starts while this epoch validates
 

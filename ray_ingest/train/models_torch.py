@@ -1,0 +1,96 @@
+"""torch models: the same small CNN as the Keras one, and ResNets (torchvision's when it is
+importable, else a plain-torch ResNet of the same layout). All return logits."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def small_cnn(num_classes: int) -> nn.Module:
+    layers, cin = [], 3
+    for i, width in enumerate((32, 64, 128, 128)):
+        layers += [nn.Conv2d(cin, width, 3, padding=1, bias=False),
+                   nn.BatchNorm2d(width, momentum=0.1), nn.ReLU(inplace=True)]
+        if i < 3:
+            layers.append(nn.MaxPool2d(2))
+        cin = width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+
+
+class _Basic(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin, width, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.down = None
+        if stride != 1 or cin != width:
+            self.down = nn.Sequential(nn.Conv2d(cin, width, 1, stride, bias=False),
+                                      nn.BatchNorm2d(width))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + (x if self.down is None else self.down(x)))
+
+
+class _Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin, width, stride):
+        super().__init__()
+        cout = width * 4
+        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                      nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = torch.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return torch.relu(out + (x if self.down is None else self.down(x)))
+
+
+class ResNet(nn.Module):
+    """The torchvision ResNet layout (stem, four stages, average pool, linear)."""
+
+    def __init__(self, block, depths, num_classes):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
+                                  nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        stages, cin = [], 64
+        for i, (width, depth) in enumerate(zip((64, 128, 256, 512), depths)):
+            for j in range(depth):
+                stages.append(block(cin, width, 2 if (j == 0 and i > 0) else 1))
+                cin = width * block.expansion
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+
+    def forward(self, x):
+        return self.head(self.stages(self.stem(x)))
+
+
+def build_model(name: str, num_classes: int) -> nn.Module:
+    if name == "small_cnn":
+        return small_cnn(num_classes)
+    if name in ("resnet18", "resnet50"):
+        try:
+            import torchvision
+
+            return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+        except Exception:  # noqa: BLE001 - not installed, or a build that does not import
+            if name == "resnet18":
+                return ResNet(_Basic, (2, 2, 2, 2), num_classes)
+            return ResNet(_Bottleneck, (3, 4, 6, 3), num_classes)
+    raise ValueError(f"model {name!r} is not available for torch (small_cnn, resnet18, resnet50)")
