@@ -31,6 +31,7 @@ logger = logging.getLogger("ray_ingest")
 ENCODED_COLUMN = "encoded"
 IMAGE = keys.IMAGE_COLUMN
 LABEL = keys.LABEL_COLUMN
+FILENAME = "filename"
 MIN_TASK_BYTES = 8 << 20
 MAX_TASK_BYTES = 128 << 20
 #: Rows per output block: batch-sized, so that iter_batches(batch_size=256) slices blocks
@@ -78,6 +79,8 @@ class ReadOptions:
     block_rows: int = DEFAULT_BLOCK_ROWS
     #: (i, n): keep only tasks i, i + n, i + 2n, ... of the plan (a disjoint 1/n of the data).
     shard: Optional[Tuple[int, int]] = None
+    #: Add each record's ``image/filename`` as a ``filename`` column (for audits).
+    with_filename: bool = False
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,7 @@ def _mismatch(path: str, rec_no: int, what: str, got, want):
 class _Record:
     """Fields of one record that the reader needs; the payload is a view into the file."""
 
-    __slots__ = ("payload", "label")
+    __slots__ = ("payload", "label", "filename")
 
     def __init__(self, view, spec: RecordSpec, want_format: bytes, path: str, rec_no: int):
         split = split_encoded(view)
@@ -226,6 +229,7 @@ class _Record:
             raise _mismatch(path, rec_no, "raw pixel bytes", len(payload), spec.pixel_bytes)
         self.payload = payload
         self.label = label
+        self.filename = f[keys.FILENAME].bytes_list.value[0] if keys.FILENAME in f else b""
 
 
 def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadOptions,
@@ -258,6 +262,7 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
     for lo in range(0, len(order), rows):
         chunk = order[lo : lo + rows]
         labels = np.empty(len(chunk), dtype=np.int64)
+        names = np.empty(len(chunk), dtype=object) if opts.with_filename else None
         if raw:
             images = np.empty((len(chunk), spec.height, spec.width, spec.channels), np.uint8)
             flat = images.reshape(len(chunk), spec.pixel_bytes)
@@ -267,14 +272,16 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
             path, start, first = where[owners[i]]
             rec = _Record(views[i], spec, want_format, path, start + int(i) - first)
             labels[j] = rec.label
+            if names is not None:
+                names[j] = rec.filename.decode("utf-8", "replace")
             if raw:
                 flat[j] = np.frombuffer(rec.payload, dtype=np.uint8)
             else:
                 encoded[j] = bytes(rec.payload)
-        if raw:
-            yield {IMAGE: images, LABEL: labels}
-        else:
-            yield {ENCODED_COLUMN: encoded, LABEL: labels}
+        block = {IMAGE: images, LABEL: labels} if raw else {ENCODED_COLUMN: encoded, LABEL: labels}
+        if names is not None:
+            block[FILENAME] = names
+        yield block
 
 
 _MALLOC_TUNED = False
@@ -324,7 +331,10 @@ def decode_jpeg_batch(batch: Dict[str, np.ndarray], height: int, width: int,
             simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out[i], fastdct=fast)
         except ValueError as e:
             raise ExampleDecodeError(f"record {i} of a batch: undecodable JPEG: {e}") from None
-    return {IMAGE: out, LABEL: batch[LABEL]}
+    result = {IMAGE: out, LABEL: batch[LABEL]}
+    if FILENAME in batch:
+        result[FILENAME] = batch[FILENAME]
+    return result
 
 
 def _datasource_class():
@@ -355,6 +365,10 @@ def _datasource_class():
             opts = self.options
             if opts.shuffle_seed is not None:
                 opts = replace(opts, shuffle_seed=opts.shuffle_seed + 7919 * self._plans)
+            elif opts.shuffle_files or opts.shuffle_records:
+                # No seed: a fresh one per plan, fixed in the tasks, so that a retried task
+                # (its worker died) yields the same records in the same order again.
+                opts = replace(opts, shuffle_seed=random.SystemRandom().randrange(2**31))
             self._plans += 1
             plan = plan_tasks(self.manifest, self.split, max(1, parallelism // opts.repeat), opts)
             root, spec = self.manifest.root, self.spec
@@ -407,6 +421,7 @@ def read_records(
     block_rows: int = DEFAULT_BLOCK_ROWS,
     jpeg_dct: str = "fast",
     shard: Optional[Tuple[int, int]] = None,
+    with_filename: bool = False,
     concurrency: Optional[int] = None,
     override_num_blocks: Optional[int] = None,
 ):
@@ -420,7 +435,8 @@ def read_records(
     split that many times in one execution (like ``tf.data``'s ``repeat``); ``block_rows`` is
     the rows per block (use the consumer's batch size for copy-free batches); ``jpeg_dct`` is
     ``"fast"`` (TensorFlow's default decode, pixel for pixel) or ``"accurate"``; ``shard=(i,
-    n)`` keeps a disjoint 1/n of the read tasks (the n shards together cover the split once).
+    n)`` keeps a disjoint 1/n of the read tasks (the n shards together cover the split once);
+    ``with_filename`` adds each record's ``image/filename`` as a ``filename`` column.
     For a shuffle across tasks, pass ``local_shuffle_buffer_size`` to ``iter_batches``.
     """
     import ray
@@ -443,7 +459,8 @@ def read_records(
                           shuffle_files=shuffle_files, shuffle_seed=seed,
                           shuffle_records=shuffle_records, records_per_task=records_per_task,
                           repeat=repeat, block_rows=block_rows,
-                          shard=tuple(shard) if shard is not None else None)
+                          shard=tuple(shard) if shard is not None else None,
+                          with_filename=with_filename)
     ensure_ray()
     source = _datasource_class()(manifest, split, options)
     if override_num_blocks is None:

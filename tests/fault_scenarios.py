@@ -1,0 +1,90 @@
+"""Fault-injection scenarios, each run in a process of its own (``python fault_scenarios.py
+NAME ARGS...``) because each needs a Ray cluster of its own; prints one JSON line of findings.
+
+* ``kill-convert-worker SRC OUT``: a 3-node ``ray.cluster_utils.Cluster`` on this machine,
+  ``convert`` with a shard writer slowed so that writes take a while, and a thread that SIGKILLs
+  a randomly chosen Ray worker that is writing shards (then one that is decoding).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ray_ingest.sink import TFRecordDatasink  # noqa: E402
+
+
+class SlowSink(TFRecordDatasink):
+    """Writes like ours, but pauses between blocks so that a kill lands mid-shard."""
+
+    def write(self, blocks, ctx):
+        def slow(it):
+            for b in it:
+                yield b
+                time.sleep(0.3)
+
+        return super().write(slow(blocks), ctx)
+
+
+def _ray_workers(title: str):
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        try:
+            cmd = " ".join(p.info["cmdline"] or [])
+            if cmd.startswith(title):
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
+def kill_convert_worker(src: str, out: str) -> dict:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from ray_ingest.convert import ConvertOptions, convert
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, logging_level="ERROR")
+    killed = []
+    rng = random.Random(int(os.environ.get("FAULT_SEED", "0")))
+
+    def killer():
+        for title in ("ray::Write", "ray::MapBatches"):
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                procs = _ray_workers(title)
+                if procs:
+                    victim = rng.choice(procs)
+                    os.kill(victim.pid, signal.SIGKILL)
+                    killed.append({"pid": victim.pid, "title": title})
+                    break
+                time.sleep(0.02)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    report = convert(src, out, ConvertOptions(size=32, encoding="raw", shard_size_mb=0.2,
+                                              max_reject_fraction=0.1),
+                     datasink_cls=SlowSink)
+    t.join(timeout=5)
+    ray.shutdown()
+    cluster.shutdown()
+    return {"killed": killed, "num_inputs": report.num_inputs, "num_written": report.num_written,
+            "num_rejected": report.num_rejected}
+
+
+if __name__ == "__main__":
+    name, *args = sys.argv[1:]
+    result = {"kill-convert-worker": kill_convert_worker}[name](*args)
+    print("RESULT " + json.dumps(result), flush=True)
