@@ -171,7 +171,14 @@ class Variant:
 def measure_round_robin(variants: List[Variant], images: int, repeats: int,
                         progress: Callable[[str], None] = print) -> None:
     """Runs every variant once per round, ``repeats`` rounds: slow drifts of a shared machine
-    then fall on every row alike instead of on whichever ran last."""
+    then fall on every row alike instead of on whichever ran last. An untimed round first
+    starts every row's worker processes and imports (a fresh Ray instance pays seconds of CPU
+    for those on its first stream)."""
+    for v in variants:
+        v.run_once(max(v.warmup, 1))
+        v.runs.clear()
+        v.cpus.clear()
+    progress("  (warm-up round done)")
     for r in range(repeats):
         for v in variants:
             rate = v.run_once(images)
@@ -292,8 +299,8 @@ def has_tensorflow() -> bool:
 def available_rows() -> List[str]:
     """The rows this machine can run: tf.data rows and Ray's stock reader need TensorFlow."""
     if not has_tensorflow():
-        return [OURS_ITER]
-    return list(TF_ROWS) + [RAY_STOCK, OURS_ITER, OURS_TF]
+        return [OURS_ITER, OURS_TRAIN]
+    return list(TF_ROWS) + [RAY_STOCK, OURS_ITER, OURS_TF, OURS_TRAIN]
 
 
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None] = print) -> Dict:

@@ -95,15 +95,18 @@ def _run_synth(args) -> int:
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="run the main job end to end on synthetic data")
     p.add_argument("--workdir", default="demo-data")
-    p.add_argument("--num-images", type=int, default=2000)
+    p.add_argument("--num-images", type=int, default=3000)
     p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=6, help="training epochs (default %(default)s)")
+    p.add_argument("--framework", choices=("tf", "torch"), default="tf")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args) -> int:
     from ray_ingest.demo import run_demo
 
-    run_demo(args.workdir, num_images=args.num_images, classes=args.classes)
+    run_demo(args.workdir, num_images=args.num_images, classes=args.classes,
+             train_epochs=args.epochs, framework=args.framework)
     return 0
 
 

@@ -1,0 +1,163 @@
+"""Soak: convert, then stream several epochs, while a background loop SIGKILLs a random Ray
+worker every few seconds; count every image in and out. Must end with zero lost and zero
+duplicated records (exit status 1 otherwise).
+
+    python benchmarks/soak.py [--images 20000] [--epochs 3] [--kill-every 1.5] [--json soak.json]
+
+Runs on a local multi-node cluster (``ray.cluster_utils.Cluster``: 3 raylets on this machine)
+so that kills hit real worker processes of several nodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TITLES = ("ray::MapBatches", "ray::Write", "ray::ReadTFRecordShards", "ray::IDLE")
+
+
+class Killer:
+    """Every ``every`` seconds, SIGKILL one random Ray worker process that is running our work."""
+
+    def __init__(self, every: float, seed: int):
+        self.every, self.rng = every, random.Random(seed)
+        self.kills = []
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _victims(self):
+        import psutil
+
+        out = []
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                cmd = " ".join(p.info["cmdline"] or [])
+            except psutil.Error:
+                continue
+            if cmd.startswith(TITLES[:3]):
+                out.append((p.pid, cmd.split(" ")[0]))
+        return out
+
+    def _run(self, phase: str):
+        while not self._stop.wait(self.every):
+            victims = self._victims()
+            if victims:
+                pid, title = self.rng.choice(victims)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    self.kills.append({"phase": phase, "pid": pid, "title": title,
+                                       "t": round(time.time(), 2)})
+                except ProcessLookupError:
+                    pass
+
+    def start(self, phase: str):
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(phase,), daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+    def count(self, phase: str) -> int:
+        return sum(1 for k in self.kills if k["phase"] == phase)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=20000)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--kill-every", type=float, default=1.5, help="seconds between kills")
+    ap.add_argument("--step-ms", type=float, default=50.0,
+                    help="the consumer's work per 256-image batch (a training step stand-in)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default="soak.json")
+    args = ap.parse_args(argv)
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from ray_ingest.codec import decode_image_example, scan_records
+    from ray_ingest.convert import ConvertOptions, convert
+    from ray_ingest.manifest import read_manifest
+    from ray_ingest.read import read_records
+    from ray_ingest.synth import SynthSpec, synthesize
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, logging_level="ERROR")
+    work = tempfile.mkdtemp(prefix="soak-")
+    src, out = f"{work}/src", f"{work}/shards"
+    t = time.time()
+    synthesize(SynthSpec(out=src, num_images=args.images, num_classes=10, width=64, height=48,
+                         seed=args.seed))
+    print(f"synthesized {args.images} images in {time.time() - t:.0f} s", flush=True)
+    inputs = {os.path.relpath(os.path.join(d, f), src) for d, _, fs in os.walk(src) for f in fs}
+    killer = Killer(args.kill_every, args.seed)
+    rows = []
+
+    killer.start("convert")
+    t = time.time()
+    report = convert(src, out, ConvertOptions(size=32, encoding="jpeg", shard_size_mb=2,
+                                              val_fraction=0.0))
+    killer.stop()
+    m = read_manifest(out)
+    names = []
+    for s in m.shards("train"):
+        with open(os.path.join(out, s.file), "rb") as f:
+            views, _ = scan_records(f.read(), path=s.file)
+        names += [decode_image_example(v).filename for v in views]
+    c = Counter(names)
+    rows.append({"phase": "convert", "images_in": len(inputs), "images_out": len(names),
+                 "lost": len(inputs - set(c)), "duplicated": sum(v - 1 for v in c.values() if v > 1),
+                 "kills": killer.count("convert"), "seconds": round(time.time() - t, 1)})
+    print(report.summary_line(), flush=True)
+
+    expected = set(names)
+    ds = read_records(out, "train", shuffle_files=True, shuffle_records=True, with_filename=True)
+    for epoch in range(args.epochs):
+        phase = f"stream epoch {epoch + 1}"
+        killer.start(phase)
+        t = time.time()
+        seen = Counter()
+        for b in ds.iter_batches(batch_size=256, batch_format="numpy"):
+            seen.update(b["filename"].tolist())
+            time.sleep(args.step_ms / 1000.0)
+        killer.stop()
+        rows.append({"phase": phase, "images_in": len(expected), "images_out": sum(seen.values()),
+                     "lost": len(expected - set(seen)),
+                     "duplicated": sum(v - 1 for v in seen.values() if v > 1),
+                     "kills": killer.count(phase), "seconds": round(time.time() - t, 1)})
+        print(rows[-1], flush=True)
+
+    print()
+    print(f"{'phase':<18}{'images in':>10}{'images out':>11}{'lost':>6}{'dup':>6}{'kills':>7}{'s':>7}")
+    for r in rows:
+        print(f"{r['phase']:<18}{r['images_in']:>10}{r['images_out']:>11}{r['lost']:>6}"
+              f"{r['duplicated']:>6}{r['kills']:>7}{r['seconds']:>7}")
+    ok = all(r["lost"] == 0 and r["duplicated"] == 0 for r in rows)
+    total_kills = len(killer.kills)
+    print(f"\n{'PASS' if ok else 'FAIL'}: {total_kills} workers killed; "
+          f"{sum(r['lost'] for r in rows)} lost, {sum(r['duplicated'] for r in rows)} duplicated")
+    with open(args.json, "w") as f:
+        json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "images": args.images,
+                   "kill_every_s": args.kill_every, "rows": rows, "kills": killer.kills,
+                   "pass": ok}, f, indent=2)
+    ray.shutdown()
+    cluster.shutdown()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
