@@ -25,16 +25,20 @@ import numpy as np  # noqa: E402
 from ray_ingest.augment import AugmentConfig  # noqa: E402
 
 
-def _time(fn, reps: int, sync=lambda: None) -> float:
-    fn()
-    sync()  # warm-up: compilation, allocation
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
+def _time_pair(a, b, reps: int, sync=lambda: None):
+    """Median seconds of ``a`` and of ``b``, run alternately (a shared machine's drifts then
+    fall on both alike), after one untimed call of each (compilation, allocation)."""
+    times = ([], [])
+    for fn in (a, b):
         fn()
         sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    for _ in range(reps):
+        for fn, out in zip((a, b), times):
+            t = time.perf_counter()
+            fn()
+            sync()
+            out.append(time.perf_counter() - t)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def bench_tf(images: np.ndarray, cfg: AugmentConfig, reps: int):
@@ -61,8 +65,7 @@ def bench_tf(images: np.ndarray, cfg: AugmentConfig, reps: int):
             return tf.map_fn(one, (x, tf.range(tf.shape(x)[0])),
                              fn_output_signature=tf.float32)
 
-        v = _time(lambda: vectorized(x).numpy(), reps)
-        p = _time(lambda: per_image(x).numpy(), reps)
+        v, p = _time_pair(lambda: vectorized(x).numpy(), lambda: per_image(x).numpy(), reps)
     return device, v, p
 
 
@@ -83,7 +86,7 @@ def bench_torch(images: np.ndarray, cfg: AugmentConfig, reps: int):
     def per_image():
         return torch.cat([torch_ops.augment(x[i : i + 1], cfg, gen) for i in range(len(x))])
 
-    return str(dev), _time(vectorized, reps, sync), _time(per_image, reps, sync)
+    return (str(dev),) + _time_pair(vectorized, per_image, reps, sync)
 
 
 def main(argv=None):

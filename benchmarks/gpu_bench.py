@@ -22,12 +22,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # augment_bench
 
 
 def _sync():
@@ -38,32 +38,15 @@ def _sync():
 
 
 def bench_augment(batch: int, size: int, reps: int):
+    """(a): the augmentation micro-benchmark's torch rows (benchmarks/augment_bench.py)."""
     import numpy as np
-    import torch
 
+    from augment_bench import bench_torch
     from ray_ingest.augment import AugmentConfig
-    from ray_ingest.augment import torch_ops
 
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = AugmentConfig(size=size)
-    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (batch, size, size, 3),
-                                                           dtype=np.uint8)).to(dev)
-    gen = torch.Generator(device=dev).manual_seed(0)
-
-    def timed(fn):
-        fn()
-        _sync()
-        ts = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            fn()
-            _sync()
-            ts.append(time.perf_counter() - t)
-        return statistics.median(ts)
-
-    vec = timed(lambda: torch_ops.augment(x, cfg, gen))
-    per = timed(lambda: torch.cat([torch_ops.augment(x[i:i + 1], cfg, gen) for i in range(batch)]))
-    return {"device": str(dev), "batch": batch, "size": size,
+    images = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+    device, vec, per = bench_torch(images, AugmentConfig(size=size), reps)
+    return {"device": device, "batch": batch, "size": size,
             "vectorized_images_per_second": batch / vec, "per_image_images_per_second": batch / per,
             "speedup": per / vec, "vectorized_seconds_per_batch": vec}
 

@@ -2,7 +2,7 @@
 worker every few seconds; count every image in and out. Must end with zero lost and zero
 duplicated records (exit status 1 otherwise).
 
-    python benchmarks/soak.py [--images 20000] [--epochs 3] [--kill-every 1.5] [--json soak.json]
+    python benchmarks/soak.py [--images 20000] [--epochs 3] [--kill-every 1.5] [--json benchmarks/results/soak.json]
 
 Runs on a local multi-node cluster (``ray.cluster_utils.Cluster``: 3 raylets on this machine)
 so that kills hit real worker processes of several nodes.

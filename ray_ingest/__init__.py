@@ -16,11 +16,11 @@ def __getattr__(name):  # lazy public API, so ``import ray_ingest`` stays cheap
         from ray_ingest.synth import synthesize
 
         return synthesize
-    if name == "read_records":
-        from ray_ingest.read import read_records
+    if name in ("read_records", "iter_images"):
+        from ray_ingest import read
 
-        return read_records
+        return getattr(read, name)
     raise AttributeError(f"module 'ray_ingest' has no attribute {name!r}")
 
 
-__all__ = ["convert", "read_records", "synthesize", "__version__"]
+__all__ = ["convert", "iter_images", "read_records", "synthesize", "__version__"]

@@ -235,6 +235,52 @@ def test_crc_verification_can_be_turned_off(converted, tmp_path):
     assert _n(read_records(str(d), verify_crc=False)) == n
 
 
+def test_consumer_decode_gives_the_same_batches_as_worker_decode(converted):
+    from ray_ingest.read import iter_images
+
+    path = str(converted["jpeg"])
+    kw = dict(shuffle_files=True, shuffle_records=True, seed=3, concurrency=1)
+    worker = list(read_records(path, **kw).iter_batches(batch_size=7, batch_format="numpy",
+                                                        prefetch_batches=0))
+    first = next(iter(read_records(path, decode="consumer", **kw).iter_batches(
+        batch_size=7, batch_format="numpy")))
+    assert set(first) == {"encoded", "label"}  # JPEG bytes travel, not pixels
+    # A fresh dataset: a seeded shuffle differs per execution (epoch), like the worker one's.
+    # prefetch_batches=0 on both sides: Ray Data's prefetching may reorder batches.
+    consumer = list(iter_images(read_records(path, decode="consumer", **kw), batch_size=7,
+                                decode_threads=3, prefetch_batches=0))
+    assert sum(len(b["label"]) for b in worker) == mf.read_manifest(path).num_records("train")
+    assert [len(b["label"]) for b in consumer] == [len(b["label"]) for b in worker]
+    for a, b in zip(worker, consumer):  # same order, same pixels (both libjpeg-turbo, fast DCT)
+        assert set(b) == {"image", "label"} and b["image"].dtype == np.uint8
+        np.testing.assert_array_equal(a["label"], b["label"])
+        np.testing.assert_array_equal(a["image"], b["image"])
+    # Batches that hold pixels already (raw records, or decoded by workers) pass through.
+    raw = str(converted["raw"])
+    images, labels = _rows(read_records(raw, concurrency=1), prefetch_batches=0)
+    got = list(iter_images(read_records(raw, decode="consumer", concurrency=1), batch_size=5,
+                           prefetch_batches=0))
+    np.testing.assert_array_equal(np.concatenate([b["image"] for b in got]), images)
+    np.testing.assert_array_equal(np.concatenate([b["label"] for b in got]), labels)
+    with pytest.raises(ValueError, match="decode must be one of"):
+        read_records(path, decode="gpu")
+
+
+def test_consumer_decode_names_the_bad_record(converted, tmp_path):
+    from ray_ingest.codec.example import ExampleDecodeError
+    from ray_ingest.read import iter_images
+
+    class Batches:  # a stand-in for a Dataset whose 2nd record of the 2nd batch is not a JPEG
+        def iter_batches(self, **kw):
+            good = list(read_records(str(converted["jpeg"]), decode="consumer").iter_batches(
+                batch_size=3, batch_format="numpy"))[:2]
+            good[1]["encoded"][1] = b"not a jpeg"
+            return iter(good)
+
+    with pytest.raises(ExampleDecodeError, match=r"batch 1: record 1 of a batch: undecodable"):
+        list(iter_images(Batches(), batch_size=3))
+
+
 @pytest.mark.tf
 def test_iter_tf_batches(converted):
     pytest.importorskip("tensorflow")

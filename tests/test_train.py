@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import os
+import tempfile
 
 import pytest
 
@@ -15,6 +18,10 @@ CHANCE = 1 / 5
 KEYS = {"val_accuracy", "val_loss", "images_per_second", "data_wait_share", "epochs", "restarts"}
 
 
+def _staged_checkpoints():
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "ray-ingest-ckpt-*")))
+
+
 def _cfg(data, tmp_path, **kw):
     base = dict(data=str(data), storage_path=str(tmp_path / "runs"), name="run", epochs=10,
                 batch_size=32, seed=0, metrics_out=str(tmp_path / "metrics.json"))
@@ -25,7 +32,11 @@ def _cfg(data, tmp_path, **kw):
 @pytest.mark.tf
 def test_tf_one_worker_learns(learnable, tmp_path):
     pytest.importorskip("tensorflow")
+    staged = _staged_checkpoints()
     final = train(_cfg(learnable, tmp_path, num_workers=1), progress=lambda s: None)
+    assert _staged_checkpoints() <= staged  # local staging folders are removed after upload
+    kept = [p for p in glob.glob(str(tmp_path / "runs" / "run" / "checkpoint_*")) if os.path.isdir(p)]
+    assert len(kept) == 2, kept  # CheckpointConfig(num_to_keep=2)
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert KEYS <= set(written) and written["epochs"] == 10 and written["restarts"] == 0
     assert final["val_images"] > 350  # all of the validation split, not a part

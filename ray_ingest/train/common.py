@@ -115,15 +115,22 @@ def count_attempts(storage_path: str, name: str, attempt_id: str) -> int:
 # ---- checkpoints: plain numpy arrays + JSON, framework-neutral on disk -------------------------
 
 
-def save_checkpoint(arrays: Dict[str, np.ndarray], meta: Dict[str, Any]):
-    """A ``ray.train.Checkpoint`` in a fresh local folder (Ray Train copies it to storage)."""
+def report_epoch(metrics: Dict[str, Any], arrays: Optional[Dict[str, np.ndarray]] = None,
+                 meta: Optional[Dict[str, Any]] = None) -> None:
+    """``ray.train.report`` the epoch's metrics, with a checkpoint when ``arrays`` is given
+    (rank 0). The checkpoint is staged in a local temporary folder that Ray Train copies to
+    storage before ``report`` returns; the folder is removed afterwards."""
+    import ray.train
     from ray.train import Checkpoint
 
-    d = tempfile.mkdtemp(prefix="ray-ingest-ckpt-")
-    np.savez(os.path.join(d, CHECKPOINT_ARRAYS), **arrays)
-    with open(os.path.join(d, CHECKPOINT_META), "w") as f:
-        json.dump(meta, f)
-    return Checkpoint.from_directory(d)
+    if arrays is None:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory(prefix="ray-ingest-ckpt-", ignore_cleanup_errors=True) as d:
+        np.savez(os.path.join(d, CHECKPOINT_ARRAYS), **arrays)
+        with open(os.path.join(d, CHECKPOINT_META), "w") as f:
+            json.dump(meta or {}, f)
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
 
 
 def load_checkpoint(checkpoint) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:

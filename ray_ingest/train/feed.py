@@ -29,7 +29,7 @@ def _feed_loop(config: Dict[str, Any]) -> None:
     metrics = {"images": n, "seconds": seconds,
                "worker_cpu_seconds": cpu_delta(cpu0, cpu_snapshot())}
     # Train V2 hands the driver only metrics that come with a checkpoint: attach an empty one.
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as d:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
@@ -41,11 +41,10 @@ def train_feed_variant(m, cfg, passes: int):
     from ray_ingest.bench import OURS_TRAIN, Variant
     from ray_ingest.read import read_records
 
-    storage = tempfile.mkdtemp(prefix="ray-ingest-feed-")
-
     class TrainFeed(Variant):
         def run_once(self, images: int) -> float:
             os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+            storage = tempfile.mkdtemp(prefix="ray-ingest-feed-")
             ds = read_records(m.root, cfg.split, repeat=passes, block_rows=cfg.batch_size)
             trainer = DataParallelTrainer(
                 _feed_loop,

@@ -163,15 +163,14 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             common.local_sums(meter, (val_loss, val_correct, val_count), restarts),
             tf.float64)).numpy()
         metrics = common.epoch_metrics(epoch, sums, train_seconds)
-        ckpt = None
+        arrays = meta = None
         if rank == 0:
             print(common.epoch_line(metrics, cfg.epochs), flush=True)
             tb.write(metrics)
             weights = model.get_weights()
             arrays = {f"w{i}": w for i, w in enumerate(weights)}
             arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
-            ckpt = common.save_checkpoint(arrays, {"epoch": epoch + 1,
-                                                   "num_weights": len(weights),
-                                                   "framework": "tf", "model": cfg.model})
-        ray.train.report(metrics, checkpoint=ckpt)
+            meta = {"epoch": epoch + 1, "num_weights": len(weights),
+                    "framework": "tf", "model": cfg.model}
+        common.report_epoch(metrics, arrays, meta)
     tb.close()

@@ -162,7 +162,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         if world > 1:
             dist.all_reduce(sums)
         metrics = common.epoch_metrics(epoch, sums.cpu().numpy(), train_seconds)
-        ckpt = None
+        arrays = meta = None
         if rank == 0:
             print(common.epoch_line(metrics, cfg.epochs), flush=True)
             tb.write(metrics)
@@ -175,9 +175,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
                 for n, v in state.items():
                     arrays[f"o.{k}.{n}"] = torch.as_tensor(v).cpu().numpy()
                     names[str(k)].append(n)
-            ckpt = common.save_checkpoint(arrays, {
-                "epoch": epoch + 1, "framework": "torch", "model": cfg.model,
-                "optimizer": {"param_groups": opt["param_groups"]},
-                "optimizer_state_names": names, "scheduler": scheduler.state_dict()})
-        ray.train.report(metrics, checkpoint=ckpt)
+            meta = {"epoch": epoch + 1, "framework": "torch", "model": cfg.model,
+                    "optimizer": {"param_groups": opt["param_groups"]},
+                    "optimizer_state_names": names, "scheduler": scheduler.state_dict()}
+        common.report_epoch(metrics, arrays, meta)
     tb.close()
