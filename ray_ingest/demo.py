@@ -15,7 +15,7 @@ def _step(title: str) -> float:
 
 
 def run_demo(workdir: str = "demo-data", num_images: int = 3000, classes: int = 10,
-             bench_images: int = 1500, bench_repeats: int = 2, train_epochs: int = 6,
+             bench_images: int = 1000, bench_repeats: int = 2, train_epochs: int = 6,
              framework: str = "tf") -> None:
     from ray_ingest.bench import BenchConfig, format_table, run_bench
     from ray_ingest.convert import ConvertOptions, convert
@@ -49,7 +49,7 @@ def run_demo(workdir: str = "demo-data", num_images: int = 3000, classes: int = 
     from ray_ingest.bench import OURS_TRAIN, available_rows
 
     rows = [r for r in available_rows() if r != OURS_TRAIN]  # a fit per run: too slow here
-    bench = run_bench(BenchConfig(data=shards, images=bench_images, warmup=300,
+    bench = run_bench(BenchConfig(data=shards, images=bench_images, warmup=200,
                                   repeats=bench_repeats, out=bench_out, rows=rows))
     print()
     print(format_table(bench), flush=True)

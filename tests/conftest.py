@@ -21,8 +21,11 @@ def ray_session():
     if not ray.is_initialized():
         here = os.path.dirname(os.path.abspath(__file__))
         path = os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        from ray_ingest.runtime import worker_soft_limit
+
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
-                 log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+                 log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}},
+                 _system_config={"num_workers_soft_limit": worker_soft_limit(2)})
     yield ray
     # Left running for the rest of the session; pytest's exit stops it.
 

@@ -56,7 +56,16 @@ def _free_ports(n: int):
 
 
 def _pids_with(marker: str):
+    """Live processes whose command line holds ``marker``, and their children. Zombies are
+    left out: they have exited (``ray start`` leaves its daemons to whichever process adopts
+    orphans here, which may reap them late)."""
     import psutil
+
+    def alive(p):
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
 
     found = set()
     for p in psutil.process_iter(["cmdline"]):
@@ -66,7 +75,7 @@ def _pids_with(marker: str):
                 found.update(p.children(recursive=True))
         except psutil.Error:
             pass
-    return found
+    return {p for p in found if alive(p)}
 
 
 class LocalHead:
