@@ -69,6 +69,9 @@ def test_config_errors_name_the_value(tmp_path):
         TrainConfig(data="x", model="vgg")
     with pytest.raises(ValueError, match="crop_scale"):
         TrainConfig(data="x", crop_scale=0)
+    assert TrainConfig(data="x").resolved_precision(accelerator=True) == "bf16"
+    assert TrainConfig(data="x").resolved_precision(accelerator=False) == "fp32"
+    assert TrainConfig(data="x", precision="fp32").resolved_precision(accelerator=True) == "fp32"
 
 
 @pytest.mark.torch

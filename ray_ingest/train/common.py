@@ -112,6 +112,34 @@ def count_attempts(storage_path: str, name: str, attempt_id: str) -> int:
     return sum(1 for n in fs.list_dir(d) if n.startswith(attempt_id + "-"))
 
 
+def start_worker(config: Dict[str, Any]):
+    """The first lines of every framework's loop: ``(cfg, rank, world, restarts)``, where
+    rank 0 marks this (re)start of the worker group and counts the earlier ones."""
+    import ray.train
+
+    from ray_ingest.train.config import TrainConfig
+
+    cfg = TrainConfig(**config)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    restarts = 0
+    if rank == 0:
+        mark_attempt(cfg.storage_path, cfg.name, cfg.attempt_id)
+        restarts = count_attempts(cfg.storage_path, cfg.name, cfg.attempt_id) - 1
+    return cfg, rank, world, restarts
+
+
+def next_training_batch(batches: Iterator, rank: int, step: int, steps: int, epoch: int):
+    """The step's batch. Every worker must take the same number of steps (each one all-reduces
+    its gradients): a stream that ends early is an error, not a shorter epoch, since stopping
+    alone would leave the other workers waiting forever."""
+    try:
+        return next(batches)
+    except StopIteration:
+        raise RuntimeError(f"worker {rank}: the training stream ended after {step} of "
+                           f"{steps} steps in epoch {epoch + 1}") from None
+
+
 # ---- checkpoints: plain numpy arrays + JSON, framework-neutral on disk -------------------------
 
 

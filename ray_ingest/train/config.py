@@ -80,6 +80,12 @@ class TrainConfig:
                              ratio=(1.0 / self.crop_ratio, self.crop_ratio),
                              enabled=self.augment)
 
+    def resolved_precision(self, accelerator: bool) -> str:
+        """``precision`` with ``auto`` made concrete: bf16 on an accelerator, fp32 otherwise."""
+        if self.precision != "auto":
+            return self.precision
+        return "bf16" if accelerator else "fp32"
+
     @property
     def per_worker_batch(self) -> int:
         return self.batch_size // self.num_workers

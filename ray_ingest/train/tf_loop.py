@@ -15,7 +15,6 @@ from typing import Any, Dict
 import numpy as np
 
 from ray_ingest.train import common
-from ray_ingest.train.config import TrainConfig
 
 
 def train_loop_per_worker(config: Dict[str, Any]) -> None:
@@ -26,13 +25,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     from ray_ingest.manifest import read_manifest
     from ray_ingest.train.models_tf import build_model
 
-    cfg = TrainConfig(**config)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    restarts = 0
-    if rank == 0:
-        common.mark_attempt(cfg.storage_path, cfg.name, cfg.attempt_id)
-        restarts = common.count_attempts(cfg.storage_path, cfg.name, cfg.attempt_id) - 1
+    cfg, rank, world, restarts = common.start_worker(config)
 
     gpus = tf.config.list_physical_devices("GPU")
     for g in gpus:
@@ -41,7 +34,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         threads = max(1, int(round(cfg.cpus_per_worker or 1)))
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(2)
-    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if gpus else "fp32")
+    precision = cfg.resolved_precision(bool(gpus))
     import keras
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
@@ -127,17 +120,9 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     for epoch in range(start_epoch, cfg.epochs):
         meter = common.EpochMeter()
         batches, next_stream = next_stream, None
-        step = 0
-        while step < steps_per_epoch:
+        for step in range(steps_per_epoch):
             t0 = time.perf_counter()
-            try:
-                batch = next(batches)
-            except StopIteration:
-                # Every worker must take the same number of steps (each one all-reduces its
-                # gradients); stopping alone would leave the others waiting forever.
-                raise RuntimeError(
-                    f"worker {rank}: the training stream ended after {step} of "
-                    f"{steps_per_epoch} steps in epoch {epoch + 1}") from None
+            batch = common.next_training_batch(batches, rank, step, steps_per_epoch, epoch)
             t1 = time.perf_counter()
             seed = tf.constant([cfg.seed, (epoch * 1_000_003 + step) * world + rank], tf.int64)
             images = tf.convert_to_tensor(batch["image"])
@@ -145,7 +130,6 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             loss, correct = train_step(images, labels, seed)
             loss = float(loss)  # waits for the step to finish
             meter.add(per_batch, t1 - t0, time.perf_counter() - t0, loss, float(correct))
-            step += 1
         train_seconds = meter.seconds
         common.finish_stream(batches, drain=not cfg.steps_per_epoch and not cfg.synthetic_data)
         if epoch + 1 < cfg.epochs:

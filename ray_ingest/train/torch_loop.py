@@ -15,7 +15,6 @@ from typing import Any, Dict
 import numpy as np
 
 from ray_ingest.train import common
-from ray_ingest.train.config import TrainConfig
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -38,18 +37,12 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     from ray_ingest.manifest import read_manifest
     from ray_ingest.train.models_torch import build_model
 
-    cfg = TrainConfig(**config)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    restarts = 0
-    if rank == 0:
-        common.mark_attempt(cfg.storage_path, cfg.name, cfg.attempt_id)
-        restarts = common.count_attempts(cfg.storage_path, cfg.name, cfg.attempt_id) - 1
+    cfg, rank, world, restarts = common.start_worker(config)
     device = ray.train.torch.get_device()
     cuda = device.type == "cuda"
     if not cuda:
         torch.set_num_threads(max(1, int(round(cfg.cpus_per_worker or 1))))
-    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if cuda else "fp32")
+    precision = cfg.resolved_precision(cuda)
     autocast_dtype = torch.bfloat16 if precision == "bf16" else None
     memory_format = torch.channels_last if cuda else torch.contiguous_format
 
@@ -133,12 +126,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         batches, next_stream = next_stream, None
         for step in range(steps_per_epoch):
             t0 = time.perf_counter()
-            try:
-                batch = next(batches)
-            except StopIteration:
-                raise RuntimeError(
-                    f"worker {rank}: the training stream ended after {step} of "
-                    f"{steps_per_epoch} steps in epoch {epoch + 1}") from None
+            batch = common.next_training_batch(batches, rank, step, steps_per_epoch, epoch)
             t1 = time.perf_counter()
             loss, correct = train_step(batch["image"], batch["label"].long())
             loss_value = float(loss)  # waits for the step to finish
