@@ -184,6 +184,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synthetic-data", action="store_true",
                    help="train on one batch kept on the device: the step's upper bound")
     p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--stall-timeout", type=float, default=d.stall_timeout,
+                   help="seconds without training progress before the run is stopped with a "
+                        "stack dump of each worker (0: wait forever; default %(default)s)")
 
 
 def _run_train(args) -> int:

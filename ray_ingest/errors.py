@@ -5,6 +5,7 @@ from ray_ingest.codec.framing import RecordCorruptError
 from ray_ingest.manifest import ManifestError
 from ray_ingest.sink import ConversionError
 from ray_ingest.sources import SourceError
+from ray_ingest.train.driver import RunExistsError, TrainingStalledError
 
 USER_ERRORS = (
     ConversionError,
@@ -12,6 +13,8 @@ USER_ERRORS = (
     ManifestError,
     RecordCorruptError,
     SourceError,
+    TrainingStalledError,
+    RunExistsError,
     ValueError,
     FileNotFoundError,
 )

@@ -95,3 +95,78 @@ def test_synthetic_data_mode_runs(learnable, tmp_path, framework):
                        synthetic_data=True, steps_per_epoch=5), progress=lambda s: None)
     assert final["synthetic_data"] and final["epochs"] == 1 and final["images_per_second"] > 0
     assert final["data_wait_share"] < 0.05  # the batch lives on the device
+
+
+def _val_rows_per_rank(cfg, world):
+    from ray_ingest.train import common
+
+    return [common.val_dataset(cfg, rank, world).count() for rank in range(world)]
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_two_workers_with_uneven_validation_parts_finish(learnable, tmp_path, framework):
+    """Each rank validates its own part of the split, and the parts can differ in batch count,
+    down to none at all (here: the split is one read task, so rank 1 gets nothing). That once
+    deadlocked torch: DDP's first forward under no_grad broadcasts buffers, a collective that
+    the rank without batches never joined."""
+    pytest.importorskip("torch" if framework == "torch" else "tensorflow")
+    from ray_ingest.manifest import read_manifest
+
+    cfg = _cfg(learnable, tmp_path, framework=framework, num_workers=2, epochs=2,
+               batch_size=1024, stall_timeout=120)
+    rows = _val_rows_per_rank(cfg, 2)
+    assert rows[0] > 0 and rows[1] == 0, rows  # the case under test
+    final = train(cfg, progress=lambda s: None)
+    assert final["epochs"] == 2
+    assert final["val_images"] == sum(rows) == read_manifest(str(learnable)).num_records("val")
+
+
+def test_a_stalled_run_fails_naming_the_rank_and_where_it_waits(learnable, tmp_path):
+    """A real stall: a training worker that takes every CPU of the cluster leaves none for the
+    read tasks, so its first batch never comes. The watchdog stops the run."""
+    pytest.importorskip("torch")
+    from ray_ingest.train.driver import TrainingStalledError
+
+    cfg = _cfg(learnable, tmp_path, framework="torch", num_workers=1, epochs=1,
+               cpus_per_worker=2, stall_timeout=15)
+    with pytest.raises(TrainingStalledError) as info:
+        train(cfg, progress=lambda s: None)
+    message = str(info.value)
+    assert "rank 0" in message and "--stall-timeout 15" in message
+    assert "waits in:" in message and "__next__" in message, message
+    dumps = list((tmp_path / "runs" / "run" / "_stalls").glob("*-rank0.txt"))
+    assert len(dumps) == 1 and "all threads" in dumps[0].read_text()
+
+
+@pytest.mark.parametrize("framework", ["tf", "torch"])
+def test_every_listed_model_is_offered_by_both_frameworks(framework):
+    import numpy as np
+
+    from ray_ingest.train.config import MODELS, MODELS_BY_FRAMEWORK
+
+    assert set(MODELS_BY_FRAMEWORK[framework]) == set(MODELS)
+    if framework == "torch":
+        torch = pytest.importorskip("torch")
+        from ray_ingest.train.models_torch import build_model
+
+        for name in MODELS:
+            out = build_model(name, 3).eval()(torch.zeros(2, 3, 32, 32))
+            assert tuple(out.shape) == (2, 3), name
+    else:
+        pytest.importorskip("tensorflow")
+        from ray_ingest.train.models_tf import build_model
+
+        for name in MODELS:
+            out = build_model(name, 3, 32)(np.zeros((2, 32, 32, 3), np.float32))
+            assert tuple(out.shape) == (2, 3), name
+
+
+def test_a_model_missing_from_a_framework_is_refused_at_once(monkeypatch):
+    from ray_ingest.train import config
+
+    monkeypatch.setitem(config.MODELS_BY_FRAMEWORK, "tf", ("small_cnn",))
+    with pytest.raises(ValueError, match="'resnet18' is not available with framework 'tf'"):
+        TrainConfig(data="x", framework="tf", model="resnet18")
+    TrainConfig(data="x", framework="torch", model="resnet18")
+    with pytest.raises(ValueError, match="stall_timeout"):
+        TrainConfig(data="x", stall_timeout=-1)

@@ -113,8 +113,9 @@ def count_attempts(storage_path: str, name: str, attempt_id: str) -> int:
 
 
 def start_worker(config: Dict[str, Any]):
-    """The first lines of every framework's loop: ``(cfg, rank, world, restarts)``, where
-    rank 0 marks this (re)start of the worker group and counts the earlier ones."""
+    """The first lines of every framework's loop: ``(cfg, rank, world, restarts, watchdog)``,
+    where rank 0 marks this (re)start of the worker group and counts the earlier ones, and the
+    watchdog (started) ends the worker if its progress stops for ``cfg.stall_timeout``."""
     import ray.train
 
     from ray_ingest.train.config import TrainConfig
@@ -126,7 +127,11 @@ def start_worker(config: Dict[str, Any]):
     if rank == 0:
         mark_attempt(cfg.storage_path, cfg.name, cfg.attempt_id)
         restarts = count_attempts(cfg.storage_path, cfg.name, cfg.attempt_id) - 1
-    return cfg, rank, world, restarts
+    from ray_ingest.train.watchdog import StallWatchdog
+
+    watchdog = StallWatchdog(run_dir(cfg.storage_path, cfg.name), cfg.attempt_id, rank,
+                             cfg.stall_timeout).start()
+    return cfg, rank, world, restarts, watchdog
 
 
 def next_training_batch(batches: Iterator, rank: int, step: int, steps: int, epoch: int):

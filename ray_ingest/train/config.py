@@ -7,7 +7,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Optional
 
 FRAMEWORKS = ("tf", "torch")
-MODELS = ("small_cnn", "resnet18", "resnet50", "mobilenet_v2")
+#: The models each framework offers (``models_tf`` / ``models_torch`` build them).
+MODELS_BY_FRAMEWORK = {
+    "tf": ("small_cnn", "resnet18", "resnet50", "mobilenet_v2"),
+    "torch": ("small_cnn", "resnet18", "resnet50", "mobilenet_v2"),
+}
+MODELS = tuple(dict.fromkeys(m for ms in MODELS_BY_FRAMEWORK.values() for m in ms))
+#: Seconds without training progress after which a run is stopped with a stack dump of each
+#: worker: long enough for the slowest first batch (stream start-up, graph compilation).
+DEFAULT_STALL_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU), fp32, bf16
     synthetic_data: bool = False  # train on one batch kept on the device (upper bound)
     steps_per_epoch: Optional[int] = None  # cap (for tests and quick looks)
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT  # 0: wait forever
     attempt_id: str = field(default="")  # set by the driver; names this fit's attempts
 
     def __post_init__(self):
@@ -46,6 +55,13 @@ class TrainConfig:
             raise ValueError(f"framework must be one of {FRAMEWORKS}, got {self.framework!r}")
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.model not in MODELS_BY_FRAMEWORK[self.framework]:
+            raise ValueError(
+                f"model {self.model!r} is not available with framework {self.framework!r} "
+                f"(it offers {', '.join(MODELS_BY_FRAMEWORK[self.framework])})")
+        if self.stall_timeout < 0:
+            raise ValueError(f"stall_timeout must be >= 0 seconds (0: off), got "
+                             f"{self.stall_timeout}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.num_workers < 1:

@@ -23,6 +23,10 @@ class RunExistsError(ValueError):
     pass
 
 
+class TrainingStalledError(RuntimeError):
+    """A training run stopped because its progress stopped for ``stall_timeout`` seconds."""
+
+
 def resolve_resources(cfg: TrainConfig) -> Tuple[bool, float]:
     """``(use_gpu, CPUs per training worker)`` for this cluster.
 
@@ -108,9 +112,20 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         dataset_config=DataConfig(datasets_to_split=["train"]),
     )
     started = time.time()
-    result = trainer.fit()
-    if result.error is not None:
-        raise result.error
+    from ray_ingest.train.watchdog import stall_summary
+
+    try:
+        result = trainer.fit()
+        error = result.error
+    except Exception as e:  # noqa: BLE001 - replaced below when a watchdog stopped the run
+        result, error = None, e
+    stalled = stall_summary(run, cfg.attempt_id, cfg.stall_timeout)
+    if error is not None:
+        if stalled:
+            raise TrainingStalledError(stalled) from error
+        raise error
+    if stalled:  # a stalled worker group that Ray Train restarted (--max-failures)
+        logger.warning("%s", stalled)
     restarts = common.count_attempts(cfg.storage_path, cfg.name, cfg.attempt_id) - 1
     metrics = dict(result.metrics or {})
     if not metrics:

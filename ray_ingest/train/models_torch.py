@@ -1,7 +1,9 @@
-"""torch models: the same small CNN as the Keras one, and ResNets (torchvision's when it is
-importable, else a plain-torch ResNet of the same layout). All return logits."""
+"""torch models: the same small CNN as the Keras one, ResNets and MobileNetV2 (torchvision's
+when it is importable, else plain-torch models of the same layout). All return logits."""
 
 from __future__ import annotations
+
+from typing import List
 
 import torch
 from torch import nn
@@ -81,16 +83,67 @@ class ResNet(nn.Module):
         return self.head(self.stages(self.stem(x)))
 
 
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
+             act: bool = True) -> List[nn.Module]:
+    layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+              nn.BatchNorm2d(cout)]
+    return layers + [nn.ReLU6(inplace=True)] if act else layers
+
+
+class _InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+        super().__init__()
+        hidden = cin * expand
+        layers = _conv_bn(cin, hidden, 1) if expand != 1 else []
+        layers += _conv_bn(hidden, hidden, 3, stride, groups=hidden)
+        layers += _conv_bn(hidden, cout, 1, act=False)
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        return x + self.block(x) if self.residual else self.block(x)
+
+
+class MobileNetV2(nn.Module):
+    """The torchvision MobileNetV2 layout (width 1.0): stem, 17 inverted residual blocks,
+    a 1280-channel head, average pool, dropout, linear."""
+
+    #: (expansion, channels, repeats, first stride) per stage.
+    STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+              (6, 160, 3, 2), (6, 320, 1, 1))
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        layers, cin = _conv_bn(3, 32, 3, 2), 32
+        for expand, cout, repeats, stride in self.STAGES:
+            for i in range(repeats):
+                layers.append(_InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
+                cin = cout
+        layers += _conv_bn(cin, 1280, 1)
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2),
+                                  nn.Linear(1280, num_classes))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def _plain(name: str, num_classes: int) -> nn.Module:
+    if name == "resnet18":
+        return ResNet(_Basic, (2, 2, 2, 2), num_classes)
+    if name == "resnet50":
+        return ResNet(_Bottleneck, (3, 4, 6, 3), num_classes)
+    return MobileNetV2(num_classes)
+
+
 def build_model(name: str, num_classes: int) -> nn.Module:
     if name == "small_cnn":
         return small_cnn(num_classes)
-    if name in ("resnet18", "resnet50"):
+    if name in ("resnet18", "resnet50", "mobilenet_v2"):
         try:
             import torchvision
 
             return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
         except Exception:  # noqa: BLE001 - not installed, or a build that does not import
-            if name == "resnet18":
-                return ResNet(_Basic, (2, 2, 2, 2), num_classes)
-            return ResNet(_Bottleneck, (3, 4, 6, 3), num_classes)
-    raise ValueError(f"model {name!r} is not available for torch (small_cnn, resnet18, resnet50)")
+            return _plain(name, num_classes)
+    raise ValueError(f"model {name!r} is not available for torch")

@@ -25,7 +25,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     from ray_ingest.manifest import read_manifest
     from ray_ingest.train.models_tf import build_model
 
-    cfg, rank, world, restarts = common.start_worker(config)
+    cfg, rank, world, restarts, watchdog = common.start_worker(config)
 
     gpus = tf.config.list_physical_devices("GPU")
     for g in gpus:
@@ -130,6 +130,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             loss, correct = train_step(images, labels, seed)
             loss = float(loss)  # waits for the step to finish
             meter.add(per_batch, t1 - t0, time.perf_counter() - t0, loss, float(correct))
+            watchdog.tick("training step")
         train_seconds = meter.seconds
         common.finish_stream(batches, drain=not cfg.steps_per_epoch and not cfg.synthetic_data)
         if epoch + 1 < cfg.epochs:
@@ -143,6 +144,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             val_loss += float(lsum)
             val_correct += float(csum)
             val_count += int(labels.shape[0])
+            watchdog.tick("validation batch")
         sums = all_reduce(tf.constant(
             common.local_sums(meter, (val_loss, val_correct, val_count), restarts),
             tf.float64)).numpy()
@@ -157,4 +159,6 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             meta = {"epoch": epoch + 1, "num_weights": len(weights),
                     "framework": "tf", "model": cfg.model}
         common.report_epoch(metrics, arrays, meta)
+        watchdog.tick("epoch report")
     tb.close()
+    watchdog.stop()

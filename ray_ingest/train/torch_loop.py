@@ -37,7 +37,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     from ray_ingest.manifest import read_manifest
     from ray_ingest.train.models_torch import build_model
 
-    cfg, rank, world, restarts = common.start_worker(config)
+    cfg, rank, world, restarts, watchdog = common.start_worker(config)
     device = ray.train.torch.get_device()
     cuda = device.type == "cuda"
     if not cuda:
@@ -80,7 +80,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         x = torch_ops.augment(images, aug, generator).contiguous(memory_format=memory_format)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
-            logits = model(x)
+            logits = bare(x)
         loss = F.cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -89,12 +89,18 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         correct = (logits.argmax(1) == labels).sum()
         return loss.detach(), correct
 
+    # Validation runs the bare module, never the DDP wrapper: DDP's forward broadcasts buffers
+    # (a collective) on every call, and the ranks' parts of the validation split can hold
+    # different numbers of batches, so a rank with more batches would wait forever in that
+    # broadcast while the others wait in the all-reduce of the sums.
+    bare = model.module if hasattr(model, "module") else model
+
     @torch.no_grad()
     def eval_step(images, labels):
         x = torch_ops.evaluate(images, aug).contiguous(memory_format=memory_format)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
-            logits = model(x)
+            logits = bare(x)
         return (F.cross_entropy(logits.float(), labels, reduction="sum"),
                 (logits.argmax(1) == labels).sum())
 
@@ -131,12 +137,18 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             loss, correct = train_step(batch["image"], batch["label"].long())
             loss_value = float(loss)  # waits for the step to finish
             meter.add(per_batch, t1 - t0, time.perf_counter() - t0, loss_value, float(correct))
+            watchdog.tick("training step")
         train_seconds = meter.seconds
         common.finish_stream(batches, drain=not cfg.steps_per_epoch and not cfg.synthetic_data)
         if epoch + 1 < cfg.epochs:
             next_stream = make_stream(epoch + 1)  # starts while this epoch validates
 
         model.eval()
+        if world > 1:
+            # One collective, the same on every rank: all ranks validate rank 0's batch-norm
+            # statistics (each rank's last forward updated its own).
+            for buf in bare.buffers():
+                dist.broadcast(buf, 0)
         val_loss = val_correct = val_count = 0.0
         for b in common.val_dataset(cfg, rank, world).iter_torch_batches(
                 batch_size=per_batch, prefetch_batches=cfg.prefetch_batches, device=device):
@@ -145,6 +157,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             val_loss += float(lsum)
             val_correct += float(csum)
             val_count += int(labels.shape[0])
+            watchdog.tick("validation batch")
         sums = torch.tensor(common.local_sums(meter, (val_loss, val_correct, val_count), restarts),
                             dtype=torch.float64, device=device)
         if world > 1:
@@ -167,4 +180,6 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
                     "optimizer": {"param_groups": opt["param_groups"]},
                     "optimizer_state_names": names, "scheduler": scheduler.state_dict()}
         common.report_epoch(metrics, arrays, meta)
+        watchdog.tick("epoch report")
     tb.close()
+    watchdog.stop()
