@@ -31,11 +31,11 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/convert_bench.py --json benchmarks/convert_bench.json
 
-# Regenerates ray_ingest/codec/proto/example_pb2.py (see the header of example.proto).
+# Regenerates ray_ingest/format/proto/example_pb2.py (see the header of example.proto).
 proto:
 	@test -x .proto-venv/bin/python || $(PYTHON) -m venv .proto-venv
 	.proto-venv/bin/pip install -q grpcio-tools==1.62.3
-	.proto-venv/bin/python -m grpc_tools.protoc -I. --python_out=. ray_ingest/codec/proto/example.proto
+	.proto-venv/bin/python -m grpc_tools.protoc -I. --python_out=. ray_ingest/format/proto/example.proto
 
 clean:
 	rm -rf $(VENV) .proto-venv $(DEMO_DIR) .pytest_cache

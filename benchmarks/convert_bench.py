@@ -36,9 +36,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def _limit_worker(args):
     files, out_path, size = args
-    from ray_ingest.codec.example import encode_image_example
-    from ray_ingest.codec.framing import TFRecordWriter
-    from ray_ingest.images import ImageSpec, process_image
+    from ray_ingest.convert.images import ImageSpec, process_image
+    from ray_ingest.format.example import encode_image_example
+    from ray_ingest.format.framing import TFRecordWriter
 
     spec = ImageSpec(size=size)
     with open(out_path, "wb") as f:
@@ -58,9 +58,9 @@ def _warm(_):
     import simplejpeg  # noqa: F401
     from PIL import Image  # noqa: F401
 
-    import ray_ingest.codec.example  # noqa: F401
-    import ray_ingest.codec.framing  # noqa: F401
-    import ray_ingest.images  # noqa: F401
+    import ray_ingest.convert.images  # noqa: F401
+    import ray_ingest.format.example  # noqa: F401
+    import ray_ingest.format.framing  # noqa: F401
 
     time.sleep(0.2)  # so that every pool process gets one of the warm-up calls
     return os.getpid()
@@ -148,7 +148,7 @@ def main(argv=None):
     import ray
 
     from ray_ingest.runtime import ensure_ray
-    from ray_ingest.synth import SynthSpec, parse_size, synthesize
+    from ray_ingest.tools.synth import SynthSpec, parse_size, synthesize
 
     work = tempfile.mkdtemp(prefix="convert-bench-")
     src = args.data or os.path.join(work, "src")
@@ -186,7 +186,7 @@ def main(argv=None):
     # A small warm-up conversion so worker start-up is outside every timed Ray row.
     from ray_ingest.convert import convert
 
-    convert(src + "/circle" if False else src, os.path.join(work, "warm"), size=32,
+    convert(src, os.path.join(work, "warm"), size=32,
             overwrite=True, shard_size_mb=1)
     if "ours" not in skip:
         run("ray-ingest convert", lambda out: bench_ours(src, out, args.out_size))

@@ -124,14 +124,13 @@ def bench_decode(data: str, n: int):
     import numpy as np
     import simplejpeg
 
-    from ray_ingest import fs
-    from ray_ingest.codec import decode_image_example, scan_records
-    from ray_ingest.manifest import read_manifest
+    import itertools
+
+    from ray_ingest.format.manifest import read_manifest
+    from ray_ingest.format.records import iter_records
 
     m = read_manifest(data)
-    shard = m.shards("train")[0]
-    views, _ = scan_records(fs.read_bytes(fs.join(m.root, shard.file)))
-    encoded = [decode_image_example(v).encoded for v in views[:n]]
+    encoded = [r.encoded for r in itertools.islice(iter_records(data, "train", manifest=m), n)]
     out = np.empty((m.height, m.width, 3), np.uint8)
     t = time.perf_counter()
     for e in encoded:
@@ -177,9 +176,8 @@ def main(argv=None):
 
     from ray_ingest.convert import convert
     from ray_ingest.runtime import ensure_ray
-    from ray_ingest.synth import SynthSpec, synthesize
-    from ray_ingest.train.config import TrainConfig
-    from ray_ingest.train.driver import train
+    from ray_ingest.tools.synth import SynthSpec, synthesize
+    from ray_ingest.train import TrainConfig, train
 
     os.makedirs(args.out, exist_ok=True)
     ensure_ray()

@@ -13,64 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import signal
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-TITLES = ("ray::MapBatches", "ray::Write", "ray::ReadTFRecordShards", "ray::IDLE")
-
-
-class Killer:
-    """Every ``every`` seconds, SIGKILL one random Ray worker process that is running our work."""
-
-    def __init__(self, every: float, seed: int):
-        self.every, self.rng = every, random.Random(seed)
-        self.kills = []
-        self._stop = threading.Event()
-        self._thread = None
-
-    def _victims(self):
-        import psutil
-
-        out = []
-        for p in psutil.process_iter(["cmdline"]):
-            try:
-                cmd = " ".join(p.info["cmdline"] or [])
-            except psutil.Error:
-                continue
-            if cmd.startswith(TITLES[:3]):
-                out.append((p.pid, cmd.split(" ")[0]))
-        return out
-
-    def _run(self, phase: str):
-        while not self._stop.wait(self.every):
-            victims = self._victims()
-            if victims:
-                pid, title = self.rng.choice(victims)
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    self.kills.append({"phase": phase, "pid": pid, "title": title,
-                                       "t": round(time.time(), 2)})
-                except ProcessLookupError:
-                    pass
-
-    def start(self, phase: str):
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(phase,), daemon=True)
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join()
-
-    def count(self, phase: str) -> int:
-        return sum(1 for k in self.kills if k["phase"] == phase)
+TITLES = ("ray::MapBatches", "ray::Write", "ray::ReadTFRecordShards")
 
 
 def main(argv=None):
@@ -87,11 +37,11 @@ def main(argv=None):
     import ray
     from ray.cluster_utils import Cluster
 
-    from ray_ingest.codec import decode_image_example, scan_records
     from ray_ingest.convert import ConvertOptions, convert
-    from ray_ingest.manifest import read_manifest
+    from ray_ingest.format.records import iter_records
     from ray_ingest.read import read_records
-    from ray_ingest.synth import SynthSpec, synthesize
+    from ray_ingest.tools.chaos import Killer
+    from ray_ingest.tools.synth import SynthSpec, synthesize
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
@@ -104,7 +54,7 @@ def main(argv=None):
                          seed=args.seed))
     print(f"synthesized {args.images} images in {time.time() - t:.0f} s", flush=True)
     inputs = {os.path.relpath(os.path.join(d, f), src) for d, _, fs in os.walk(src) for f in fs}
-    killer = Killer(args.kill_every, args.seed)
+    killer = Killer(TITLES, args.kill_every, args.seed)
     rows = []
 
     killer.start("convert")
@@ -112,12 +62,7 @@ def main(argv=None):
     report = convert(src, out, ConvertOptions(size=32, encoding="jpeg", shard_size_mb=2,
                                               val_fraction=0.0))
     killer.stop()
-    m = read_manifest(out)
-    names = []
-    for s in m.shards("train"):
-        with open(os.path.join(out, s.file), "rb") as f:
-            views, _ = scan_records(f.read(), path=s.file)
-        names += [decode_image_example(v).filename for v in views]
+    names = [r.filename for r in iter_records(out, "train")]
     c = Counter(names)
     rows.append({"phase": "convert", "images_in": len(inputs), "images_out": len(names),
                  "lost": len(inputs - set(c)), "duplicated": sum(v - 1 for v in c.values() if v > 1),

@@ -1,26 +1,42 @@
 """ray-ingest: images → TFRecord shards → streamed batches → training, on Ray.
 
-The core (synth, convert, read) needs neither TensorFlow nor torch; heavy modules are imported
-where they are used.
+The public API, imported lazily so that ``import ray_ingest`` stays cheap:
+
+* ``convert(src, out, options=None, **kwargs)`` and :class:`ConvertOptions`;
+* ``read_records(path, split, options=None, **kwargs)``, :class:`ReadOptions` and
+  ``iter_images(dataset_or_iterator, ...)``;
+* ``train(TrainConfig(...))``;
+* ``synthesize(SynthSpec(...))``;
+* the errors, all subclasses of :class:`RayIngestError`.
+
+The core (format, convert, read) needs neither TensorFlow nor torch.
 """
+
+import importlib
+
+from ray_ingest.errors import *  # noqa: F401,F403 - the errors import nothing heavy
+from ray_ingest.errors import __all__ as _ERRORS
 
 __version__ = "0.1.0"
 
-
-def __getattr__(name):  # lazy public API, so ``import ray_ingest`` stays cheap
-    if name == "convert":
-        from ray_ingest.convert import convert
-
-        return convert
-    if name == "synthesize":
-        from ray_ingest.synth import synthesize
-
-        return synthesize
-    if name in ("read_records", "iter_images"):
-        from ray_ingest import read
-
-        return getattr(read, name)
+_API = {
+    "convert": ("ray_ingest.convert", None),  # the package is the function
+    "ConvertOptions": ("ray_ingest.convert", "ConvertOptions"),
+    "ConvertReport": ("ray_ingest.convert", "ConvertReport"),
+    "read_records": ("ray_ingest.read", "read_records"),
+    "iter_images": ("ray_ingest.read", "iter_images"),
+    "ReadOptions": ("ray_ingest.read", "ReadOptions"),
+    "train": ("ray_ingest.train", None),  # the package is the function
+    "TrainConfig": ("ray_ingest.train", "TrainConfig"),
+    "synthesize": ("ray_ingest.tools.synth", "synthesize"),
+    "SynthSpec": ("ray_ingest.tools.synth", "SynthSpec"),
+}
+def __getattr__(name):
+    if name in _API:
+        module, attr = _API[name]
+        mod = importlib.import_module(module)
+        return mod if attr is None else getattr(mod, attr)
     raise AttributeError(f"module 'ray_ingest' has no attribute {name!r}")
 
 
-__all__ = ["convert", "iter_images", "read_records", "synthesize", "__version__"]
+__all__ = sorted([*_API, *_ERRORS, "__version__"])

@@ -1,20 +1,85 @@
-"""Errors that the CLI reports as one clear line (exit status 2) instead of a traceback."""
+"""Every error ray-ingest raises for a user to act on, in one place.
 
-from ray_ingest.codec.example import ExampleDecodeError
-from ray_ingest.codec.framing import RecordCorruptError
-from ray_ingest.manifest import ManifestError
-from ray_ingest.sink import ConversionError
-from ray_ingest.sources import SourceError
-from ray_ingest.train.driver import RunExistsError, TrainingStalledError
+All derive from :class:`RayIngestError`; the CLI prints their message as one line and exits
+with status 2, while anything else is a bug and keeps its traceback. Each also derives from the
+built-in type it refines (``ValueError``, ``RuntimeError``), so generic handlers still work.
 
-USER_ERRORS = (
-    ConversionError,
-    ExampleDecodeError,
-    ManifestError,
-    RecordCorruptError,
-    SourceError,
-    TrainingStalledError,
-    RunExistsError,
-    ValueError,
-    FileNotFoundError,
-)
+They cross process boundaries (Ray tasks, Ray Train workers): :meth:`RayIngestError.__reduce__`
+rebuilds any subclass from its message and fields, whatever its ``__init__`` takes, so
+``except RecordCorruptError`` works around a Ray call and ``e.path`` is still there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Tuple
+
+
+def _rebuild(cls: type, args: Tuple[Any, ...], state: Dict[str, Any]) -> "RayIngestError":
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
+class RayIngestError(Exception):
+    """Base class of the package's errors."""
+
+    def __reduce__(self):
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+class ConfigError(RayIngestError, ValueError):
+    """An argument or option is out of its range, or options contradict each other."""
+
+
+class SourceError(RayIngestError, ValueError):
+    """The conversion source cannot be listed (names the file and line where it applies)."""
+
+
+class ConversionError(RayIngestError, RuntimeError):
+    """A conversion did not commit (too many rejects, lost records, a second writer, ...)."""
+
+
+class ManifestError(RayIngestError, ValueError):
+    """A manifest is missing, of another format or version, or disagrees with the shards."""
+
+
+class RecordMismatchError(ManifestError):
+    """A record disagrees with the manifest (shape, encoding, class id)."""
+
+
+class ExampleDecodeError(RayIngestError, ValueError):
+    """A record is not a well-formed ``tf.train.Example``, lacks a feature, or holds an
+    undecodable image."""
+
+
+class RecordCorruptError(RayIngestError, ValueError):
+    """A TFRecord file is truncated or fails its CRC; names the file and the byte offset."""
+
+    def __init__(self, path: str, offset: int, reason: str):
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+        super().__init__(f"{path}: corrupt TFRecord at byte offset {offset}: {reason}")
+
+
+class RunExistsError(RayIngestError, ValueError):
+    """A training run folder already holds a run (or ``--resume`` names none)."""
+
+
+class TrainingStalledError(RayIngestError, RuntimeError):
+    """A training run was stopped because its progress stopped for ``stall_timeout`` s."""
+
+
+__all__ = [
+    "ConfigError",
+    "ConversionError",
+    "ExampleDecodeError",
+    "ManifestError",
+    "RayIngestError",
+    "RecordCorruptError",
+    "RecordMismatchError",
+    "RunExistsError",
+    "SourceError",
+    "TrainingStalledError",
+]

@@ -36,10 +36,9 @@ def worker_soft_limit(cpus: int) -> int:
 
     Ray's default is the CPU count, counting busy actors too: with training workers, Ray Train
     and Ray Data actors alive, every idle task worker is killed after a second, and each epoch's
-    read tasks wait for new processes to start and import (measured on 2 cores: the first
-    batch of an epoch came 1.1-2.5 s after the stream started, against 0.4-0.7 s with this
-    limit, and half the epochs of a training run stalled for 1.5-2 s). On a cluster of
-    ``ray start`` nodes pass the same with ``--system-config='{"num_workers_soft_limit": 16}'``.
+    read tasks wait for new processes to start and import, so the first batch of an epoch
+    comes late (figures in benchmarks/RESULTS.md). On a cluster of ``ray start`` nodes pass the
+    same with ``--system-config='{"num_workers_soft_limit": 16}'``.
     """
     return max(16, 2 * cpus)
 
@@ -72,14 +71,39 @@ def data_context(**overrides):
             setattr(ctx, k, v)
 
 
-#: Ray Data settings of our pipelines (measured on the 2-core machine, see benchmarks/RESULTS.md):
+#: Ray Data settings of our pipelines (measured: benchmarks/RESULTS.md):
 #: * per-operator CPU reservation would keep one of a small machine's cores for the shard
 #:   writer, idle until a shard's worth of rows exists; off, the decoders use every core;
 #: * a streaming task may run 8 blocks ahead of the consumer instead of 2: the executor polls
 #:   its tasks together (waiting up to 100 ms for all of them), so with a buffer of 2 a task
-#:   that is done sits idle while another finishes; this alone took a 150 KB/row stream
-#:   from ~6,800 to ~11,500 rows/s. Memory stays bounded by Ray Data's object-store budget.
+#:   that is done sits idle while another finishes. Memory stays bounded by Ray Data's
+#:   object-store budget.
 PIPELINE_CONTEXT = {
     "op_resource_reservation_enabled": False,
     "_max_num_blocks_in_streaming_gen_buffer": 8,
 }
+
+
+_MALLOC_TUNED = False
+
+
+def tune_malloc() -> None:
+    """Keeps freed block buffers in this process's heap instead of returning them to the OS.
+
+    Blocks are fresh arrays of tens of MB; glibc serves those with ``mmap`` and unmaps them
+    on free, so each block paid a page fault per 4 KB page. With high mmap and trim
+    thresholds the memory is reused. glibc only; elsewhere a no-op. Once per process.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 512 << 20)
+        libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):
+        pass

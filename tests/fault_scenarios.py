@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ray_ingest.sink import TFRecordDatasink  # noqa: E402
+from ray_ingest.convert.sink import TFRecordDatasink  # noqa: E402
+from ray_ingest.tools.chaos import wait_and_kill_one  # noqa: E402
 
 
 class SlowSink(TFRecordDatasink):
@@ -31,20 +31,6 @@ class SlowSink(TFRecordDatasink):
                 time.sleep(0.3)
 
         return super().write(slow(blocks), ctx)
-
-
-def _ray_workers(title: str):
-    import psutil
-
-    found = []
-    for p in psutil.process_iter(["name", "cmdline"]):
-        try:
-            cmd = " ".join(p.info["cmdline"] or [])
-            if cmd.startswith(title):
-                found.append(p)
-        except psutil.Error:
-            pass
-    return found
 
 
 def kill_convert_worker(src: str, out: str) -> dict:
@@ -62,15 +48,9 @@ def kill_convert_worker(src: str, out: str) -> dict:
 
     def killer():
         for title in ("ray::Write", "ray::MapBatches"):
-            deadline = time.time() + 120
-            while time.time() < deadline:
-                procs = _ray_workers(title)
-                if procs:
-                    victim = rng.choice(procs)
-                    os.kill(victim.pid, signal.SIGKILL)
-                    killed.append({"pid": victim.pid, "title": title})
-                    break
-                time.sleep(0.02)
+            victim = wait_and_kill_one([title], rng)
+            if victim:
+                killed.append({"pid": victim["pid"], "title": title})
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()

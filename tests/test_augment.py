@@ -81,7 +81,7 @@ def test_tf_identity_params_and_disabled_mean_no_change():
 
 @pytest.mark.tf
 def test_tf_flip_and_crop_do_what_they_say():
-    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")
     from ray_ingest.augment import tf_ops
 
     imgs = _images(n=2, h=32, w=32)

@@ -10,12 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+
+from helpers import make_synth_tree
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -144,11 +145,8 @@ def _job_status(head: LocalHead, out: str) -> str:
 
 @pytest.mark.slow
 def test_ray_job_submit_convert_train_throughput(tmp_path):
-    from ray_ingest.synth import SynthSpec, synthesize
-
     src, shards, runs = tmp_path / "src", tmp_path / "shards", tmp_path / "runs"
-    synthesize(SynthSpec(out=str(src), num_images=600, num_classes=4, width=48, height=40),
-               parallel=False)
+    make_synth_tree(src, 600, 4, 48, 40, seed=0)
     head = LocalHead(tmp_path)
     head.start()
     try:

@@ -7,21 +7,23 @@ import struct
 import numpy as np
 import pytest
 
-from ray_ingest import keys
-from ray_ingest.codec import (
-    ExampleDecodeError,
-    RecordCorruptError,
-    TFRecordWriter,
+from helpers import tf_feature_spec
+from ray_ingest.errors import ExampleDecodeError, ManifestError, RecordCorruptError
+from ray_ingest.format import keys
+from ray_ingest.format.example import (
     decode_example,
     decode_image_example,
     encode_example,
     encode_image_example,
+)
+from ray_ingest.format.framing import (
+    TFRecordWriter,
     frame_record,
     masked_crc32c,
     read_index,
     scan_records,
 )
-from ray_ingest.codec.framing import iter_file_records
+from ray_ingest.format.records import iter_shard
 
 
 def _records(n=20, seed=0):
@@ -102,16 +104,7 @@ def test_tensorflow_reads_our_records(tmp_path):
         w = TFRecordWriter(f)
         for _, r in recs:
             w.write(r)
-    spec = {
-        keys.ENCODED: tf.io.FixedLenFeature([], tf.string),
-        keys.FORMAT: tf.io.FixedLenFeature([], tf.string),
-        keys.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
-        keys.WIDTH: tf.io.FixedLenFeature([], tf.int64),
-        keys.CHANNELS: tf.io.FixedLenFeature([], tf.int64),
-        keys.LABEL: tf.io.FixedLenFeature([], tf.int64),
-        keys.CLASS_TEXT: tf.io.FixedLenFeature([], tf.string),
-        keys.FILENAME: tf.io.FixedLenFeature([], tf.string),
-    }
+    spec = tf_feature_spec()
     got = list(tf.data.TFRecordDataset(str(path)).map(lambda s: tf.io.parse_single_example(s, spec)))
     assert len(got) == len(recs)
     for i, (ex, (img, _)) in enumerate(zip(got, recs)):
@@ -136,7 +129,7 @@ def test_we_read_tensorflow_written_records(tmp_path):
             }))
             w.write(ex.SerializeToString())
             expected.append(i)
-    got = [decode_example(r) for r in iter_file_records(path)]
+    got = [decode_example(r) for r in iter_shard(path)]
     assert [g[keys.LABEL][0] for g in got] == [i - 3 for i in expected]
     assert [g[keys.ENCODED][0] for g in got] == [bytes([i]) * (i * 37) for i in expected]
     assert [g["f"][0] for g in got] == [i / 4 for i in expected]
@@ -180,5 +173,5 @@ def test_tensorflow_also_rejects_our_corrupt_file(tmp_path):
 
 def test_index_parse_errors():
     assert read_index("0 10\n10 20\n") == [(0, 10), (10, 20)]
-    with pytest.raises(ValueError, match="x.idx:2"):
+    with pytest.raises(ManifestError, match="x.idx:2"):
         read_index("0 10\nbad\n", "x.idx")

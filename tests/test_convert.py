@@ -6,16 +6,17 @@ import json
 import os
 import shutil
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import huge_jpeg_header, jpeg_bytes, pil_bytes, random_rgb
-from ray_ingest import keys, manifest as mf
-from ray_ingest.codec import decode_image_example, read_index, scan_records
+from helpers import huge_jpeg_header, jpeg_bytes, pil_bytes, random_rgb, tf_feature_spec
 from ray_ingest.convert import ConvertOptions, convert
-from ray_ingest.sink import ConversionError, TFRecordDatasink
-from ray_ingest.sources import split_of
+from ray_ingest.convert.sink import TFRecordDatasink
+from ray_ingest.convert.sources import split_of
+from ray_ingest.errors import ConversionError
+from ray_ingest.format import keys, manifest as mf
+from ray_ingest.format.example import decode_image_example
+from ray_ingest.format.framing import read_index, scan_records
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -112,16 +113,7 @@ def test_tensorflow_reads_converted_shards(synth_tree, tmp_path):
     tf = pytest.importorskip("tensorflow")
     out = tmp_path / "out"
     convert(str(synth_tree), str(out), size=40, val_fraction=0.2)
-    spec = {
-        keys.ENCODED: tf.io.FixedLenFeature([], tf.string),
-        keys.FORMAT: tf.io.FixedLenFeature([], tf.string),
-        keys.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
-        keys.WIDTH: tf.io.FixedLenFeature([], tf.int64),
-        keys.CHANNELS: tf.io.FixedLenFeature([], tf.int64),
-        keys.LABEL: tf.io.FixedLenFeature([], tf.int64),
-        keys.CLASS_TEXT: tf.io.FixedLenFeature([], tf.string),
-        keys.FILENAME: tf.io.FixedLenFeature([], tf.string),
-    }
+    spec = tf_feature_spec()
     files = sorted(str(p) for p in out.glob("*.tfrecord"))
     seen = set()
     for ex in tf.data.TFRecordDataset(files).map(lambda s: tf.io.parse_single_example(s, spec)):
@@ -144,7 +136,7 @@ def test_raw_encoding_from_csv_source(synth_tree, tmp_path):
     m, got = _all_records(out)
     assert m.splits == ["train", "val"] and m.num_records("val") == 0
     assert m.encoding == "raw" and m.class_names == sorted({r.split("/")[0] for r in rels})
-    from ray_ingest.images import ImageSpec, process_image
+    from ray_ingest.convert.images import ImageSpec, process_image
 
     spec = ImageSpec(size=24, encoding="raw", resize_mode="squash")
     for rel in rels[:5]:
@@ -207,7 +199,7 @@ def test_existing_output_refused_then_overwritten(synth_tree, tmp_path):
 
 
 def test_failure_during_commit_leaves_no_manifest(synth_tree, tmp_path, monkeypatch):
-    from ray_ingest import sink
+    from ray_ingest.convert import sink
 
     out = tmp_path / "out"
     moves = []

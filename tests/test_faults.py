@@ -4,8 +4,7 @@ training that survives a lost worker, and inputs that cannot escape OUT."""
 from __future__ import annotations
 
 import json
-import os
-import signal
+import random
 import subprocess
 import sys
 import threading
@@ -15,20 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from ray_ingest import manifest as mf
-from ray_ingest.codec import decode_image_example, scan_records
+from helpers import make_synth_tree, stored_filenames
+from ray_ingest.format import manifest as mf
+from ray_ingest.tools.chaos import kill_tree, wait_and_kill_one
 
 HERE = Path(__file__).resolve().parent
 
 
 def _filenames(out: Path):
-    m = mf.read_manifest(str(out))
-    names = []
-    for split in m.splits:
-        for s in m.shards(split):
-            views, _ = scan_records((out / s.file).read_bytes(), path=s.file)
-            names += [decode_image_example(v).filename for v in views]
-    return m, names
+    return mf.read_manifest(str(out)), stored_filenames(out)
 
 
 def _inputs(src: Path):
@@ -48,12 +42,7 @@ def _assert_exactly_once(src: Path, out: Path, rejects=()):
 
 @pytest.fixture(scope="module")
 def fault_src(tmp_path_factory):
-    from ray_ingest.synth import SynthSpec, synthesize
-
-    src = tmp_path_factory.mktemp("fault-src")
-    synthesize(SynthSpec(out=str(src), num_images=1500, num_classes=6, width=48, height=40,
-                         seed=5), parallel=False)
-    return src
+    return make_synth_tree(tmp_path_factory.mktemp("fault-src"), 1500, 6, 48, 40, seed=5)
 
 
 @pytest.mark.slow
@@ -67,22 +56,6 @@ def test_killed_worker_during_conversion_loses_and_duplicates_nothing(fault_src,
     assert [k["title"] for k in result["killed"]] == ["ray::Write", "ray::MapBatches"], result
     assert result["num_written"] == result["num_inputs"] == 1500
     _assert_exactly_once(fault_src, out)
-
-
-def _kill_tree(proc: subprocess.Popen) -> None:
-    import psutil
-
-    try:
-        parent = psutil.Process(proc.pid)
-        procs = [parent] + parent.children(recursive=True)
-    except psutil.Error:
-        return
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(procs, timeout=20)
 
 
 @pytest.mark.slow
@@ -103,7 +76,7 @@ def test_killed_driver_leaves_no_manifest_and_a_rerun_starts_clean(fault_src, tm
             time.sleep(0.05)
         assert proc.poll() is None, "the conversion finished before it could be killed"
     finally:
-        _kill_tree(proc)
+        kill_tree(proc.pid)
     assert not (out / mf.MANIFEST_NAME).exists()
     # The same command again: starts clean, commits exactly once.
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -117,10 +90,7 @@ def test_killed_driver_leaves_no_manifest_and_a_rerun_starts_clean(fault_src, tm
 @pytest.mark.tf
 def test_training_survives_a_killed_worker(ray_session, learnable, tmp_path):
     pytest.importorskip("tensorflow")
-    import psutil
-
-    from ray_ingest.train.config import TrainConfig
-    from ray_ingest.train.driver import train
+    from ray_ingest.train import TrainConfig, train
 
     runs = tmp_path / "runs"
     cfg = TrainConfig(data=str(learnable), storage_path=str(runs), name="ft", epochs=4,
@@ -133,11 +103,9 @@ def test_training_survives_a_killed_worker(ray_session, learnable, tmp_path):
         while time.time() < deadline and not killed:
             if len(list((runs / "ft").glob("checkpoint_*"))) >= 2:
                 time.sleep(1.0)
-                workers = [p for p in psutil.process_iter(["cmdline"])
-                           if " ".join(p.info["cmdline"] or []).startswith("ray::RayTrainWorker")]
-                if workers:
-                    os.kill(workers[-1].pid, signal.SIGKILL)
-                    killed.append(workers[-1].pid)
+                victim = wait_and_kill_one(["ray::RayTrainWorker"], random.Random(0), 5.0)
+                if victim:
+                    killed.append(victim)
             time.sleep(0.2)
 
     t = threading.Thread(target=killer, daemon=True)
@@ -151,7 +119,7 @@ def test_training_survives_a_killed_worker(ray_session, learnable, tmp_path):
 def test_csv_labels_and_paths_cannot_write_outside_out(ray_session, tmp_path):
     import numpy as np
 
-    from conftest import jpeg_bytes
+    from helpers import jpeg_bytes
     from ray_ingest.convert import convert
 
     imgs = tmp_path / "imgs"

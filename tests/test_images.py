@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import huge_jpeg_header, jpeg_bytes, pil_bytes, random_rgb
-from ray_ingest.images import (
+from helpers import huge_jpeg_header, jpeg_bytes, pil_bytes, random_rgb
+from ray_ingest.convert.images import (
     ImageRejected,
     ImageSpec,
     R_CORRUPT,

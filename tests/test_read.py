@@ -9,10 +9,13 @@ import shutil
 import numpy as np
 import pytest
 
-from ray_ingest import keys, manifest as mf
-from ray_ingest.codec import decode_image_example, scan_records
-from ray_ingest.codec.framing import RecordCorruptError
-from ray_ingest.read import plan_tasks, read_records, ReadOptions
+from helpers import pixel_key as _key, stored as _stored
+from ray_ingest.errors import ConfigError, ExampleDecodeError, ManifestError
+from ray_ingest.format import manifest as mf
+from ray_ingest.format.example import encode_image_example
+from ray_ingest.format.framing import frame_record, scan_records
+from ray_ingest.read import ReadOptions, read_records
+from ray_ingest.read.plan import plan_tasks
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -32,20 +35,6 @@ def _n(ds):
     return sum(len(b["label"]) for b in ds.iter_batches(batch_size=None, batch_format="numpy"))
 
 
-def _stored(path, split):
-    """(label, pixels or encoded bytes, filename) of every record, read with our codec."""
-    m = mf.read_manifest(str(path))
-    out = []
-    for s in m.shards(split):
-        views, _ = scan_records((path / s.file).read_bytes())
-        out += [decode_image_example(v) for v in views]
-    return m, out
-
-
-def _key(label, pixels):
-    return (int(label), hashlib.sha1(np.ascontiguousarray(pixels).tobytes()).hexdigest())
-
-
 def test_raw_reader_returns_exactly_what_was_converted(converted):
     path = converted["raw"]
     for split in ("train", "val"):
@@ -58,7 +47,7 @@ def test_raw_reader_returns_exactly_what_was_converted(converted):
 
 
 def test_pixels_match_the_source_images(converted, synth_tree):
-    from ray_ingest.images import ImageSpec, process_image
+    from ray_ingest.convert.images import ImageSpec, process_image
 
     m, stored = _stored(converted["raw"], "train")
     spec = ImageSpec(size=32, encoding="raw")
@@ -106,8 +95,12 @@ def test_limit_repeat_and_count(converted):
     assert _n(read_records(path)) == n
     assert _n(read_records(path, limit=10)) == 10
     assert _n(read_records(path, repeat=3)) == 3 * n
-    with pytest.raises(ValueError, match="repeat"):
+    with pytest.raises(ConfigError, match="repeat"):
         read_records(path, repeat=0)
+    with pytest.raises(ConfigError, match="shard must be"):
+        ReadOptions(shard=(2, 2))
+    with pytest.raises(TypeError, match="either options or keyword"):
+        read_records(path, "train", ReadOptions(), repeat=2)
 
 
 def _order(path, **kw):
@@ -139,8 +132,6 @@ def _edit_manifest(path, fn):
 
 
 def test_manifest_mismatches_are_named(converted, tmp_path):
-    from ray_ingest.manifest import ManifestError
-
     d = _copy(converted["raw"], tmp_path / "a")
     _edit_manifest(d, lambda m: m.update(height=48, width=48))
     with pytest.raises(Exception) as e:
@@ -172,8 +163,6 @@ def test_manifest_mismatches_are_named(converted, tmp_path):
 
 
 def test_manifest_cannot_point_outside_its_folder(converted, tmp_path):
-    from ray_ingest.manifest import ManifestError
-
     d = _copy(converted["raw"], tmp_path / "a")
     _edit_manifest(d, lambda m: m["splits"]["train"]["shards"][0].update(file="../../etc/passwd"))
     with pytest.raises(ManifestError, match="bad shard entry"):
@@ -181,8 +170,6 @@ def test_manifest_cannot_point_outside_its_folder(converted, tmp_path):
 
 
 def test_missing_shard_is_named(converted, tmp_path):
-    from ray_ingest.manifest import ManifestError
-
     d = _copy(converted["raw"], tmp_path / "a")
     (d / "train-00001-of-{:05d}.tfrecord".format(len(list(d.glob("train-*.tfrecord"))))).unlink()
     with pytest.raises(ManifestError, match=r"missing .*train-00001-of-"):
@@ -195,7 +182,7 @@ def _corrupt(d, how):
     views, _ = scan_records(bytes(raw))
     second = len(views[0]) + 16  # byte offset of record 1
     if how == "flip":  # a byte of record 1's pixels (its framing and protobuf stay valid)
-        from ray_ingest.codec.example import split_encoded
+        from ray_ingest.format.example import split_encoded
 
         record = bytes(views[1])
         pixels_at = record.index(bytes(split_encoded(views[1])[1]))
@@ -244,7 +231,8 @@ def test_consumer_decode_gives_the_same_batches_as_worker_decode(converted):
                                                         prefetch_batches=0))
     first = next(iter(read_records(path, decode="consumer", **kw).iter_batches(
         batch_size=7, batch_format="numpy")))
-    assert set(first) == {"encoded", "label"}  # JPEG bytes travel, not pixels
+    # JPEG bytes travel, not pixels, with where each record came from.
+    assert set(first) == {"encoded", "label", "shard", "record"}
     # A fresh dataset: a seeded shuffle differs per execution (epoch), like the worker one's.
     # prefetch_batches=0 on both sides: Ray Data's prefetching may reorder batches.
     consumer = list(iter_images(read_records(path, decode="consumer", **kw), batch_size=7,
@@ -262,23 +250,54 @@ def test_consumer_decode_gives_the_same_batches_as_worker_decode(converted):
                            prefetch_batches=0))
     np.testing.assert_array_equal(np.concatenate([b["image"] for b in got]), images)
     np.testing.assert_array_equal(np.concatenate([b["label"] for b in got]), labels)
-    with pytest.raises(ValueError, match="decode must be one of"):
+    with pytest.raises(ConfigError, match="decode must be one of"):
         read_records(path, decode="gpu")
 
 
-def test_consumer_decode_names_the_bad_record(converted, tmp_path):
-    from ray_ingest.codec.example import ExampleDecodeError
+def test_consumer_decode_names_the_shard_and_record(converted, tmp_path):
     from ray_ingest.read import iter_images
+
+    good = list(read_records(str(converted["jpeg"]), decode="consumer").iter_batches(
+        batch_size=3, batch_format="numpy"))[:2]
+    good[1]["encoded"][1] = b"not a jpeg"
+    shard, record = good[1]["shard"][1], int(good[1]["record"][1])
 
     class Batches:  # a stand-in for a Dataset whose 2nd record of the 2nd batch is not a JPEG
         def iter_batches(self, **kw):
-            good = list(read_records(str(converted["jpeg"]), decode="consumer").iter_batches(
-                batch_size=3, batch_format="numpy"))[:2]
-            good[1]["encoded"][1] = b"not a jpeg"
             return iter(good)
 
-    with pytest.raises(ExampleDecodeError, match=r"batch 1: record 1 of a batch: undecodable"):
+    with pytest.raises(ExampleDecodeError, match=rf"{shard}: record {record}: undecodable JPEG"):
         list(iter_images(Batches(), batch_size=3))
+
+
+def _replace_record(d, index, encoded):
+    """Rewrites the first train shard of ``d`` with record ``index`` holding ``encoded`` as its
+    image (framing, CRCs, index and manifest all valid: only the image is bad)."""
+    m = mf.read_manifest(str(d))
+    info = m.shards("train")[0]
+    views, _ = scan_records((d / info.file).read_bytes())
+    records = [bytes(v) for v in views]
+    records[index] = encode_image_example(encoded=encoded, image_format="jpeg", height=32,
+                                          width=32, channels=3, label=0, class_text="x",
+                                          filename="x.jpg")
+    framed = [frame_record(r) for r in records]
+    (d / info.file).write_bytes(b"".join(framed))
+    offsets = np.cumsum([0] + [len(f) for f in framed])
+    (d / info.index).write_text("".join(f"{o} {len(f)}\n" for o, f in zip(offsets, framed)))
+
+    def fix(data):
+        data["splits"]["train"]["shards"][0]["num_bytes"] = int(offsets[-1])
+        data["splits"]["train"]["num_bytes"] = sum(
+            s["num_bytes"] for s in data["splits"]["train"]["shards"])
+    _edit_manifest(d, fix)
+    return d / info.file
+
+
+def test_worker_decode_names_the_shard_and_record(converted, tmp_path):
+    d = _copy(converted["jpeg"], tmp_path / "a")
+    shard = _replace_record(d, 2, b"\xff\xd8\xff not really a jpeg")
+    with pytest.raises(ExampleDecodeError, match=rf"{shard}: record 2: undecodable JPEG"):
+        _n(read_records(str(d)))
 
 
 @pytest.mark.tf
@@ -290,21 +309,3 @@ def test_iter_tf_batches(converted):
     assert tuple(batches[0]["image"].shape[1:]) == (32, 32, 3)
     assert sum(int(b["label"].shape[0]) for b in batches) == mf.read_manifest(
         str(converted["jpeg"])).num_records("val")
-
-
-def test_bench_job_writes_its_three_files(converted, tmp_path):
-    from ray_ingest.bench import BenchConfig, available_rows, format_table, run_bench
-
-    out = tmp_path / "bench"
-    cfg = BenchConfig(data=str(converted["jpeg"]), images=48, warmup=8, repeats=1,
-                      batch_size=16, out=str(out))
-    report = run_bench(cfg, progress=lambda s: None)
-    names = [r["name"] for r in report["rows"]]
-    assert names == available_rows()
-    for r in report["rows"]:
-        assert r["images_per_second"] > 0 and r["cpu_seconds"] >= 0
-    assert json.loads((out / "report.json").read_text())["rows"]
-    assert "| variant | images/s" in (out / "report.md").read_text()
-    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
-    table = format_table(report)
-    assert "ray-ingest iter_batches" in table

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from ray_ingest.sources import SourceError, list_source, split_of
+from ray_ingest.convert.sources import list_source, split_of
+from ray_ingest.errors import SourceError
 
 
 def _touch(path, data=b"x"):

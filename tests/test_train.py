@@ -9,8 +9,9 @@ import tempfile
 
 import pytest
 
-from ray_ingest.train.config import TrainConfig
-from ray_ingest.train.driver import RunExistsError, train
+from ray_ingest.errors import ConfigError, RunExistsError, TrainingStalledError
+from ray_ingest.format.manifest import read_manifest
+from ray_ingest.train import TrainConfig, train
 
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
 
@@ -48,8 +49,6 @@ def test_tf_one_worker_learns(learnable, tmp_path):
 @pytest.mark.tf
 def test_tf_two_workers_learn_and_resume(learnable, tmp_path):
     pytest.importorskip("tensorflow")
-    from ray_ingest.manifest import read_manifest
-
     val_total = read_manifest(str(learnable)).num_records("val")
     first = train(_cfg(learnable, tmp_path, num_workers=2, epochs=4), progress=lambda s: None)
     assert first["epochs"] == 4 and first["val_images"] == val_total  # split, all of it
@@ -98,9 +97,9 @@ def test_synthetic_data_mode_runs(learnable, tmp_path, framework):
 
 
 def _val_rows_per_rank(cfg, world):
-    from ray_ingest.train import common
+    from ray_ingest.train import stream
 
-    return [common.val_dataset(cfg, rank, world).count() for rank in range(world)]
+    return [stream.val_dataset(cfg, rank, world).count() for rank in range(world)]
 
 
 @pytest.mark.parametrize("framework", ["torch", "tf"])
@@ -110,8 +109,6 @@ def test_two_workers_with_uneven_validation_parts_finish(learnable, tmp_path, fr
     deadlocked torch: DDP's first forward under no_grad broadcasts buffers, a collective that
     the rank without batches never joined."""
     pytest.importorskip("torch" if framework == "torch" else "tensorflow")
-    from ray_ingest.manifest import read_manifest
-
     cfg = _cfg(learnable, tmp_path, framework=framework, num_workers=2, epochs=2,
                batch_size=1024, stall_timeout=120)
     rows = _val_rows_per_rank(cfg, 2)
@@ -125,8 +122,6 @@ def test_a_stalled_run_fails_naming_the_rank_and_where_it_waits(learnable, tmp_p
     """A real stall: a training worker that takes every CPU of the cluster leaves none for the
     read tasks, so its first batch never comes. The watchdog stops the run."""
     pytest.importorskip("torch")
-    from ray_ingest.train.driver import TrainingStalledError
-
     cfg = _cfg(learnable, tmp_path, framework="torch", num_workers=1, epochs=1,
                cpus_per_worker=2, stall_timeout=15)
     with pytest.raises(TrainingStalledError) as info:
@@ -165,8 +160,8 @@ def test_a_model_missing_from_a_framework_is_refused_at_once(monkeypatch):
     from ray_ingest.train import config
 
     monkeypatch.setitem(config.MODELS_BY_FRAMEWORK, "tf", ("small_cnn",))
-    with pytest.raises(ValueError, match="'resnet18' is not available with framework 'tf'"):
+    with pytest.raises(ConfigError, match="'resnet18' is not available with framework 'tf'"):
         TrainConfig(data="x", framework="tf", model="resnet18")
     TrainConfig(data="x", framework="torch", model="resnet18")
-    with pytest.raises(ValueError, match="stall_timeout"):
+    with pytest.raises(ConfigError, match="stall_timeout"):
         TrainConfig(data="x", stall_timeout=-1)

@@ -1,11 +1,17 @@
 """Training on Ray Train: TensorFlow/Keras (``TensorflowTrainer``) and PyTorch (``TorchTrainer``).
 
-``driver.train(TrainConfig)`` builds the datasets from the reader, the trainer and its
-storage, runs it and returns the final metrics; ``tf_loop`` and ``torch_loop`` hold the
-per-worker loops, which share the step timing, reporting, checkpoint and attempt bookkeeping of
-``common``.
+:mod:`driver` builds the training dataset from the reader, the trainer and its storage, runs
+it and returns the final metrics; :mod:`loop` is the one per-worker loop, with the framework
+specifics in :mod:`backend_tf` / :mod:`backend_torch` and the models in :mod:`models_tf` /
+:mod:`models_torch`; :mod:`stream`, :mod:`metrics`, :mod:`checkpoint`, :mod:`rundir` and
+:mod:`watchdog` hold what the loop needs. The package is also the function:
+``ray_ingest.train(TrainConfig(...))`` is :func:`driver.train`.
 """
 
+from ray_ingest._callable import make_package_callable
 from ray_ingest.train.config import TrainConfig
+from ray_ingest.train.driver import train
 
-__all__ = ["TrainConfig"]
+make_package_callable(__name__, train)
+
+__all__ = ["TrainConfig", "train"]

@@ -6,6 +6,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Optional
 
+from ray_ingest.errors import ConfigError
+
 FRAMEWORKS = ("tf", "torch")
 #: The models each framework offers (``models_tf`` / ``models_torch`` build them).
 MODELS_BY_FRAMEWORK = {
@@ -52,42 +54,42 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.framework not in FRAMEWORKS:
-            raise ValueError(f"framework must be one of {FRAMEWORKS}, got {self.framework!r}")
+            raise ConfigError(f"framework must be one of {FRAMEWORKS}, got {self.framework!r}")
         if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+            raise ConfigError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.model not in MODELS_BY_FRAMEWORK[self.framework]:
-            raise ValueError(
+            raise ConfigError(
                 f"model {self.model!r} is not available with framework {self.framework!r} "
                 f"(it offers {', '.join(MODELS_BY_FRAMEWORK[self.framework])})")
         if self.stall_timeout < 0:
-            raise ValueError(f"stall_timeout must be >= 0 seconds (0: off), got "
+            raise ConfigError(f"stall_timeout must be >= 0 seconds (0: off), got "
                              f"{self.stall_timeout}")
         if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.num_workers < 1:
-            raise ValueError(f"num_workers must be >= 1, got {self.num_workers}")
+            raise ConfigError(f"num_workers must be >= 1, got {self.num_workers}")
         if self.batch_size < self.num_workers:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size (global) {self.batch_size} is smaller than num_workers "
                 f"{self.num_workers}")
         if self.batch_size % self.num_workers:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size (global) {self.batch_size} must divide evenly across "
                 f"{self.num_workers} workers")
         if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.max_failures < -1:
-            raise ValueError(f"max_failures must be -1 (unlimited) or >= 0, got {self.max_failures}")
+            raise ConfigError(f"max_failures must be -1 (unlimited) or >= 0, got {self.max_failures}")
         if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+            raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if not 0 < self.crop_scale <= 1:
-            raise ValueError(f"crop_scale must be in (0, 1], got {self.crop_scale}")
+            raise ConfigError(f"crop_scale must be in (0, 1], got {self.crop_scale}")
         if self.crop_ratio < 1:
-            raise ValueError(f"crop_ratio must be >= 1, got {self.crop_ratio}")
+            raise ConfigError(f"crop_ratio must be >= 1, got {self.crop_ratio}")
         if self.image_size is not None and self.image_size < 8:
-            raise ValueError(f"image_size must be >= 8, got {self.image_size}")
+            raise ConfigError(f"image_size must be >= 8, got {self.image_size}")
         if "/" in self.name or self.name in ("", ".", ".."):
-            raise ValueError(f"name must be a plain folder name, got {self.name!r}")
+            raise ConfigError(f"name must be a plain folder name, got {self.name!r}")
 
     def augment_config(self, size: int):
         from ray_ingest.augment import AugmentConfig

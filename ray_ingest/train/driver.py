@@ -12,19 +12,13 @@ from dataclasses import replace
 from typing import Any, Callable, Dict, Tuple
 
 from ray_ingest import fs
-from ray_ingest.manifest import read_manifest
-from ray_ingest.train import common
+from ray_ingest.errors import ConfigError, RunExistsError, TrainingStalledError
+from ray_ingest.format import keys
+from ray_ingest.format.manifest import read_manifest
+from ray_ingest.train import rundir, stream
 from ray_ingest.train.config import TrainConfig
 
 logger = logging.getLogger("ray_ingest")
-
-
-class RunExistsError(ValueError):
-    pass
-
-
-class TrainingStalledError(RuntimeError):
-    """A training run stopped because its progress stopped for ``stall_timeout`` seconds."""
 
 
 def resolve_resources(cfg: TrainConfig) -> Tuple[bool, float]:
@@ -40,7 +34,7 @@ def resolve_resources(cfg: TrainConfig) -> Tuple[bool, float]:
     gpus, cpus = res.get("GPU", 0.0), res.get("CPU", 1.0)
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus >= cfg.num_workers
     if use_gpu and gpus < cfg.num_workers:
-        raise ValueError(f"--use-gpu with {cfg.num_workers} workers needs {cfg.num_workers} "
+        raise ConfigError(f"--use-gpu with {cfg.num_workers} workers needs {cfg.num_workers} "
                          f"GPUs; the cluster has {gpus:g}")
     if cfg.cpus_per_worker is not None:
         return use_gpu, cfg.cpus_per_worker
@@ -51,33 +45,34 @@ def resolve_resources(cfg: TrainConfig) -> Tuple[bool, float]:
 
 
 def _trainer_class(framework: str):
+    """Ray Train's trainer for the framework: it sets up the workers' collectives (TF_CONFIG
+    for ``MultiWorkerMirroredStrategy``, the torch process group); both run our one loop."""
     if framework == "tf":
         from ray.train.tensorflow import TensorflowTrainer
 
-        from ray_ingest.train.tf_loop import train_loop_per_worker
-
-        return TensorflowTrainer, train_loop_per_worker
+        return TensorflowTrainer
     from ray.train.torch import TorchTrainer
 
-    from ray_ingest.train.torch_loop import train_loop_per_worker
-
-    return TorchTrainer, train_loop_per_worker
+    return TorchTrainer
 
 
 def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str, Any]:
     """Runs a training job; returns the final metrics (also written to ``cfg.metrics_out``)."""
-    import ray
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 
     from ray_ingest.read import read_records
     from ray_ingest.runtime import ensure_ray
+    from ray_ingest.train.loop import train_loop_per_worker
+    from ray_ingest.train.watchdog import stall_summary
 
     cfg = cfg.absolute()
     manifest = read_manifest(cfg.data)
-    if manifest.num_records("train") < cfg.batch_size:
-        raise ValueError(f"{cfg.data}: the train split holds {manifest.num_records('train')} "
-                         f"records, fewer than one global batch of {cfg.batch_size}")
-    run = common.run_dir(cfg.storage_path, cfg.name)
+    train_split = keys.SPLITS[0]
+    if manifest.num_records(train_split) < cfg.batch_size:
+        raise ConfigError(f"{cfg.data}: the train split holds "
+                          f"{manifest.num_records(train_split)} records, fewer than one global "
+                          f"batch of {cfg.batch_size}")
+    run = rundir.run_dir(cfg.storage_path, cfg.name)
     if fs.exists(run) and not cfg.resume:
         raise RunExistsError(f"{run} already holds a run; pass --resume to continue it, or "
                              "choose another --name")
@@ -88,17 +83,17 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     ensure_ray()
     use_gpu, cpus = resolve_resources(cfg)
     cfg = replace(cfg, use_gpu=use_gpu, cpus_per_worker=cpus, attempt_id=uuid.uuid4().hex[:12])
-    trainer_cls, loop = _trainer_class(cfg.framework)
+    trainer_cls = _trainer_class(cfg.framework)
     progress(f"train: {cfg.framework} {cfg.model} on {cfg.data} | {cfg.num_workers} workers x "
              f"{'1 GPU' if use_gpu else f'{cpus:g} CPU'} | global batch {cfg.batch_size} | "
              f"{cfg.epochs} epochs | run {run}")
     datasets = {}
     if not cfg.synthetic_data:
-        datasets["train"] = read_records(
-            cfg.data, "train", shuffle_files=True, shuffle_records=True, seed=cfg.seed,
-            block_rows=common.block_rows(cfg))
+        datasets[train_split] = read_records(
+            cfg.data, train_split, shuffle_files=True, shuffle_records=True, seed=cfg.seed,
+            block_rows=stream.block_rows(cfg))
     trainer = trainer_cls(
-        loop,
+        train_loop_per_worker,
         train_loop_config=cfg.to_dict(),
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus}),
@@ -109,11 +104,9 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
         datasets=datasets,
-        dataset_config=DataConfig(datasets_to_split=["train"]),
+        dataset_config=DataConfig(datasets_to_split=[train_split]),
     )
     started = time.time()
-    from ray_ingest.train.watchdog import stall_summary
-
     try:
         result = trainer.fit()
         error = result.error
@@ -126,10 +119,11 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         raise error
     if stalled:  # a stalled worker group that Ray Train restarted (--max-failures)
         logger.warning("%s", stalled)
-    restarts = common.count_attempts(cfg.storage_path, cfg.name, cfg.attempt_id) - 1
+    restarts = rundir.count_attempts(cfg.storage_path, cfg.name, cfg.attempt_id) - 1
     metrics = dict(result.metrics or {})
     if not metrics:
-        raise ValueError(f"{run}: nothing to train, the run already finished {cfg.epochs} epochs")
+        raise RunExistsError(f"{run}: nothing to train, the run already finished {cfg.epochs} "
+                             "epochs")
     final = {
         "val_accuracy": metrics["val_accuracy"],
         "val_loss": metrics["val_loss"],

@@ -4,6 +4,8 @@ torchvision layout; Keras ships no ResNet-18) and standard Keras architectures
 
 from __future__ import annotations
 
+from ray_ingest.errors import ConfigError
+
 
 def build_model(name: str, num_classes: int, size: int):
     import keras
@@ -29,7 +31,7 @@ def build_model(name: str, num_classes: int, size: int):
     if name == "mobilenet_v2":
         return keras.applications.MobileNetV2(weights=None, input_shape=(size, size, 3),
                                               classes=num_classes, classifier_activation=None)
-    raise ValueError(f"model {name!r} is not available for TensorFlow")
+    raise ConfigError(f"model {name!r} is not available for TensorFlow")
 
 
 def _resnet18(num_classes: int, size: int):

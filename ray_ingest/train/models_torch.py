@@ -8,6 +8,8 @@ from typing import List
 import torch
 from torch import nn
 
+from ray_ingest.errors import ConfigError
+
 
 def small_cnn(num_classes: int) -> nn.Module:
     layers, cin = [], 3
@@ -146,4 +148,4 @@ def build_model(name: str, num_classes: int) -> nn.Module:
             return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
         except Exception:  # noqa: BLE001 - not installed, or a build that does not import
             return _plain(name, num_classes)
-    raise ValueError(f"model {name!r} is not available for torch")
+    raise ConfigError(f"model {name!r} is not available for torch")

@@ -3,7 +3,7 @@
 The driver lists the inputs (class folders or a CSV/JSONL list), splits them train/val by a
 stable hash, shuffles their order (so every shard mixes classes) and hands them to Ray Data in
 blocks; ``map_batches`` reads, decodes, resizes and encodes many images per call on CPU
-workers; :class:`~ray_ingest.sink.TFRecordDatasink` writes the shards and commits them.
+workers; :class:`~ray_ingest.convert.sink.TFRecordDatasink` writes the shards and commits them.
 """
 
 from __future__ import annotations
@@ -13,28 +13,28 @@ import functools
 import logging
 import math
 import random
-import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import pyarrow as pa
 
-from ray_ingest import fs, keys, manifest as mf
-from ray_ingest.codec.example import encode_image_example
-from ray_ingest.images import ImageRejected, ImageSpec, R_READ, process_image
-from ray_ingest.sink import (
+from ray_ingest import fs
+from ray_ingest.convert.images import ImageRejected, ImageSpec, R_READ, process_image
+from ray_ingest.convert.sink import (
     COL_FILENAME,
     COL_MESSAGE,
     COL_NOTE,
     COL_RECORD,
     COL_REJECT,
     COL_SPLIT,
-    ConversionError,
     TFRecordDatasink,
 )
-from ray_ingest.sources import list_source, split_of
+from ray_ingest.convert.sources import list_source, split_of
+from ray_ingest.errors import ConfigError, ConversionError
+from ray_ingest.format import keys, manifest as mf
+from ray_ingest.format.example import encode_image_example
 
 logger = logging.getLogger("ray_ingest")
 
@@ -67,15 +67,15 @@ class ConvertOptions:
 
     def __post_init__(self):
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not 0.0 <= self.max_reject_fraction <= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"max_reject_fraction must be in [0, 1], got {self.max_reject_fraction}"
             )
         if not 0.01 <= self.shard_size_mb <= 10_000:
-            raise ValueError(f"shard_size_mb must be from 0.01 to 10000, got {self.shard_size_mb}")
+            raise ConfigError(f"shard_size_mb must be from 0.01 to 10000, got {self.shard_size_mb}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
         self.image_spec()  # validates size, mode, encoding, quality, max_pixels
 
     def image_spec(self) -> ImageSpec:
@@ -219,9 +219,9 @@ def convert(
 
     from ray_ingest.runtime import PIPELINE_CONTEXT, data_context, ensure_ray
 
-    opts = options or ConvertOptions(**kwargs)
     if options is not None and kwargs:
         raise TypeError("pass either options or keyword arguments, not both")
+    opts = options or ConvertOptions(**kwargs)
     src, out = fs.normalize(src), fs.normalize(out)
     started = time.time()
     prepare_output(out, opts.overwrite)
@@ -234,27 +234,10 @@ def convert(
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     rows_per_block = max(opts.batch_size, min(1024, math.ceil(n / (4 * cpus))))
     blocks = [table.slice(i, rows_per_block) for i in range(0, n, rows_per_block)]
-    manifest_fields = {
-        "format": mf.FORMAT_NAME,
-        "format_version": mf.FORMAT_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "source": src,
-        "encoding": opts.encoding,
-        "height": opts.size,
-        "width": opts.size,
-        "channels": 3,
-        "resize_mode": opts.resize_mode,
-        "quality": opts.quality if opts.encoding == keys.FORMAT_JPEG else None,
-        "seed": opts.seed,
-        "val_fraction": opts.val_fraction,
-        "shard_size_mb": opts.shard_size_mb,
-        "class_names": listing.class_names,
-        "feature_keys": {
-            "encoded": keys.ENCODED, "format": keys.FORMAT, "height": keys.HEIGHT,
-            "width": keys.WIDTH, "channels": keys.CHANNELS, "label": keys.LABEL,
-            "class_text": keys.CLASS_TEXT, "filename": keys.FILENAME,
-        },
-    }
+    manifest_fields = mf.header(
+        source=src, encoding=opts.encoding, size=opts.size, resize_mode=opts.resize_mode,
+        quality=opts.quality, seed=opts.seed, val_fraction=opts.val_fraction,
+        shard_size_mb=opts.shard_size_mb, class_names=listing.class_names)
     sink = datasink_cls(
         out=out,
         run_id=uuid.uuid4().hex[:12],
@@ -274,7 +257,8 @@ def convert(
         )
         ds.write_datasink(sink)
     data = sink.result
-    assert data is not None, "datasink finished without committing"
+    if data is None:
+        raise ConversionError(f"{out}: the shard writer finished without committing")
     shards = sum(len(s["shards"]) for s in data["splits"].values())
     nbytes = sum(s["num_bytes"] for s in data["splits"].values())
     return ConvertReport(

@@ -17,9 +17,11 @@ NVIDIA DALI's ``tfrecord2idx`` writes it.
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO, Iterator, List, Optional, Sequence, Tuple
+from typing import BinaryIO, List, Optional, Sequence, Tuple
 
 import crc32c as _crc32c
+
+from ray_ingest.errors import ManifestError, RecordCorruptError
 
 _MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF
@@ -29,16 +31,6 @@ _LEN = struct.Struct("<Q")
 HEADER_SIZE = _HEADER.size  # 12
 FOOTER_SIZE = _FOOTER.size  # 4
 OVERHEAD = HEADER_SIZE + FOOTER_SIZE
-
-
-class RecordCorruptError(ValueError):
-    """A TFRecord file is truncated or fails its CRC; names the file and the byte offset."""
-
-    def __init__(self, path: str, offset: int, reason: str):
-        self.path = path
-        self.offset = offset
-        self.reason = reason
-        super().__init__(f"{path}: corrupt TFRecord at byte offset {offset}: {reason}")
 
 
 def masked_crc32c(data) -> int:
@@ -99,7 +91,7 @@ def read_index(text: str, path: str = "<index>") -> List[Tuple[int, int]]:
                 raise ValueError
             entries.append((int(parts[0]), int(parts[1])))
         except ValueError:
-            raise ValueError(
+            raise ManifestError(
                 f"{path}:{lineno}: index line must be 'byte_offset record_length', got {line!r}"
             ) from None
     return entries
@@ -158,12 +150,3 @@ def scan_records(
     if error is not None and not skip_corrupt:
         raise error
     return out, error
-
-
-def iter_file_records(path: str, verify: bool = True) -> Iterator[bytes]:
-    """Reads a local TFRecord file record by record (for tools and tests)."""
-    with open(path, "rb") as f:
-        buf = f.read()
-    records, _ = scan_records(buf, path=path, verify=verify)
-    for r in records:
-        yield bytes(r)

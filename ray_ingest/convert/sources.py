@@ -11,21 +11,19 @@ import csv
 import hashlib
 import io
 import json
+import os
 import posixpath
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 from ray_ingest import fs
+from ray_ingest.errors import SourceError
+from ray_ingest.format.keys import SPLITS
 
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .gif .bmp .dib .tif .tiff .webp .ppm .pgm .pbm .pnm".split()
 )
 LIST_EXTENSIONS = (".csv", ".jsonl", ".ndjson")
-SPLITS = ("train", "val")
-
-
-class SourceError(ValueError):
-    """The source cannot be listed (names the file and line where it applies)."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +114,7 @@ def _list_file(path: str) -> Listing:
     rows = _read_list_rows(path)
     if not rows:
         raise SourceError(f"{path}: the list is empty")
-    base = posixpath.dirname(path) if fs.is_uri(path) else __import__("os").path.dirname(path)
+    base = posixpath.dirname(path) if fs.is_uri(path) else os.path.dirname(path)
     labels = [label for _, _, label in rows]
     for lineno, p, label in rows:
         if not p:
@@ -149,8 +147,9 @@ def _list_file(path: str) -> Listing:
 
 def split_of(relpath: str, seed: int, val_fraction: float) -> str:
     """``"val"`` for a stable ``val_fraction`` of names, else ``"train"``."""
+    train, val = SPLITS
     if val_fraction <= 0:
-        return "train"
+        return train
     digest = hashlib.blake2b(f"{seed}\0{relpath}".encode("utf-8"), digest_size=8).digest()
     u = int.from_bytes(digest, "big") / 2.0**64
-    return "val" if u < val_fraction else "train"
+    return val if u < val_fraction else train

@@ -20,9 +20,8 @@ def run_demo(workdir: str = "demo-data", num_images: int = 3000, classes: int = 
     from ray_ingest.bench import BenchConfig, format_table, run_bench
     from ray_ingest.convert import ConvertOptions, convert
     from ray_ingest.runtime import ensure_ray
-    from ray_ingest.synth import SynthSpec, synthesize
-    from ray_ingest.train.config import TrainConfig
-    from ray_ingest.train.driver import train
+    from ray_ingest.tools.synth import SynthSpec, synthesize
+    from ray_ingest.train import TrainConfig, train
 
     started = time.time()
     workdir = fs.normalize(workdir)
@@ -46,7 +45,7 @@ def run_demo(workdir: str = "demo-data", num_images: int = 3000, classes: int = 
 
     bench_out = fs.join(workdir, "bench")
     _step(f"3/5 throughput: the tf.data study next to the Ray rows -> {bench_out}")
-    from ray_ingest.bench import OURS_TRAIN, available_rows
+    from ray_ingest.bench.rows import OURS_TRAIN, available_rows
 
     rows = [r for r in available_rows() if r != OURS_TRAIN]  # a fit per run: too slow here
     bench = run_bench(BenchConfig(data=shards, images=bench_images, warmup=200,

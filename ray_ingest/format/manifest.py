@@ -1,24 +1,27 @@
-"""``manifest.json``: what a conversion wrote. Written last, atomically; read and checked first."""
+"""``manifest.json``: what a conversion wrote. Written last, atomically; read and checked first.
+
+Also the names of everything in a conversion output: shards (``<split>-%05d-of-%05d.tfrecord``),
+their ``.idx`` files, the rejects file, and the staging folders of runs in progress.
+"""
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Sequence
 
-from ray_ingest import fs, keys
+from ray_ingest import fs
+from ray_ingest.errors import ManifestError
+from ray_ingest.format import keys
 
 MANIFEST_NAME = "manifest.json"
 REJECTS_NAME = "rejects.jsonl"
 FORMAT_NAME = "ray-ingest/tfrecord-image-classification"
 FORMAT_VERSION = 1
 STAGING_PREFIX = "_staging-"
-SHARD_RE = re.compile(r"^(train|val)-\d{5}-of-\d{5}\.(tfrecord|idx)$")
-
-
-class ManifestError(ValueError):
-    """A manifest is missing, of another format or version, or disagrees with the shards."""
+SHARD_RE = re.compile(r"^(%s)-\d{5}-of-\d{5}\.(tfrecord|idx)$" % "|".join(keys.SPLITS))
 
 
 def shard_name(split: str, index: int, total: int) -> str:
@@ -110,8 +113,15 @@ def validate(data: Dict[str, Any], path: str) -> None:
             # Plain names only: a manifest can never point the reader outside its folder.
             if not isinstance(s, dict) or not all(
                 SHARD_RE.match(str(s.get(k, ""))) for k in ("file", "index")
-            ):
+            ) or not all(isinstance(s.get(k), int) and s[k] >= 0
+                         for k in ("num_records", "num_bytes")):
                 raise ManifestError(f"{path}: split {split!r} lists a bad shard entry {s!r}")
+        for total in ("num_records", "num_bytes"):
+            listed = sum(s[total] for s in info["shards"])
+            if total in info and info[total] != listed:
+                raise ManifestError(
+                    f"{path}: split {split!r} says {total} {info[total]}, its shards add up "
+                    f"to {listed}")
 
 
 def read_manifest(root: str) -> Manifest:
@@ -129,6 +139,38 @@ def read_manifest(root: str) -> Manifest:
         raise ManifestError(f"{path}: not valid JSON: {e}") from None
     validate(data, path)
     return Manifest(root, data)
+
+
+def header(*, source: str, encoding: str, size: int, resize_mode: str, quality: Optional[int],
+           seed: int, val_fraction: float, shard_size_mb: float, class_names: Sequence[str],
+           **extra: Any) -> Dict[str, Any]:
+    """The fields of a manifest that a conversion knows before it writes anything."""
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": source,
+        "encoding": encoding,
+        "height": size,
+        "width": size,
+        "channels": 3,
+        "resize_mode": resize_mode,
+        "quality": quality if encoding == keys.FORMAT_JPEG else None,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "shard_size_mb": shard_size_mb,
+        "class_names": list(class_names),
+        "feature_keys": dict(keys.FEATURE_KEYS),
+        **extra,
+    }
+
+
+def split_entry(shards: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """A split's manifest entry from its shard entries (``file``, ``index``, ``num_records``,
+    ``num_bytes``), with the totals."""
+    return {"num_records": sum(e["num_records"] for e in shards),
+            "num_bytes": sum(e["num_bytes"] for e in shards),
+            "shards": list(shards)}
 
 
 def write_manifest(root: str, data: Dict[str, Any]) -> None:

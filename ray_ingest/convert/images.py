@@ -16,7 +16,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ray_ingest import keys
+from ray_ingest.errors import ConfigError
+from ray_ingest.format import keys
 
 RESIZE_MODES = ("center-crop", "squash", "pad")
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
@@ -49,26 +50,19 @@ class ImageSpec:
 
     def __post_init__(self):
         if not isinstance(self.size, int) or not 8 <= self.size <= 8192:
-            raise ValueError(f"size must be an integer from 8 to 8192, got {self.size!r}")
+            raise ConfigError(f"size must be an integer from 8 to 8192, got {self.size!r}")
         if self.resize_mode not in RESIZE_MODES:
-            raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
+            raise ConfigError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
         if self.encoding not in keys.ENCODINGS:
-            raise ValueError(f"encoding must be one of {keys.ENCODINGS}, got {self.encoding!r}")
+            raise ConfigError(f"encoding must be one of {keys.ENCODINGS}, got {self.encoding!r}")
         if not 1 <= self.quality <= 100:
-            raise ValueError(f"quality must be from 1 to 100, got {self.quality!r}")
+            raise ConfigError(f"quality must be from 1 to 100, got {self.quality!r}")
         if self.max_pixels < 1:
-            raise ValueError(f"max_pixels must be positive, got {self.max_pixels!r}")
+            raise ConfigError(f"max_pixels must be positive, got {self.max_pixels!r}")
 
     @property
     def raw_bytes(self) -> int:
         return self.size * self.size * 3
-
-    def estimated_record_bytes(self) -> int:
-        """A rough size of one record, used to size write bundles before any are written."""
-        if self.encoding == keys.FORMAT_RAW:
-            return self.raw_bytes + 200
-        # q90 4:2:0 JPEG of natural images: roughly 1.5 bits per pixel.
-        return int(self.size * self.size * 0.2 * (1 + self.quality / 100)) + 200
 
 
 def _check_pixels(width: int, height: int, spec: ImageSpec) -> None:
@@ -205,12 +199,3 @@ def process_image(data: bytes, spec: ImageSpec) -> Tuple[bytes, Optional[str]]:
     """decode → resize → encode one image. Returns the encoded pixels and a conversion note."""
     arr, note = decode_image(data, spec)
     return encode_pixels(resize_image(arr, spec), spec), note
-
-
-def decode_record_pixels(encoded, image_format: str, height: int, width: int, channels: int):
-    """Pixels of one stored record (``image/encoded`` + ``image/format``) as ``uint8[H, W, C]``."""
-    if image_format == keys.FORMAT_RAW:
-        return np.frombuffer(encoded, dtype=np.uint8).reshape(height, width, channels)
-    import simplejpeg
-
-    return simplejpeg.decode_jpeg(bytes(encoded), colorspace="RGB")

@@ -17,6 +17,7 @@ from typing import List, Tuple
 import numpy as np
 
 from ray_ingest import fs
+from ray_ingest.errors import ConfigError
 
 SHAPES = (
     "circle",
@@ -40,7 +41,7 @@ def class_names(num_classes: int) -> List[str]:
     """``num_classes`` names: shape kinds, then shape kinds drawn two or three times."""
     limit = len(SHAPES) * MAX_MULTIPLICITY
     if not 2 <= num_classes <= limit:
-        raise ValueError(f"classes must be from 2 to {limit}, got {num_classes}")
+        raise ConfigError(f"classes must be from 2 to {limit}, got {num_classes}")
     names = []
     for i in range(num_classes):
         shape, copies = SHAPES[i % len(SHAPES)], i // len(SHAPES) + 1
@@ -53,9 +54,9 @@ def parse_size(text: str) -> Tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"size must look like 320x240, got {text!r}") from None
+        raise ConfigError(f"size must look like 320x240, got {text!r}") from None
     if not (16 <= w <= 8192 and 16 <= h <= 8192):
-        raise ValueError(f"size sides must be from 16 to 8192, got {text!r}")
+        raise ConfigError(f"size sides must be from 16 to 8192, got {text!r}")
     return w, h
 
 
@@ -199,10 +200,10 @@ class SynthSpec:
 
     def __post_init__(self):
         if self.num_images < 1:
-            raise ValueError(f"num_images must be at least 1, got {self.num_images}")
+            raise ConfigError(f"num_images must be at least 1, got {self.num_images}")
         class_names(self.num_classes)  # validates
         if not 1 <= self.quality <= 100:
-            raise ValueError(f"quality must be from 1 to 100, got {self.quality}")
+            raise ConfigError(f"quality must be from 1 to 100, got {self.quality}")
 
     def relpath(self, index: int) -> str:
         return f"{class_names(self.num_classes)[index % self.num_classes]}/{index:07d}.jpg"

@@ -25,22 +25,23 @@ import numpy as np
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
-from ray_ingest import fs, manifest as mf
-from ray_ingest.codec.framing import OVERHEAD, TFRecordWriter
+from ray_ingest import fs
+from ray_ingest.errors import ConversionError
+from ray_ingest.format import manifest as mf
+from ray_ingest.format.framing import OVERHEAD, TFRecordWriter
+from ray_ingest.format.keys import SPLITS
 
 logger = logging.getLogger("ray_ingest")
 
-# Columns of the converted rows the sink consumes.
+#: Columns of the converted rows the sink consumes (the conversion's ``map_batches`` output):
+#: the serialized record, its split, its input's name, and for an input that was not
+#: converted the reject reason and message; a conversion note (e.g. "png->rgb") otherwise.
 COL_RECORD = "record"
 COL_SPLIT = "split"
 COL_FILENAME = "filename"
 COL_REJECT = "reject"
 COL_MESSAGE = "message"
 COL_NOTE = "note"
-
-
-class ConversionError(RuntimeError):
-    """The conversion did not commit (too many rejects, lost records, ...)."""
 
 
 @dataclass
@@ -242,7 +243,7 @@ class TFRecordDatasink(Datasink):
                 fs.delete_file(fs.join(out, name))
         # 2. Rename the staged shards that successful attempts reported.
         splits: Dict[str, Dict[str, Any]] = {}
-        for split in ("train", "val"):
+        for split in SPLITS:
             mine = sorted((s for s in shards if s.split == split), key=lambda s: (s.task, s.seq))
             entries = []
             for i, s in enumerate(mine):
@@ -251,11 +252,7 @@ class TFRecordDatasink(Datasink):
                 fs.move(s.index_path, fs.join(out, mf.index_name(name)))
                 entries.append({"file": name, "index": mf.index_name(name),
                                 "num_records": s.num_records, "num_bytes": s.num_bytes})
-            splits[split] = {
-                "num_records": sum(e["num_records"] for e in entries),
-                "num_bytes": sum(e["num_bytes"] for e in entries),
-                "shards": entries,
-            }
+            splits[split] = mf.split_entry(entries)
         fs.write_atomic(rejects_path, ("\n".join(lines) + "\n" if lines else "").encode())
         fs.delete_dir(self.staging)
         # 3. The manifest, last.

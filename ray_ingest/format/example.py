@@ -2,9 +2,9 @@
 
 Built on protobuf classes generated from a wire-compatible copy of TensorFlow's
 ``example.proto`` / ``feature.proto`` (``proto/example.proto``; regenerate with
-``make proto``). protobuf's C implementation (upb) parses a 150 KB raw-pixel record in about
-14 µs and a 20 KB JPEG record in about 4.5 µs on our 2-core machine, which is what the
-reader's hot path needs; tests check both directions against TensorFlow's own classes.
+``make proto``). protobuf's C implementation (upb) keeps parsing off the reader's critical
+path (figures in ``benchmarks/RESULTS.md``); tests check both directions against TensorFlow's
+own classes.
 """
 
 from __future__ import annotations
@@ -13,16 +13,13 @@ from typing import Dict, List, Mapping, NamedTuple, Union
 
 from google.protobuf.message import DecodeError
 
-from ray_ingest import keys
-from ray_ingest.codec.proto import example_pb2
+from ray_ingest.errors import ExampleDecodeError
+from ray_ingest.format import keys
+from ray_ingest.format.proto import example_pb2
 
 Example = example_pb2.Example
 
 FeatureValue = Union[bytes, bytearray, memoryview, str, int, float, list, tuple]
-
-
-class ExampleDecodeError(ValueError):
-    """A record is not a well-formed ``tf.train.Example`` or lacks a required feature."""
 
 
 def _fill(feature, key: str, value) -> None:

@@ -1,0 +1,149 @@
+"""How a row is timed: CPU accounting of this process and the Ray processes it drives, the wait
+for a quiet machine between runs, the one timed-stream helper, and the round-robin runs.
+
+Every row streams batches of decoded images; :func:`time_stream` skips a warm-up and times a
+fixed number of images. It runs in this process for most rows and inside a Ray Train worker for
+the training-feed row, so that both are timed the same way.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterator, List
+
+
+def _processes():
+    import psutil
+
+    me = psutil.Process()
+    procs = {me.pid: me}
+    try:
+        for p in me.children(recursive=True):
+            procs[p.pid] = p
+    except psutil.Error:
+        pass
+    for p in psutil.process_iter(["name"]):
+        if (p.info.get("name") or "").startswith("ray::"):
+            procs.setdefault(p.pid, p)
+    return procs
+
+
+def cpu_snapshot(skip_idle_workers: bool = False) -> Dict[int, float]:
+    """CPU seconds so far of this process, its children and every ``ray::`` process."""
+    import psutil
+
+    out = {}
+    for pid, p in _processes().items():
+        try:
+            if skip_idle_workers and p.name() == "ray::IDLE":
+                continue
+            t = p.cpu_times()
+            out[pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out
+
+
+def cpu_delta(before: Dict[int, float], after: Dict[int, float]) -> float:
+    return sum(v - before.get(pid, 0.0) for pid, v in after.items())
+
+
+def wait_idle(timeout: float = 60.0, window: float = 0.3, threshold: float = 0.2) -> float:
+    """Waits until this process and its Ray processes use under ``threshold`` of a core.
+
+    A stream that is abandoned mid-way (as every timed run is) can leave tasks finishing in the
+    background; the next row must not pay for them. Idle worker processes are left out: each
+    ticks at ~1 % of a core, and a node keeps many (``runtime.worker_soft_limit``); Ray's
+    daemons and idle actors tick too, hence a threshold of 0.2 core (a leftover task uses 1).
+    Returns the seconds waited.
+    """
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        before = cpu_snapshot(skip_idle_workers=True)
+        time.sleep(window)
+        if cpu_delta(before, cpu_snapshot(skip_idle_workers=True)) < threshold * window:
+            break
+    return time.perf_counter() - start
+
+
+@dataclass
+class Timing:
+    """One timed run: ``images`` streamed in ``seconds`` wall, using ``cpu_seconds`` of CPU."""
+
+    images: int
+    seconds: float
+    cpu_seconds: float
+
+
+def time_stream(counts: Iterator[int], warmup: int, images: int) -> Timing:
+    """Skips ``warmup`` images of a stream of batch sizes, then times ``images`` more (the last
+    batch may run over; :class:`Variant` scales the run to ``images``)."""
+    seen = 0
+    while seen < warmup:
+        seen += next(counts)
+    cpu0, t0 = cpu_snapshot(), time.perf_counter()
+    n = 0
+    while n < images:
+        n += next(counts)
+    seconds = time.perf_counter() - t0
+    return Timing(n, seconds, cpu_delta(cpu0, cpu_snapshot()))
+
+
+def timed_stream(make: Callable[[], Iterator[int]]) -> Callable[[int, int], Timing]:
+    """A row's run for a stream that this process consumes: a fresh stream per run, timed by
+    :func:`time_stream`, closed afterwards (abandoned streams stop their execution)."""
+
+    def run(warmup: int, images: int) -> Timing:
+        it = make()
+        try:
+            return time_stream(it, warmup, images)
+        finally:
+            close = getattr(it, "close", None)
+            if close:
+                close()
+
+    return run
+
+
+class Variant:
+    """One row of the study: ``run(warmup, images)`` times one run and returns a Timing."""
+
+    def __init__(self, name: str, group: str, run: Callable[[int, int], Timing], warmup: int,
+                 note: str = ""):
+        self.name, self.group, self.run, self.warmup, self.note = name, group, run, warmup, note
+        self.runs: List[float] = []
+        self.cpus: List[float] = []
+
+    def run_once(self, images: int) -> float:
+        """Times one run of ``images`` images after the warm-up; returns images/s."""
+        t = self.run(self.warmup, images)
+        scale = images / t.images  # normalise a last partial batch away
+        self.runs.append(t.seconds * scale)
+        self.cpus.append(t.cpu_seconds * scale)
+        gc.collect()
+        wait_idle()
+        return images / self.runs[-1]
+
+    @property
+    def cpu_seconds(self) -> float:
+        return statistics.median(self.cpus)
+
+
+def measure_round_robin(variants: List[Variant], images: int, repeats: int,
+                        progress: Callable[[str], None] = print) -> None:
+    """Runs every variant once per round, ``repeats`` rounds: slow drifts of a shared machine
+    then fall on every row alike instead of on whichever ran last. An untimed round first
+    starts every row's worker processes and imports (a fresh Ray instance pays seconds of CPU
+    for those on its first stream)."""
+    for v in variants:
+        v.run_once(max(v.warmup, 1))
+        v.runs.clear()
+        v.cpus.clear()
+    progress("  (warm-up round done)")
+    for r in range(repeats):
+        for v in variants:
+            rate = v.run_once(images)
+            progress(f"  round {r + 1}/{repeats}  {v.name:<40} {rate:8.0f} images/s")

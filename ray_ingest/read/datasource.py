@@ -1,0 +1,78 @@
+"""The Ray Data ``Datasource`` of one split of a conversion output.
+
+It cuts the split — its shards in order (shuffled per plan with ``shuffle_files``), repeated
+``repeat`` times — into read tasks of a whole number of output blocks (:mod:`plan`); each task
+runs :func:`~ray_ingest.read.task.read_task`. Importable and subclassable like Ray's own.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import List, Optional
+
+from ray.data import Datasource
+from ray.data.block import BlockAccessor, BlockMetadata
+from ray.data.datasource import ReadTask
+
+from ray_ingest import fs
+from ray_ingest.format.manifest import Manifest
+from ray_ingest.read.options import ReadOptions, RecordSpec
+from ray_ingest.read.plan import plan_tasks
+from ray_ingest.read.task import read_task
+from ray_ingest.runtime import tune_malloc
+
+
+class TFRecordShardDatasource(Datasource):
+    """Reads one split of a ray-ingest conversion output."""
+
+    def __init__(self, manifest: Manifest, split: str, options: ReadOptions):
+        super().__init__()
+        self.manifest = manifest
+        self.split = split
+        self.options = options
+        self.spec = RecordSpec.of(manifest)
+        self._plans = 0  # a seeded shuffle differs per execution (epoch), reproducibly
+
+    def get_name(self) -> str:
+        return "TFRecordShards"
+
+    def estimate_inmemory_data_size(self) -> Optional[int]:
+        n = self.manifest.num_records(self.split)
+        return n * self.spec.row_bytes * self.options.repeat
+
+    def plan_options(self) -> ReadOptions:
+        """The options of the next plan: a seeded shuffle gets a new seed per plan (epoch),
+        reproducibly; an unseeded one a fresh random seed, fixed in the tasks, so that a
+        retried task (its worker died) yields the same records in the same order again."""
+        opts = self.options
+        if opts.seed is not None:
+            opts = replace(opts, seed=opts.seed + 7919 * self._plans)
+        elif opts.shuffle_files or opts.shuffle_records:
+            opts = replace(opts, seed=random.SystemRandom().randrange(2**31))
+        self._plans += 1
+        return opts
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: Optional[int] = None,
+                       data_context=None) -> List[ReadTask]:
+        opts = self.plan_options()
+        plan = plan_tasks(self.manifest, self.split, max(1, parallelism // opts.repeat), opts)
+        root, spec = self.manifest.root, self.spec
+        tasks = []
+        for k, pieces in enumerate(plan):
+            seed = None if opts.seed is None else opts.seed * 1_000_003 + k
+
+            def read_fn(pieces=pieces, seed=seed):
+                tune_malloc()
+                for batch in read_task(root, pieces, spec, opts, seed):
+                    yield BlockAccessor.batch_to_block(batch)
+
+            n = sum(p.num_records for p in pieces)
+            meta = BlockMetadata(
+                num_rows=n,
+                size_bytes=n * spec.row_bytes,
+                input_files=sorted({fs.join(root, p.file) for p in pieces}),
+                exec_stats=None,
+            )
+            tasks.append(ReadTask(read_fn, meta, per_task_row_limit=per_task_row_limit))
+        return tasks

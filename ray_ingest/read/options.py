@@ -1,0 +1,103 @@
+"""What a read may be asked for (:class:`ReadOptions`, checked once, here) and what every record
+must be (:class:`RecordSpec`, from the manifest)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from ray_ingest.errors import ConfigError
+from ray_ingest.format import keys
+from ray_ingest.format.manifest import Manifest
+
+#: Rows per output block: batch-sized, so that iter_batches(batch_size=256) slices blocks
+#: without copying them (images over ~512 KB get fewer rows a block).
+DEFAULT_BLOCK_ROWS = 256
+MAX_BLOCK_BYTES = 128 << 20
+#: libjpeg-turbo's IDCTs: "fast" is ``tf.io.decode_jpeg``'s default (pixels identical to
+#: TensorFlow's), "accurate" matches ``dct_method="INTEGER_ACCURATE"``.
+JPEG_DCT = ("fast", "accurate")
+#: Where JPEG records are decoded: in the read tasks, or by the consuming process.
+DECODE_WHERE = ("workers", "consumer")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """Options of :func:`ray_ingest.read_records` (see its docstring)."""
+
+    verify_crc: bool = True
+    skip_corrupt: bool = False
+    shuffle_files: bool = False
+    #: Shuffle the records inside each read task.
+    shuffle_records: bool = False
+    #: Seeds both shuffles (None: a new order each time the read is planned).
+    seed: Optional[int] = None
+    limit: Optional[int] = None
+    #: Read the split this many times in one stream (each pass reshuffled when shuffling).
+    repeat: int = 1
+    #: Records per read task (None: from the data size and the requested parallelism).
+    records_per_task: Optional[int] = None
+    block_rows: int = DEFAULT_BLOCK_ROWS
+    jpeg_dct: str = "fast"
+    #: (i, n): keep only tasks i, i + n, i + 2n, ... of the plan (a disjoint 1/n of the data).
+    shard: Optional[Tuple[int, int]] = None
+    #: Add each record's ``image/filename`` as a ``filename`` column (for audits).
+    with_filename: bool = False
+    decode: str = "workers"
+    concurrency: Optional[int] = None
+    override_num_blocks: Optional[int] = None
+
+    def __post_init__(self):
+        if self.limit is not None and self.limit < 0:
+            raise ConfigError(f"limit must be >= 0, got {self.limit}")
+        if self.repeat < 1:
+            raise ConfigError(f"repeat must be >= 1, got {self.repeat}")
+        if self.block_rows < 1:
+            raise ConfigError(f"block_rows must be >= 1, got {self.block_rows}")
+        if self.records_per_task is not None and self.records_per_task < 1:
+            raise ConfigError(f"records_per_task must be >= 1, got {self.records_per_task}")
+        if self.shard is not None:
+            shard = tuple(self.shard)
+            if not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
+                raise ConfigError(f"shard must be (i, n) with 0 <= i < n, got {self.shard!r}")
+            object.__setattr__(self, "shard", shard)
+        if self.jpeg_dct not in JPEG_DCT:
+            raise ConfigError(f"jpeg_dct must be one of {JPEG_DCT}, got {self.jpeg_dct!r}")
+        if self.decode not in DECODE_WHERE:
+            raise ConfigError(f"decode must be one of {DECODE_WHERE}, got {self.decode!r}")
+        for name in ("concurrency", "override_num_blocks"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    """What every record of the dataset must be, from the manifest."""
+
+    encoding: str
+    height: int
+    width: int
+    channels: int
+    num_classes: int
+
+    @classmethod
+    def of(cls, m: Manifest) -> "RecordSpec":
+        return cls(m.encoding, m.height, m.width, m.channels, len(m.class_names))
+
+    @property
+    def raw(self) -> bool:
+        return self.encoding == keys.FORMAT_RAW
+
+    @property
+    def pixel_bytes(self) -> int:
+        return self.height * self.width * self.channels
+
+    @property
+    def row_bytes(self) -> int:
+        """In-memory bytes of one decoded row (image + label)."""
+        return self.pixel_bytes + 8
+
+
+def block_rows_for(spec: RecordSpec, block_rows: int) -> int:
+    return max(1, min(block_rows, MAX_BLOCK_BYTES // spec.row_bytes))

@@ -1,0 +1,171 @@
+"""One read task: its shard pieces read in one request each, CRC-checked, each record checked
+against the manifest, and blocks of ``block_rows`` rows filled.
+
+Raw records go straight into ``uint8[N, H, W, C]`` (one copy out of the file buffer). JPEG
+records are decoded here, from a view into the file buffer into the block's preallocated
+``uint8[N, H, W, 3]`` (``decode="workers"``), or passed on encoded with where each came from
+(``decode="consumer"``). Pure functions of their arguments: testable without Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from ray_ingest import fs
+from ray_ingest.errors import (
+    ExampleDecodeError,
+    ManifestError,
+    RecordCorruptError,
+    RecordMismatchError,
+)
+from ray_ingest.format import keys
+from ray_ingest.format.example import parse_example, split_encoded
+from ray_ingest.format.framing import read_index, scan_records
+from ray_ingest.read import decode as dec
+from ray_ingest.read.options import ReadOptions, RecordSpec, block_rows_for
+from ray_ingest.read.plan import ShardRange
+
+logger = logging.getLogger("ray_ingest")
+
+
+def read_range_bytes(root: str, r: ShardRange, skip_corrupt: bool) -> Tuple[bytes, int]:
+    """``(bytes, byte offset of the first record)`` of a range, using the index to cut it.
+
+    A short file raises :class:`RecordCorruptError`, unless ``skip_corrupt`` (then the
+    record scan reports where it ends)."""
+    path = fs.join(root, r.file)
+    try:
+        if r.whole:
+            data = fs.read_bytes(path)
+            if len(data) != r.shard_bytes and not skip_corrupt:
+                raise RecordCorruptError(
+                    path, min(len(data), r.shard_bytes),
+                    f"file has {len(data)} bytes, the manifest says {r.shard_bytes} "
+                    "(truncated or replaced shard)")
+            return data, 0
+        idx_path = fs.join(root, r.index)
+        entries = read_index(fs.read_bytes(idx_path).decode("ascii"), idx_path)
+    except FileNotFoundError as e:
+        raise ManifestError(f"{e.filename or path}: listed in the manifest but missing") from None
+    if len(entries) != r.shard_records:
+        raise ManifestError(
+            f"{idx_path}: {len(entries)} index entries, the manifest says {r.shard_records} records"
+        )
+    begin = entries[r.start][0]
+    end = entries[r.stop - 1][0] + entries[r.stop - 1][1]
+    data = fs.read_range(path, begin, end - begin)
+    if len(data) != end - begin and not skip_corrupt:
+        raise RecordCorruptError(path, begin + len(data),
+                                 f"file ends inside records {r.start}..{r.stop - 1}")
+    return data, begin
+
+
+def _mismatch(path: str, rec_no: int, what: str, got, want) -> RecordMismatchError:
+    return RecordMismatchError(
+        f"{path}: record {rec_no}: {what} is {got!r}, the manifest says {want!r}"
+    )
+
+
+class _Record:
+    """Fields of one record that the reader needs; the payload is a view into the file."""
+
+    __slots__ = ("payload", "label", "filename")
+
+    def __init__(self, view, spec: RecordSpec, want_format: bytes, path: str, rec_no: int):
+        split = split_encoded(view)
+        try:
+            if split is not None:
+                f = split[0].feature
+                payload = split[1]
+            else:  # not the plain shape: parse it whole (copies the value)
+                f = parse_example(view).features.feature
+                payload = memoryview(f[keys.ENCODED].bytes_list.value[0])
+            fmt = f[keys.FORMAT].bytes_list.value[0]
+            label = f[keys.LABEL].int64_list.value[0]
+            h = f[keys.HEIGHT].int64_list.value[0]
+            w = f[keys.WIDTH].int64_list.value[0]
+        except (ExampleDecodeError, IndexError) as e:
+            raise ExampleDecodeError(
+                f"{path}: record {rec_no}: not one of our image records ({e})") from None
+        if fmt != want_format:
+            raise _mismatch(path, rec_no, keys.FORMAT, fmt.decode(errors="replace"), spec.encoding)
+        if h != spec.height or w != spec.width:
+            raise _mismatch(path, rec_no, "height x width", (h, w), (spec.height, spec.width))
+        if not 0 <= label < spec.num_classes:
+            raise _mismatch(path, rec_no, keys.LABEL, label, f"0..{spec.num_classes - 1}")
+        if spec.raw and len(payload) != spec.pixel_bytes:
+            raise _mismatch(path, rec_no, "raw pixel bytes", len(payload), spec.pixel_bytes)
+        self.payload = payload
+        self.label = label
+        self.filename = f[keys.FILENAME].bytes_list.value[0] if keys.FILENAME in f else b""
+
+
+def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadOptions,
+              seed: Optional[int]) -> Iterator[Dict[str, np.ndarray]]:
+    """Reads one task's pieces and yields blocks of ``block_rows`` rows (the last may be short)."""
+    views: List[memoryview] = []
+    # Per piece: (path, record number of its first view, index of its first view).
+    where: List[Tuple[str, int, int]] = []
+    owners: List[int] = []
+    for r in pieces:
+        path = fs.join(root, r.file)
+        data, base = read_range_bytes(root, r, opts.skip_corrupt)
+        got, error = scan_records(data, path=path, base_offset=base, verify=opts.verify_crc,
+                                  skip_corrupt=opts.skip_corrupt)
+        if error is not None:
+            logger.warning("skipping the rest of records %d..%d of %s: %s", r.start + len(got),
+                           r.stop - 1, path, error)
+        elif len(got) != r.num_records:
+            raise ManifestError(f"{path}: records {r.start}..{r.stop - 1} hold {len(got)} "
+                                f"records, expected {r.num_records}")
+        owners.extend([len(where)] * len(got))
+        where.append((path, r.start, len(views)))
+        views.extend(got)
+    order = np.arange(len(views))
+    if opts.shuffle_records:
+        np.random.default_rng(seed).shuffle(order)
+    consumer = not spec.raw and opts.decode == "consumer"
+    fast = opts.jpeg_dct == "fast"
+    want_format = spec.encoding.encode()
+    rows = block_rows_for(spec, opts.block_rows)
+    for lo in range(0, len(order), rows):
+        chunk = order[lo : lo + rows]
+        n = len(chunk)
+        labels = np.empty(n, dtype=np.int64)
+        names = np.empty(n, dtype=object) if opts.with_filename else None
+        if consumer:
+            encoded = np.empty(n, dtype=object)
+            shards = np.empty(n, dtype=object)
+            records = np.empty(n, dtype=np.int64)
+        else:
+            images = np.empty((n, spec.height, spec.width, spec.channels), np.uint8)
+            flat = images.reshape(n, spec.pixel_bytes) if spec.raw else None
+        for j, i in enumerate(chunk):
+            path, start, first = where[owners[i]]
+            rec_no = start + int(i) - first
+            rec = _Record(views[i], spec, want_format, path, rec_no)
+            labels[j] = rec.label
+            if names is not None:
+                names[j] = rec.filename.decode("utf-8", "replace")
+            if consumer:
+                encoded[j] = bytes(rec.payload)
+                shards[j] = path
+                records[j] = rec_no
+            elif spec.raw:
+                flat[j] = np.frombuffer(rec.payload, dtype=np.uint8)
+            else:
+                try:
+                    dec.decode_jpeg_into(rec.payload, images[j], fast)
+                except ValueError as e:
+                    raise dec.undecodable(path, rec_no, e) from None
+        if consumer:
+            block = {dec.ENCODED: encoded, dec.LABEL: labels, dec.SHARD: shards,
+                     dec.RECORD: records}
+        else:
+            block = {dec.IMAGE: images, dec.LABEL: labels}
+        if names is not None:
+            block[dec.FILENAME] = names
+        yield block

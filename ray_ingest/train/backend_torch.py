@@ -1,0 +1,148 @@
+"""The PyTorch side of the training loop (Ray Train's ``TorchTrainer``).
+
+A ``DistributedDataParallel`` model (``prepare_model``), channels-last with bf16 autocast on
+GPU; augmentation with batched torch ops on the device. Evaluation runs the bare module, never
+the DDP wrapper: DDP's first forward under ``no_grad`` broadcasts buffers (a collective), and
+the ranks' parts of the validation split can hold different numbers of batches — a rank with
+none would never join it. Instead, one broadcast of the buffers before validation, on every
+rank alike.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+
+from ray_ingest.format import keys
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up for ``warmup`` steps, then cosine decay to 0 at ``total`` (as Keras's
+    ``CosineDecay(warmup_steps=...)`` in the TensorFlow backend)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class TorchBackend:
+    framework = "torch"
+
+    def __init__(self, cfg, rank: int, world: int, manifest, steps_per_epoch: int):
+        import ray.train.torch
+        import torch
+
+        from ray_ingest.train.models_torch import build_model
+
+        self.cfg, self.rank, self.world = cfg, rank, world
+        self.torch = torch
+        self.device = device = ray.train.torch.get_device()
+        self.cuda = device.type == "cuda"
+        if not self.cuda:
+            torch.set_num_threads(max(1, int(round(cfg.cpus_per_worker or 1))))
+        precision = cfg.resolved_precision(self.cuda)
+        self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+        self.memory_format = torch.channels_last if self.cuda else torch.contiguous_format
+        self.aug = cfg.augment_config(cfg.image_size or manifest.height)
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model, len(manifest.class_names)).to(
+            device, memory_format=self.memory_format)
+        self.model = ray.train.torch.prepare_model(model)
+        self.bare = self.model.module if hasattr(self.model, "module") else self.model
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
+                                           weight_decay=cfg.weight_decay)
+        warmup, total = steps_per_epoch, steps_per_epoch * cfg.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, warmup, total))
+        self.generator = torch.Generator(device=device)
+
+    def _autocast(self):
+        return self.torch.autocast(self.device.type,
+                                   dtype=self.autocast_dtype or self.torch.float32,
+                                   enabled=self.autocast_dtype is not None)
+
+    def to_batch(self, batch: Dict[str, np.ndarray]):
+        torch = self.torch
+        images = torch.from_numpy(batch[keys.IMAGE_COLUMN])
+        labels = torch.from_numpy(np.asarray(batch[keys.LABEL_COLUMN], np.int64))
+        if self.cuda:
+            images = images.pin_memory().to(self.device, non_blocking=True)
+            labels = labels.pin_memory().to(self.device, non_blocking=True)
+        return images, labels
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.cfg.seed * 1_000_003 + epoch * self.world + self.rank)
+        self.model.train()
+
+    def train_step(self, images, labels, epoch: int, step: int) -> Tuple[float, float]:
+        import torch.nn.functional as F
+
+        from ray_ingest.augment import torch_ops
+
+        x = torch_ops.augment(images, self.aug, self.generator).contiguous(
+            memory_format=self.memory_format)
+        with self._autocast():
+            logits = self.model(x)
+        loss = F.cross_entropy(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        correct = (logits.argmax(1) == labels).sum()
+        return float(loss.detach()), float(correct)  # float() waits for the step to finish
+
+    def begin_eval(self) -> None:
+        self.model.eval()
+        if self.world > 1:
+            import torch.distributed as dist
+
+            # Every rank validates rank 0's batch-norm statistics (each rank's last forward
+            # updated its own).
+            for buf in self.bare.buffers():
+                dist.broadcast(buf, 0)
+
+    def eval_step(self, images, labels) -> Tuple[float, float]:
+        import torch.nn.functional as F
+
+        from ray_ingest.augment import torch_ops
+
+        with self.torch.no_grad():
+            x = torch_ops.evaluate(images, self.aug).contiguous(memory_format=self.memory_format)
+            with self._autocast():
+                logits = self.bare(x)
+            loss = F.cross_entropy(logits.float(), labels, reduction="sum")
+            return float(loss), float((logits.argmax(1) == labels).sum())
+
+    def all_reduce(self, values: List[float]) -> np.ndarray:
+        sums = self.torch.tensor(values, dtype=self.torch.float64, device=self.device)
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(sums)
+        return sums.cpu().numpy()
+
+    def state(self, epoch: int) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+        torch = self.torch
+        arrays = {f"m.{k}": v.detach().cpu().numpy() for k, v in self.bare.state_dict().items()}
+        opt = self.optimizer.state_dict()
+        names: Dict[str, List[str]] = {}
+        for k, state in opt["state"].items():
+            names[str(k)] = []
+            for n, v in state.items():
+                arrays[f"o.{k}.{n}"] = torch.as_tensor(v).cpu().numpy()
+                names[str(k)].append(n)
+        return arrays, {"epoch": epoch, "framework": "torch", "model": self.cfg.model,
+                        "optimizer": {"param_groups": opt["param_groups"]},
+                        "optimizer_state_names": names, "scheduler": self.scheduler.state_dict()}
+
+    def load_state(self, arrays: Dict[str, np.ndarray], meta: Dict[str, Any]) -> int:
+        torch = self.torch
+        self.bare.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in arrays.items()
+                                   if k.startswith("m.")})
+        self.optimizer.load_state_dict(meta["optimizer"] | {"state": {
+            int(k): {n: torch.from_numpy(arrays[f"o.{k}.{n}"]) for n in names}
+            for k, names in meta["optimizer_state_names"].items()}})
+        self.scheduler.load_state_dict(meta["scheduler"])
+        return int(meta["epoch"])

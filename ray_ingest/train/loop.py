@@ -1,0 +1,137 @@
+"""The per-worker training loop, one for both frameworks (Ray Train's ``TensorflowTrainer`` and
+``TorchTrainer`` run the same function); the framework specifics sit behind a backend
+(:mod:`backend_tf`, :mod:`backend_torch`): ``to_batch``, ``train_step``, ``eval_step``,
+``all_reduce``, ``state`` / ``load_state``.
+
+Each epoch: the worker's equal part of the training split streams as numpy batches (the next
+epoch's stream starts while this one validates), each step's wait for its batch is timed; then
+each worker validates a disjoint part of the validation split (parts may differ in size: no
+collective runs per batch), the sums are all-reduced once, and rank 0 prints, logs and
+checkpoints. A watchdog ends the worker if its progress stops.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, Iterator, Tuple
+
+import numpy as np
+
+from ray_ingest.format import keys
+from ray_ingest.format.manifest import read_manifest
+from ray_ingest.train import checkpoint, metrics, rundir, stream
+from ray_ingest.train.config import TrainConfig
+from ray_ingest.train.watchdog import StallWatchdog
+
+
+def make_backend(cfg: TrainConfig, rank: int, world: int, manifest, steps_per_epoch: int):
+    if cfg.framework == "tf":
+        from ray_ingest.train.backend_tf import TFBackend
+
+        return TFBackend(cfg, rank, world, manifest, steps_per_epoch)
+    from ray_ingest.train.backend_torch import TorchBackend
+
+    return TorchBackend(cfg, rank, world, manifest, steps_per_epoch)
+
+
+def start_worker(config: Dict[str, Any]) -> Tuple[TrainConfig, int, int, int, StallWatchdog]:
+    """``(cfg, rank, world, restarts, watchdog)``: rank 0 marks this (re)start of the worker
+    group and counts the earlier ones; the watchdog (started) ends the worker if its progress
+    stops for ``cfg.stall_timeout``."""
+    import ray.train
+
+    cfg = TrainConfig(**config)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    restarts = 0
+    if rank == 0:
+        rundir.mark_attempt(cfg.storage_path, cfg.name, cfg.attempt_id)
+        restarts = rundir.count_attempts(cfg.storage_path, cfg.name, cfg.attempt_id) - 1
+    watchdog = StallWatchdog(rundir.run_dir(cfg.storage_path, cfg.name), cfg.attempt_id, rank,
+                             cfg.stall_timeout).start()
+    return cfg, rank, world, restarts, watchdog
+
+
+def synthetic_batches(cfg: TrainConfig, rank: int, manifest, backend) -> Iterator:
+    """One random batch, moved to the device once and yielded forever (the step's bound)."""
+    rng = np.random.default_rng(cfg.seed + rank)
+    n = cfg.per_worker_batch
+    batch = backend.to_batch({
+        keys.IMAGE_COLUMN: rng.integers(0, 256, (n, manifest.height, manifest.width, 3),
+                                        np.uint8),
+        keys.LABEL_COLUMN: rng.integers(0, len(manifest.class_names), n)})
+    while True:
+        yield batch
+
+
+def train_loop_per_worker(config: Dict[str, Any]) -> None:
+    import ray.train
+
+    cfg, rank, world, restarts, watchdog = start_worker(config)
+    m = read_manifest(cfg.data)
+    steps = stream.steps_per_epoch(cfg, m.num_records(keys.SPLITS[0]))
+    backend = make_backend(cfg, rank, world, m, steps)
+    start_epoch = 0
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        start_epoch = backend.load_state(*checkpoint.load_checkpoint(ckpt))
+        if rank == 0:
+            print(f"resumed from the checkpoint of epoch {start_epoch}", flush=True)
+    tb = rundir.TensorBoard(cfg.storage_path, cfg.name, enabled=rank == 0)
+    batch_size = cfg.per_worker_batch
+    if cfg.synthetic_data:
+        synthetic = synthetic_batches(cfg, rank, m, backend)
+        to_batch = lambda b: b  # noqa: E731 - already on the device
+    else:
+        shard = ray.train.get_dataset_shard(keys.SPLITS[0])
+        to_batch = backend.to_batch
+
+    def open_stream(epoch: int):
+        if cfg.synthetic_data:
+            return synthetic
+        return stream.EpochStream(lambda: shard.iter_batches(
+            batch_size=batch_size, drop_last=True, prefetch_batches=cfg.prefetch_batches,
+            batch_format="numpy", local_shuffle_buffer_size=cfg.shuffle_buffer or None,
+            local_shuffle_seed=cfg.seed + epoch if cfg.shuffle_buffer else None))
+
+    next_stream = open_stream(start_epoch) if start_epoch < cfg.epochs else None
+    for epoch in range(start_epoch, cfg.epochs):
+        backend.begin_epoch(epoch)
+        meter = metrics.EpochMeter()
+        batches, next_stream = next_stream, None
+        for step in range(steps):
+            t0 = time.perf_counter()
+            images, labels = to_batch(stream.next_training_batch(batches, rank, step, steps,
+                                                                 epoch))
+            t1 = time.perf_counter()
+            loss, correct = backend.train_step(images, labels, epoch, step)
+            meter.add(batch_size, t1 - t0, time.perf_counter() - t0, loss, correct)
+            watchdog.tick("training step")
+        train_seconds = meter.seconds
+        stream.finish_stream(batches, drain=not cfg.steps_per_epoch and not cfg.synthetic_data)
+        if epoch + 1 < cfg.epochs:
+            next_stream = open_stream(epoch + 1)  # starts while this epoch validates
+
+        backend.begin_eval()
+        val_loss = val_correct = val_count = 0.0
+        for b in stream.val_dataset(cfg, rank, world).iter_batches(
+                batch_size=batch_size, prefetch_batches=cfg.prefetch_batches,
+                batch_format="numpy"):
+            images, labels = backend.to_batch(b)
+            lsum, csum = backend.eval_step(images, labels)
+            val_loss += lsum
+            val_correct += csum
+            val_count += len(b[keys.LABEL_COLUMN])
+            watchdog.tick("validation batch")
+        sums = backend.all_reduce(
+            metrics.local_sums(meter, (val_loss, val_correct, val_count), restarts))
+        epoch_metrics = metrics.epoch_metrics(epoch, sums, train_seconds)
+        arrays = meta = None
+        if rank == 0:
+            print(metrics.epoch_line(epoch_metrics, cfg.epochs), flush=True)
+            tb.write(epoch_metrics)
+            arrays, meta = backend.state(epoch + 1)
+        checkpoint.report_epoch(epoch_metrics, arrays, meta)
+        watchdog.tick("epoch report")
+    tb.close()
+    watchdog.stop()

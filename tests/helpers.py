@@ -1,0 +1,81 @@
+"""Helpers the tests share (fixtures stay in conftest.py): image bytes of every kind, the TF
+feature spec built from our keys, what a split stores, and synthetic source trees."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+
+from ray_ingest.format import keys
+from ray_ingest.format.example import ImageRecord
+from ray_ingest.format.manifest import Manifest, read_manifest
+from ray_ingest.format.records import iter_records
+
+
+def jpeg_bytes(arr: np.ndarray, quality: int = 90) -> bytes:
+    import simplejpeg
+
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(arr), quality=quality, colorspace="RGB")
+
+
+def pil_bytes(img, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def random_rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def huge_jpeg_header(width: int, height: int) -> bytes:
+    """A small JPEG whose SOF header claims ``width`` x ``height`` (a decompression bomb)."""
+    data = bytearray(jpeg_bytes(random_rgb(16, 16)))
+    i = 2
+    while i < len(data):
+        marker = data[i + 1]
+        seg_len = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):
+            data[i + 5 : i + 7] = height.to_bytes(2, "big")
+            data[i + 7 : i + 9] = width.to_bytes(2, "big")
+            return bytes(data)
+        i += 2 + seg_len
+    raise AssertionError("no SOF marker")
+
+
+def tf_feature_spec():
+    """``tf.io.parse_single_example`` features of every key we write, from :data:`keys.FEATURES`."""
+    from ray_ingest.bench.tfdata import feature_spec
+
+    return feature_spec(tuple(keys.FEATURES))
+
+
+def stored(path, split: str) -> Tuple[Manifest, List[ImageRecord]]:
+    """The manifest and every record of a split, read with our codec."""
+    m = read_manifest(str(path))
+    return m, list(iter_records(str(path), split, manifest=m))
+
+
+def stored_filenames(path) -> List[str]:
+    """``image/filename`` of every record of every split."""
+    m = read_manifest(str(path))
+    return [r.filename for split in m.splits for r in iter_records(str(path), split, manifest=m)]
+
+
+def pixel_key(label, pixels) -> Tuple[int, str]:
+    """A record's identity for comparing sets of records: its label and a hash of its pixels."""
+    return int(label), hashlib.sha1(np.ascontiguousarray(pixels).tobytes()).hexdigest()
+
+
+def make_synth_tree(root: Path, num_images: int, num_classes: int, width: int, height: int,
+                    seed: int, parallel: bool = False) -> Path:
+    """A synthetic class-folder tree of JPEGs under ``root``."""
+    from ray_ingest.tools.synth import SynthSpec, synthesize
+
+    synthesize(SynthSpec(out=str(root), num_images=num_images, num_classes=num_classes,
+                         width=width, height=height, seed=seed), parallel=parallel)
+    return root
