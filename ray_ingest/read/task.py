@@ -24,7 +24,7 @@ from ray_ingest.errors import (
 from ray_ingest.format import keys
 from ray_ingest.format.example import parse_example, split_encoded
 from ray_ingest.format.framing import read_index, scan_records
-from ray_ingest.read import decode as dec
+import ray_ingest.read.decode as dec
 from ray_ingest.read.options import ReadOptions, RecordSpec, block_rows_for
 from ray_ingest.read.plan import ShardRange
 

@@ -15,7 +15,8 @@ from ray_ingest import fs
 from ray_ingest.errors import ConfigError, RunExistsError, TrainingStalledError
 from ray_ingest.format import keys
 from ray_ingest.format.manifest import read_manifest
-from ray_ingest.train import rundir, stream
+import ray_ingest.train.rundir as rundir
+import ray_ingest.train.stream as stream
 from ray_ingest.train.config import TrainConfig
 
 logger = logging.getLogger("ray_ingest")
@@ -60,7 +61,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     """Runs a training job; returns the final metrics (also written to ``cfg.metrics_out``)."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 
-    from ray_ingest.read import read_records
+    from ray_ingest.read.api import read_records
     from ray_ingest.runtime import ensure_ray
     from ray_ingest.train.loop import train_loop_per_worker
     from ray_ingest.train.watchdog import stall_summary

@@ -19,7 +19,10 @@ import numpy as np
 
 from ray_ingest.format import keys
 from ray_ingest.format.manifest import read_manifest
-from ray_ingest.train import checkpoint, metrics, rundir, stream
+import ray_ingest.train.checkpoint as checkpoint
+import ray_ingest.train.metrics as metrics
+import ray_ingest.train.rundir as rundir
+import ray_ingest.train.stream as stream
 from ray_ingest.train.config import TrainConfig
 from ray_ingest.train.watchdog import StallWatchdog
 

@@ -23,7 +23,7 @@ def next_training_batch(batches: Iterator, rank: int, step: int, steps: int, epo
 
 def val_dataset(cfg, rank: int, world: int):
     """This worker's disjoint part of the validation split (all parts together: all of it)."""
-    from ray_ingest.read import read_records
+    from ray_ingest.read.api import read_records
 
     return read_records(cfg.data, keys.SPLITS[1], shard=(rank, world),
                         block_rows=block_rows(cfg))
