@@ -1,0 +1,110 @@
+"""One progress display per long stage: a live bar on a terminal; in a log (not a terminal), a
+line every few seconds with the count, the rate and the time left; a last line when it ends.
+
+    with Progress("convert", total=n, unit="images") as bar:
+        for batch in ...:
+            bar.update(len(batch))
+
+Thread-safe: ``update`` may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Optional, TextIO
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    m, s = divmod(seconds, 60)
+    if m < 60:
+        return f"{m} min {s:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"
+
+
+class Progress:
+    """Progress of one stage of ``total`` units (None: unknown)."""
+
+    def __init__(self, desc: str, total: Optional[int] = None, unit: str = "images", *,
+                 stream: Optional[TextIO] = None, interval: Optional[float] = None,
+                 enabled: bool = True):
+        self.desc, self.total, self.unit = desc, total, unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.live = enabled and bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval if interval is not None else (0.2 if self.live else 5.0)
+        self.enabled = enabled
+        self.count = 0
+        self.started = time.monotonic()
+        self._last_draw = self.started
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- counting ----------------------------------------------------------------------------
+    def update(self, n: int = 1) -> None:
+        with self._lock:
+            self.count += n
+            self._maybe_draw()
+
+    def set(self, count: int) -> None:
+        with self._lock:
+            self.count = count
+            self._maybe_draw()
+
+    def _maybe_draw(self) -> None:
+        now = time.monotonic()
+        if self.enabled and not self._closed and now - self._last_draw >= self.interval:
+            self._last_draw = now
+            self._draw(now)
+
+    # -- drawing -----------------------------------------------------------------------------
+    def rate(self, now: Optional[float] = None) -> float:
+        elapsed = (now or time.monotonic()) - self.started
+        return self.count / elapsed if elapsed > 0 else 0.0
+
+    def line(self, now: Optional[float] = None) -> str:
+        now = now or time.monotonic()
+        rate = self.rate(now)
+        if self.total:
+            done = min(1.0, self.count / self.total)
+            left = (self.total - self.count) / rate if rate > 0 else None
+            eta = f", {_duration(left)} left" if left is not None and self.count < self.total else ""
+            text = (f"{self.count:,}/{self.total:,} {self.unit} ({done:.0%}), "
+                    f"{rate:,.0f}/s{eta}")
+            if self.live:
+                width = 24
+                filled = int(done * width)
+                return f"{self.desc} [{'#' * filled}{'.' * (width - filled)}] {text}"
+            return f"{self.desc}: {text}"
+        return f"{self.desc}: {self.count:,} {self.unit}, {rate:,.0f}/s"
+
+    def _draw(self, now: float) -> None:
+        if self.live:
+            self.stream.write("\r\x1b[2K" + self.line(now))
+        else:
+            self.stream.write(self.line(now) + "\n")
+        self.stream.flush()
+
+    def close(self, summary: Optional[str] = None) -> None:
+        """Ends the display with one last line (``summary``, or the count, time and rate)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if not self.enabled:
+                return
+            now = time.monotonic()
+            text = summary or (f"{self.desc}: {self.count:,} {self.unit} in "
+                               f"{_duration(now - self.started)} ({self.rate(now):,.0f}/s)")
+            self.stream.write(("\r\x1b[2K" if self.live else "") + text + "\n")
+            self.stream.flush()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

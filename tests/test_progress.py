@@ -1,0 +1,58 @@
+"""The progress display: log lines at an interval with count, rate and time left; one last line."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+from ray_ingest.progress import Progress
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_log_mode_writes_lines_with_count_rate_and_time_left():
+    s = io.StringIO()
+    with Progress("convert", total=100, unit="images", stream=s, interval=0.0) as p:
+        p.update(40)
+    lines = s.getvalue().splitlines()
+    assert lines[0].startswith("convert: 40/100 images (40%), ") and "left" in lines[0]
+    assert lines[-1].startswith("convert: 40 images in ")
+    assert "\r" not in s.getvalue()  # a log gets plain lines
+
+
+def test_log_mode_throttles_to_the_interval():
+    s = io.StringIO()
+    p = Progress("read", total=None, stream=s, interval=3600)
+    for _ in range(1000):
+        p.update()
+    p.close("read: done")
+    assert s.getvalue().splitlines() == ["read: done"]
+
+
+def test_terminal_mode_redraws_one_line():
+    s = Tty()
+    p = Progress("bench", total=10, unit="runs", stream=s, interval=0.0)
+    p.update(5)
+    p.close()
+    assert "\r\x1b[2K" in s.getvalue() and "[############............]" in s.getvalue()
+    assert s.getvalue().endswith("\n") and s.getvalue().count("\n") == 1
+
+
+def test_updates_from_several_threads_are_all_counted():
+    p = Progress("x", total=8000, stream=io.StringIO(), interval=0.0)
+    threads = [threading.Thread(target=lambda: [p.update() for _ in range(2000)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert p.count == 8000
+
+
+def test_disabled_writes_nothing():
+    s = io.StringIO()
+    with Progress("x", total=5, stream=s, interval=0.0, enabled=False) as p:
+        p.update(5)
+    assert s.getvalue() == ""
