@@ -153,7 +153,7 @@ def _run_bench(args) -> int:
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    from ray_ingest.train.config import FRAMEWORKS, MODELS, TrainConfig
+    from ray_ingest.train.config import DECODE_MODES, FRAMEWORKS, MODELS, TrainConfig
 
     d = TrainConfig(data="")
     p.add_argument("data", help="a conversion output (path or URI)")
@@ -188,6 +188,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synthetic-data", action="store_true",
                    help="train on one batch kept on the device: the step's upper bound")
     p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--decode", choices=DECODE_MODES, default=d.decode,
+                   help="where JPEG records are decoded: in the read tasks (workers), in threads "
+                        "of each training worker (consumer), on its GPU (gpu), or chosen from "
+                        "the cluster (auto)")
+    p.add_argument("--decode-threads", type=int, default=None,
+                   help="consumer decode threads per training worker (default: its share of "
+                        "the node's cores)")
     p.add_argument("--stall-timeout", type=float, default=d.stall_timeout,
                    help="seconds without training progress before the run is stopped with a "
                         "stack dump of each worker (0: wait forever)")

@@ -84,6 +84,14 @@ PIPELINE_CONTEXT = {
 }
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask; the machine's count elsewhere)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 _MALLOC_TUNED = False
 
 

@@ -7,7 +7,16 @@ import json
 import pytest
 
 from ray_ingest.bench import BenchConfig, format_table, run_bench
-from ray_ingest.bench.rows import ALL_ROWS, available_rows
+from ray_ingest.bench.rows import (
+    ALL_ROWS,
+    LIMIT,
+    OURS_CONSUMER,
+    OURS_ITER,
+    OURS_TRAIN_CONSUMER,
+    RAY_STOCK,
+    available_rows,
+)
+from ray_ingest.bench.tfdata import BATCHED_ROW
 from ray_ingest.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -15,13 +24,18 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 def test_bench_job_writes_its_three_files(converted, tmp_path):
     out = tmp_path / "bench"
+    # One row of each kind (a Ray Train row is a fit per run: one of those is enough here).
+    rows = [r for r in available_rows("jpeg") if r in (
+        LIMIT, BATCHED_ROW, RAY_STOCK, OURS_ITER, OURS_CONSUMER, OURS_TRAIN_CONSUMER)]
     cfg = BenchConfig(data=str(converted["jpeg"]), images=48, warmup=8, repeats=1,
-                      batch_size=16, out=str(out))
+                      batch_size=16, out=str(out), rows=rows)
     report = run_bench(cfg, progress=lambda s: None)
     names = [r["name"] for r in report["rows"]]
-    assert names == available_rows()
+    assert names == rows and LIMIT in names and OURS_TRAIN_CONSUMER in names
     for r in report["rows"]:
         assert r["images_per_second"] > 0 and r["cpu_seconds"] >= 0
+        if r["too_short"]:
+            assert r["x_limit"] is None and r["name"] not in report["ratios"]
     assert json.loads((out / "report.json").read_text())["rows"]
     assert "| variant | images/s" in (out / "report.md").read_text()
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
@@ -35,3 +49,39 @@ def test_bench_config_is_checked():
     with pytest.raises(ConfigError, match="images must be >= 1"):
         BenchConfig(data="x", images=0)
     assert BenchConfig(data="x", rows=list(ALL_ROWS)).rows == list(ALL_ROWS)
+    assert LIMIT not in available_rows("raw")
+
+
+def test_a_run_too_short_to_mean_anything_is_marked_and_never_compared():
+    from types import SimpleNamespace
+
+    from ray_ingest.bench.report import MIN_WINDOW_SECONDS, Row, make_report
+
+    m = SimpleNamespace(root="/d", encoding="jpeg", height=224, width=224, channels=3)
+    cfg = SimpleNamespace(split="train", images=1000, warmup=100, repeats=2, batch_size=256)
+    long_enough = 2 * MIN_WINDOW_SECONDS
+    rows = [Row(LIMIT, "limit", 1000, [long_enough, long_enough], 2.0, 10_000.0),
+            Row(OURS_ITER, "ray", 1000, [2 * long_enough, 2 * long_enough], 2.0, 10_000.0),
+            # 1000 images "in" a millisecond: batches that were buffered before the clock
+            Row(OURS_CONSUMER, "ray", 1000, [0.001, 0.001], 0.0, 10_000.0)]
+    report = make_report(cfg, m, rows)
+    by_name = {r["name"]: r for r in report["rows"]}
+    assert by_name[OURS_CONSUMER]["too_short"] and by_name[OURS_CONSUMER]["x_limit"] is None
+    assert OURS_CONSUMER not in report["ratios"]
+    assert report["ratios"][OURS_ITER]["limit"] == pytest.approx(0.5)
+    assert by_name[OURS_ITER]["x_limit"] == pytest.approx(0.5)
+    table = format_table(report)
+    assert "1000000*" in table and "too short" in table
+
+
+def test_decode_limit_row_decodes_what_it_counts(converted):
+    from ray_ingest.bench.limit import DecodeLimit
+    from ray_ingest.format.records import iter_records
+
+    encoded = [r.encoded for r in iter_records(str(converted["jpeg"]), "train")]
+    pool = DecodeLimit(encoded[:20], processes=2)
+    try:
+        t = pool.run(warmup=4, images=50)
+    finally:
+        pool.close()
+    assert t.images >= 50 and t.seconds > 0 and t.cpu_seconds > 0

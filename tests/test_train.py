@@ -34,7 +34,9 @@ def _cfg(data, tmp_path, **kw):
 def test_tf_one_worker_learns(learnable, tmp_path):
     pytest.importorskip("tensorflow")
     staged = _staged_checkpoints()
-    final = train(_cfg(learnable, tmp_path, num_workers=1), progress=lambda s: None)
+    final = train(_cfg(learnable, tmp_path, num_workers=1, decode="workers"),
+                  progress=lambda s: None)
+    assert final["decode"] == "workers"
     assert _staged_checkpoints() <= staged  # local staging folders are removed after upload
     kept = [p for p in glob.glob(str(tmp_path / "runs" / "run" / "checkpoint_*")) if os.path.isdir(p)]
     assert len(kept) == 2, kept  # CheckpointConfig(num_to_keep=2)
@@ -76,8 +78,8 @@ def test_config_errors_name_the_value(tmp_path):
 @pytest.mark.torch
 def test_torch_one_worker_learns_and_resumes(learnable, tmp_path):
     pytest.importorskip("torch")
-    first = train(_cfg(learnable, tmp_path, framework="torch", num_workers=1, epochs=5),
-                  progress=lambda s: None)
+    first = train(_cfg(learnable, tmp_path, framework="torch", num_workers=1, epochs=5,
+                       decode="workers"), progress=lambda s: None)
     assert first["epochs"] == 5
     final = train(_cfg(learnable, tmp_path, framework="torch", num_workers=1, resume=True),
                   progress=lambda s: None)
@@ -165,3 +167,22 @@ def test_a_model_missing_from_a_framework_is_refused_at_once(monkeypatch):
     TrainConfig(data="x", framework="torch", model="resnet18")
     with pytest.raises(ConfigError, match="stall_timeout"):
         TrainConfig(data="x", stall_timeout=-1)
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_consumer_decode_learns(learnable, tmp_path, framework):
+    """Records travel encoded and the training worker decodes them (what ``auto`` picks on one
+    node): it learns to the same bar as decode in the read tasks."""
+    pytest.importorskip("torch" if framework == "torch" else "tensorflow")
+    final = train(_cfg(learnable, tmp_path, framework=framework, num_workers=1, epochs=8,
+                       decode="auto"), progress=lambda s: None)
+    assert final["decode"] == "consumer" and "one node" in final["decode_reason"]
+    assert final["val_images"] == read_manifest(str(learnable)).num_records("val")
+    assert final["val_accuracy"] >= 2 * CHANCE, final
+
+
+def test_gpu_decode_without_a_gpu_is_refused_clearly(learnable, tmp_path):
+    with pytest.raises(ConfigError, match="--decode gpu needs GPU training workers"):
+        train(_cfg(learnable, tmp_path, decode="gpu", use_gpu=False), progress=lambda s: None)
+    with pytest.raises(ConfigError, match="decode must be one of"):
+        TrainConfig(data="x", decode="fpga")

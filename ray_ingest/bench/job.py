@@ -51,8 +51,13 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] = print) -> Dict
     # Enough passes over the split for the warm-up plus the timed images.
     passes = math.ceil((cfg.warmup + cfg.images + cfg.batch_size) / max(1, n_split)) + 1
     ctx = Context(m, cfg.split, passes, cfg.batch_size, cfg.warmup)
+    possible = available_rows(m.encoding)
+    impossible = [r for r in (cfg.rows or ()) if r not in possible]
+    if impossible:
+        raise ConfigError(f"rows {impossible} cannot run here on {m.encoding} records (they "
+                          "need JPEG records, TensorFlow or a GPU decoder)")
     ensure_ray()
-    variants = [ROWS[name](ctx) for name in (cfg.rows or available_rows())]
+    variants = [ROWS[name](ctx) for name in (cfg.rows or possible)]
     measure_round_robin(variants, cfg.images, cfg.repeats, progress)
     results = [Row(v.name, v.group, cfg.images, v.runs, v.cpu_seconds, bytes_per_image, v.note)
                for v in variants]

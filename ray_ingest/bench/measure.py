@@ -12,7 +12,7 @@ import gc
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List
+from typing import Callable, Dict, Iterator, List, Optional
 
 
 def _processes():
@@ -112,8 +112,9 @@ class Variant:
     """One row of the study: ``run(warmup, images)`` times one run and returns a Timing."""
 
     def __init__(self, name: str, group: str, run: Callable[[int, int], Timing], warmup: int,
-                 note: str = ""):
+                 note: str = "", close: Optional[Callable[[], None]] = None):
         self.name, self.group, self.run, self.warmup, self.note = name, group, run, warmup, note
+        self.close = close or (lambda: None)
         self.runs: List[float] = []
         self.cpus: List[float] = []
 
@@ -138,12 +139,16 @@ def measure_round_robin(variants: List[Variant], images: int, repeats: int,
     then fall on every row alike instead of on whichever ran last. An untimed round first
     starts every row's worker processes and imports (a fresh Ray instance pays seconds of CPU
     for those on its first stream)."""
-    for v in variants:
-        v.run_once(max(v.warmup, 1))
-        v.runs.clear()
-        v.cpus.clear()
-    progress("  (warm-up round done)")
-    for r in range(repeats):
+    try:
         for v in variants:
-            rate = v.run_once(images)
-            progress(f"  round {r + 1}/{repeats}  {v.name:<40} {rate:8.0f} images/s")
+            v.run_once(max(v.warmup, 1))
+            v.runs.clear()
+            v.cpus.clear()
+        progress("  (warm-up round done)")
+        for r in range(repeats):
+            for v in variants:
+                rate = v.run_once(images)
+                progress(f"  round {r + 1}/{repeats}  {v.name:<44} {rate:8.0f} images/s")
+    finally:
+        for v in variants:
+            v.close()

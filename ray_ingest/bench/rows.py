@@ -18,12 +18,18 @@ from ray_ingest.bench.tfdata import (
 from ray_ingest.format import keys
 from ray_ingest.format.manifest import Manifest
 
+LIMIT = "decode limit (all cores, no pipeline)"
 RAY_STOCK = "Ray Data read_tfrecords (stock)"
 OURS_ITER = "ray-ingest iter_batches"
 OURS_TF = "ray-ingest iter_tf_batches"
 OURS_CONSUMER = "ray-ingest iter_images consumer decode"
-OURS_TRAIN = "ray-ingest Ray Train get_dataset_shard"
-ALL_ROWS = TF_ROWS + (RAY_STOCK, OURS_ITER, OURS_CONSUMER, OURS_TF, OURS_TRAIN)
+OURS_TRAIN = "ray-ingest Ray Train, decode in read tasks"
+OURS_TRAIN_CONSUMER = "ray-ingest Ray Train, consumer decode"
+OURS_TRAIN_GPU = "ray-ingest Ray Train, GPU decode"
+#: The Ray Train worker's row of each decode placement.
+TRAIN_ROWS = {"workers": OURS_TRAIN, "consumer": OURS_TRAIN_CONSUMER, "gpu": OURS_TRAIN_GPU}
+ALL_ROWS = ((LIMIT,) + TF_ROWS + (RAY_STOCK, OURS_ITER, OURS_CONSUMER, OURS_TF)
+            + tuple(TRAIN_ROWS.values()))
 
 
 @dataclass(frozen=True)
@@ -41,12 +47,27 @@ class Context:
         return [fs.join(self.manifest.root, s.file) for s in self.manifest.shards(self.split)]
 
 
-def available_rows() -> List[str]:
-    """The rows this machine can run: tf.data rows, Ray's stock reader and iter_tf_batches
-    need TensorFlow."""
+def has_gpu_decode() -> bool:
+    try:
+        from ray_ingest.read.gpu import probe
+
+        return probe("torch")[0]
+    except ImportError:
+        return False
+
+
+def available_rows(encoding: str = keys.FORMAT_JPEG) -> List[str]:
+    """The rows this machine can run on data of this encoding: tf.data rows, Ray's stock
+    reader and iter_tf_batches need TensorFlow; the decode limit and the GPU row need JPEG
+    records (and the GPU row a GPU decoder)."""
+    rows = list(ALL_ROWS)
+    if encoding != keys.FORMAT_JPEG:
+        rows = [r for r in rows if r not in (LIMIT, OURS_TRAIN_GPU)]
     if not has_tensorflow():
-        return [OURS_ITER, OURS_CONSUMER, OURS_TRAIN]
-    return list(ALL_ROWS)
+        rows = [r for r in rows if r not in TF_ROWS + (RAY_STOCK, OURS_TF)]
+    if OURS_TRAIN_GPU in rows and not has_gpu_decode():
+        rows.remove(OURS_TRAIN_GPU)
+    return rows
 
 
 def ray_stock_dataset(files: List[str], m: Manifest, repeat: int):
@@ -121,20 +142,38 @@ def _consumer(ctx: Context) -> Variant:
         warmup=ctx.warmup)
 
 
-def _train_feed(ctx: Context) -> Variant:
-    from ray_ingest.bench.train_row import train_feed_run
+def _train_feed(mode: str) -> Callable[[Context], Variant]:
+    def make(ctx: Context) -> Variant:
+        from ray_ingest.bench.train_row import train_feed_run
 
-    return Variant(OURS_TRAIN, "ray", train_feed_run(lambda: _ours(ctx), ctx.batch_size),
-                   warmup=ctx.warmup, note="timed inside a Ray Train worker")
+        decode = "workers" if mode == "workers" else "consumer"
+        return Variant(TRAIN_ROWS[mode], "ray", train_feed_run(
+            lambda: _ours(ctx, decode=decode), ctx.manifest.root, ctx.batch_size, mode),
+            warmup=ctx.warmup, note="timed inside a Ray Train worker")
+    return make
+
+
+def _limit(ctx: Context) -> Variant:
+    import itertools
+
+    from ray_ingest.bench.limit import DecodeLimit
+    from ray_ingest.format.records import iter_records
+
+    encoded = [r.encoded for r in itertools.islice(
+        iter_records(ctx.manifest.root, ctx.split, manifest=ctx.manifest), 2048)]
+    pool = DecodeLimit(encoded)
+    return Variant(LIMIT, "limit", pool.run, warmup=ctx.warmup, close=pool.close,
+                   note="one process per core decoding in-memory JPEG records, no pipeline")
 
 
 #: Row name -> the factory of its Variant.
 ROWS: Dict[str, Callable[[Context], Variant]] = {
+    LIMIT: _limit,
     **{name: _tf_row(name) for name in TF_ROWS},
     RAY_STOCK: _stock,
     OURS_ITER: _iter_batches,
     OURS_TF: _iter_tf_batches,
     OURS_CONSUMER: _consumer,
-    OURS_TRAIN: _train_feed,
+    **{name: _train_feed(mode) for mode, name in TRAIN_ROWS.items()},
 }
 

@@ -3,7 +3,8 @@
 :mod:`api` holds the public functions (:func:`read_records`, :func:`iter_images`),
 :mod:`options` what a read may be asked for, :mod:`plan` the cut into read tasks, :mod:`task`
 one read task (framing, CRC, manifest checks, blocks), :mod:`decode` JPEG decoding into batch
-arrays, and :mod:`datasource` the ``Datasource`` that ties them to Ray Data.
+arrays (:mod:`gpu` on the GPU), :mod:`collate` a ``collate_fn`` for Ray's
+``iter_torch_batches``, and :mod:`datasource` the ``Datasource`` that ties them to Ray Data.
 """
 
 from ray_ingest.read.api import iter_images, read_records

@@ -77,8 +77,10 @@ def iter_images(source, *, batch_size: int = 256, prefetch_batches: int = 4,
     threads (libjpeg-turbo releases the GIL; default: this machine's cores, at most 8), several
     batches ahead of the consumer and in order; batches that already hold pixels pass through.
     """
+    # Arrow batches: encoded ones are decoded straight from their buffer, pixel ones become
+    # numpy views.
     batches = source.iter_batches(batch_size=batch_size, prefetch_batches=prefetch_batches,
-                                  batch_format="numpy", drop_last=drop_last,
+                                  batch_format="pyarrow", drop_last=drop_last,
                                   local_shuffle_buffer_size=local_shuffle_buffer_size,
                                   local_shuffle_seed=local_shuffle_seed)
     return decode_ahead(batches, threads=decode_threads, dct=jpeg_dct)

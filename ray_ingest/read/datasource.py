@@ -11,6 +11,7 @@ import random
 from dataclasses import replace
 from typing import List, Optional
 
+import pyarrow as pa
 from ray.data import Datasource
 from ray.data.block import BlockAccessor, BlockMetadata
 from ray.data.datasource import ReadTask
@@ -65,7 +66,8 @@ class TFRecordShardDatasource(Datasource):
             def read_fn(pieces=pieces, seed=seed):
                 tune_malloc()
                 for batch in read_task(root, pieces, spec, opts, seed):
-                    yield BlockAccessor.batch_to_block(batch)
+                    yield batch if isinstance(batch, pa.Table) else \
+                        BlockAccessor.batch_to_block(batch)
 
             n = sum(p.num_records for p in pieces)
             meta = BlockMetadata(

@@ -1,12 +1,18 @@
 """JPEG decoding of records into preallocated batch arrays (libjpeg-turbo), in a read task or
-in the consuming process's threads, with errors that name the shard file and the record."""
+in the consuming process's threads, with errors that name the shard file and the record.
+
+Encoded batches travel as Arrow tables: an ``encoded`` binary column (one buffer of all the
+JPEG bytes plus offsets), ``label``, and where each record came from (``shard``, ``record``).
+The consumer decodes straight from that buffer into one ``uint8[N, H, W, 3]`` array: no
+per-image Python ``bytes`` and no copy of the encoded data.
+"""
 
 from __future__ import annotations
 
 import collections
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, Iterable, Iterator, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -23,6 +29,8 @@ FILENAME = keys.FILENAME_COLUMN
 SHARD = "shard"
 RECORD = "record"
 
+Batch = Union[Dict[str, np.ndarray], "pyarrow.Table"]  # noqa: F821
+
 
 def undecodable(path: str, record: int, error: Exception) -> ExampleDecodeError:
     return ExampleDecodeError(f"{path}: record {record}: undecodable JPEG: {error}")
@@ -35,50 +43,133 @@ def decode_jpeg_into(data, out: np.ndarray, fast: bool) -> None:
     simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out, fastdct=fast)
 
 
-def decode_jpeg_batch(batch: Dict[str, np.ndarray], dct: str = "fast") -> Dict[str, np.ndarray]:
-    """An encoded batch (``encoded``, ``label``, ``shard``, ``record``) → ``image`` and
-    ``label`` (and ``filename`` when present), decoded into one ``uint8[N, H, W, 3]``.
+def encoded_table(payloads: List[memoryview], labels: np.ndarray, shards: List[str],
+                  records: np.ndarray, filenames: Optional[List[str]] = None):
+    """An Arrow table of encoded records: the payloads copied once into one binary buffer."""
+    import pyarrow as pa
+
+    sizes = np.fromiter((len(p) for p in payloads), np.int64, len(payloads))
+    offsets = np.zeros(len(payloads) + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    data = pa.py_buffer(b"".join(payloads))
+    encoded = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(payloads),
+                                               [None, pa.py_buffer(offsets), data])
+    columns = {ENCODED: encoded, LABEL: pa.array(labels, pa.int64()),
+               SHARD: pa.array(shards, pa.string()), RECORD: pa.array(records, pa.int64())}
+    if filenames is not None:
+        columns[FILENAME] = pa.array(filenames, pa.string())
+    return pa.table(columns)
+
+
+def _binary_views(column) -> Tuple[memoryview, np.ndarray]:
+    """``(data, offsets)`` of an Arrow binary column (one chunk, zero-copy)."""
+    import pyarrow as pa
+
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    large = pa.types.is_large_binary(arr.type)
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64 if large else np.int32)
+    offsets = offsets[arr.offset : arr.offset + len(arr) + 1]
+    data = memoryview(bufs[2]).cast("B") if bufs[2] is not None else memoryview(b"")
+    return data, offsets
+
+
+class _Encoded:
+    """The encoded images of a batch, whatever its format: indexable views, and where each
+    record came from (for error messages)."""
+
+    def __init__(self, batch: Batch):
+        if isinstance(batch, dict):
+            self._values = batch[ENCODED]
+            self._data = self._offsets = None
+            self.n = len(self._values)
+            self._shards, self._records = batch.get(SHARD), batch.get(RECORD)
+        else:
+            self._data, self._offsets = _binary_views(batch.column(ENCODED))
+            self.n = batch.num_rows
+            names = set(batch.column_names)
+            self._shards = batch.column(SHARD).to_pylist() if SHARD in names else None
+            self._records = batch.column(RECORD).to_numpy() if RECORD in names else None
+
+    def __getitem__(self, i: int):
+        if self._data is None:
+            return self._values[i]
+        return self._data[self._offsets[i] : self._offsets[i + 1]]
+
+    def where(self, i: int) -> Tuple[str, int]:
+        if self._shards is None or self._records is None:
+            return "a batch", i
+        return str(self._shards[i]), int(self._records[i])
+
+
+def _columns(batch: Batch, names) -> Dict[str, np.ndarray]:
+    if isinstance(batch, dict):
+        return {n: batch[n] for n in names if n in batch}
+    return {n: batch.column(n).to_numpy(zero_copy_only=False) for n in names
+            if n in batch.column_names}
+
+
+def labels_of(batch: Batch) -> np.ndarray:
+    """The ``label`` column of a batch of any format, as ``int64[N]``."""
+    return np.asarray(_columns(batch, (LABEL,))[LABEL], np.int64)
+
+
+def is_encoded(batch: Batch) -> bool:
+    return ENCODED in (batch if isinstance(batch, dict) else batch.column_names)
+
+
+def decode_batch(batch: Batch, dct: str = "fast", out: Optional[np.ndarray] = None
+                 ) -> Dict[str, np.ndarray]:
+    """An encoded batch (an Arrow table or a dict of numpy columns) → ``image``
+    (``uint8[N, H, W, 3]``, into ``out`` when given) and ``label`` (and ``filename``).
 
     The size comes from the first record's header; every record of a dataset has the size its
     manifest gives, which the read task checked."""
     import simplejpeg
 
     tune_malloc()
-    encoded = batch[ENCODED]
-    shards, records = batch.get(SHARD), batch.get(RECORD)
-
-    def where(i):
-        if shards is None:
-            return "a batch", i
-        return str(shards[i]), int(records[i])
-
-    if len(encoded) == 0:
-        out = np.empty((0, 0, 0, 3), np.uint8)
-    else:
-        try:
-            height, width, _, _ = simplejpeg.decode_jpeg_header(encoded[0])
-        except ValueError as e:
-            raise undecodable(*where(0), e) from None
-        out = np.empty((len(encoded), height, width, 3), dtype=np.uint8)
+    enc = _Encoded(batch)
+    if out is None:
+        if enc.n == 0:
+            out = np.empty((0, 0, 0, 3), np.uint8)
+        else:
+            try:
+                height, width, _, _ = simplejpeg.decode_jpeg_header(enc[0])
+            except ValueError as e:
+                raise undecodable(*enc.where(0), e) from None
+            out = np.empty((enc.n, height, width, 3), dtype=np.uint8)
     fast = dct == "fast"
-    for i, data in enumerate(encoded):
+    for i in range(enc.n):
         try:
-            decode_jpeg_into(data, out[i], fast)
+            decode_jpeg_into(enc[i], out[i], fast)
         except ValueError as e:
-            raise undecodable(*where(i), e) from None
-    result = {IMAGE: out, LABEL: batch[LABEL]}
-    if FILENAME in batch:
-        result[FILENAME] = batch[FILENAME]
+            raise undecodable(*enc.where(i), e) from None
+    result = {IMAGE: out}
+    result.update(_columns(batch, (LABEL, FILENAME)))
+    result[LABEL] = np.array(result[LABEL], np.int64)  # a small writable copy
     return result
 
 
-def decode_ahead(batches: Iterable[Dict[str, np.ndarray]], *, threads: Optional[int] = None,
+def as_numpy(batch: Batch) -> Dict[str, np.ndarray]:
+    """A batch of pixels (any format Ray Data yields) as numpy columns, zero-copy."""
+    if isinstance(batch, dict):
+        return batch
+    from ray.data.block import BlockAccessor
+
+    return BlockAccessor.for_block(batch).to_batch_format("numpy")
+
+
+def check_dct(dct: str) -> None:
+    if dct not in JPEG_DCT:
+        raise ConfigError(f"jpeg_dct must be one of {JPEG_DCT}, got {dct!r}")
+
+
+def decode_ahead(batches: Iterable[Batch], *, threads: Optional[int] = None,
                  dct: str = "fast") -> Iterator[Dict[str, np.ndarray]]:
     """Decodes encoded batches in ``threads`` threads (libjpeg-turbo releases the GIL; default:
     this machine's cores, at most 8), several batches ahead of the consumer and in order;
     batches that already hold pixels pass through."""
-    if dct not in JPEG_DCT:
-        raise ConfigError(f"jpeg_dct must be one of {JPEG_DCT}, got {dct!r}")
+    check_dct(dct)
     threads = threads if threads is not None else min(8, os.cpu_count() or 1)
     if threads < 1:
         raise ConfigError(f"decode_threads must be >= 1, got {threads}")
@@ -87,7 +178,7 @@ def decode_ahead(batches: Iterable[Dict[str, np.ndarray]], *, threads: Optional[
 
 def _decode_in_threads(batches, threads: int, dct: str) -> Iterator[Dict[str, np.ndarray]]:
     def decode(batch):
-        return decode_jpeg_batch(batch, dct) if ENCODED in batch else batch
+        return decode_batch(batch, dct) if is_encoded(batch) else as_numpy(batch)
 
     tune_malloc()
     pending: "collections.deque" = collections.deque()

@@ -3,8 +3,9 @@ against the manifest, and blocks of ``block_rows`` rows filled.
 
 Raw records go straight into ``uint8[N, H, W, C]`` (one copy out of the file buffer). JPEG
 records are decoded here, from a view into the file buffer into the block's preallocated
-``uint8[N, H, W, 3]`` (``decode="workers"``), or passed on encoded with where each came from
-(``decode="consumer"``). Pure functions of their arguments: testable without Ray.
+``uint8[N, H, W, 3]`` (``decode="workers"``), or passed on encoded as an Arrow table (the
+JPEG bytes copied once into one buffer) with where each came from (``decode="consumer"``).
+Pure functions of their arguments: testable without Ray.
 """
 
 from __future__ import annotations
@@ -137,8 +138,8 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
         labels = np.empty(n, dtype=np.int64)
         names = np.empty(n, dtype=object) if opts.with_filename else None
         if consumer:
-            encoded = np.empty(n, dtype=object)
-            shards = np.empty(n, dtype=object)
+            payloads: List[memoryview] = []
+            shards: List[str] = []
             records = np.empty(n, dtype=np.int64)
         else:
             images = np.empty((n, spec.height, spec.width, spec.channels), np.uint8)
@@ -151,8 +152,8 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
             if names is not None:
                 names[j] = rec.filename.decode("utf-8", "replace")
             if consumer:
-                encoded[j] = bytes(rec.payload)
-                shards[j] = path
+                payloads.append(rec.payload)
+                shards.append(path)
                 records[j] = rec_no
             elif spec.raw:
                 flat[j] = np.frombuffer(rec.payload, dtype=np.uint8)
@@ -162,10 +163,10 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
                 except ValueError as e:
                     raise dec.undecodable(path, rec_no, e) from None
         if consumer:
-            block = {dec.ENCODED: encoded, dec.LABEL: labels, dec.SHARD: shards,
-                     dec.RECORD: records}
-        else:
-            block = {dec.IMAGE: images, dec.LABEL: labels}
+            yield dec.encoded_table(payloads, labels, shards, records,
+                                    None if names is None else list(names))
+            continue
+        block = {dec.IMAGE: images, dec.LABEL: labels}
         if names is not None:
             block[dec.FILENAME] = names
         yield block

@@ -45,9 +45,9 @@ def run_demo(workdir: str = "demo-data", num_images: int = 3000, classes: int = 
 
     bench_out = fs.join(workdir, "bench")
     _step(f"3/5 throughput: the tf.data study next to the Ray rows -> {bench_out}")
-    from ray_ingest.bench.rows import OURS_TRAIN, available_rows
+    from ray_ingest.bench.rows import TRAIN_ROWS, available_rows
 
-    rows = [r for r in available_rows() if r != OURS_TRAIN]  # a fit per run: too slow here
+    rows = [r for r in available_rows() if r not in TRAIN_ROWS.values()]  # a fit a run: slow
     bench = run_bench(BenchConfig(data=shards, images=bench_images, warmup=200,
                                   repeats=bench_repeats, out=bench_out, rows=rows))
     print()

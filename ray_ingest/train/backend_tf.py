@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from ray_ingest.format import keys
+from ray_ingest.read.decode import is_encoded, labels_of
 
 
 class TFBackend:
@@ -83,9 +84,18 @@ class TFBackend:
                                    strategy.run(lambda: tf.identity(values)), axis=None)
 
         self._train_step, self._eval_step, self._all_reduce = train_step, eval_step, all_reduce
+        self.gpu_decode = None
+        if cfg.decode == "gpu":
+            from ray_ingest.read.gpu import tf_gpu_decoder
 
-    def to_batch(self, batch: Dict[str, np.ndarray]):
+            self.gpu_decode = tf_gpu_decoder()
+
+    def to_batch(self, batch):
+        """A batch as ``(uint8 images [N, H, W, 3], int64 labels)`` tensors: numpy pixels, or
+        encoded records decoded on the GPU (``--decode gpu``)."""
         tf = self._tf
+        if self.gpu_decode is not None and is_encoded(batch):
+            return self.gpu_decode(batch), tf.convert_to_tensor(labels_of(batch), tf.int64)
         return (tf.convert_to_tensor(batch[keys.IMAGE_COLUMN]),
                 tf.convert_to_tensor(batch[keys.LABEL_COLUMN], tf.int64))
 

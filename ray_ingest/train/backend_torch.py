@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from ray_ingest.format import keys
+from ray_ingest.read.decode import is_encoded, labels_of
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -57,14 +58,24 @@ class TorchBackend:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, warmup, total))
         self.generator = torch.Generator(device=device)
+        self.gpu_decode = None
+        if cfg.decode == "gpu":
+            from ray_ingest.read.gpu import torch_gpu_decoder
+
+            self.gpu_decode = torch_gpu_decoder(device)
 
     def _autocast(self):
         return self.torch.autocast(self.device.type,
                                    dtype=self.autocast_dtype or self.torch.float32,
                                    enabled=self.autocast_dtype is not None)
 
-    def to_batch(self, batch: Dict[str, np.ndarray]):
+    def to_batch(self, batch):
+        """A batch as ``(uint8 images [N, H, W, 3], int64 labels)`` on the device: numpy pixels
+        moved there, or encoded records decoded there (``--decode gpu``)."""
         torch = self.torch
+        if self.gpu_decode is not None and is_encoded(batch):
+            labels = torch.from_numpy(labels_of(batch)).to(self.device, non_blocking=True)
+            return self.gpu_decode(batch), labels
         images = torch.from_numpy(batch[keys.IMAGE_COLUMN])
         labels = torch.from_numpy(np.asarray(batch[keys.LABEL_COLUMN], np.int64))
         if self.cuda:

@@ -9,6 +9,9 @@ from typing import Any, Dict, Optional
 from ray_ingest.errors import ConfigError
 
 FRAMEWORKS = ("tf", "torch")
+#: Where training images are decoded: chosen per run (auto), in the read tasks on any node
+#: (workers), by threads of each training worker (consumer), or on its GPU (gpu).
+DECODE_MODES = ("auto", "workers", "consumer", "gpu")
 #: The models each framework offers (``models_tf`` / ``models_torch`` build them).
 MODELS_BY_FRAMEWORK = {
     "tf": ("small_cnn", "resnet18", "resnet50", "mobilenet_v2"),
@@ -50,6 +53,8 @@ class TrainConfig:
     synthetic_data: bool = False  # train on one batch kept on the device (upper bound)
     steps_per_epoch: Optional[int] = None  # cap (for tests and quick looks)
     stall_timeout: float = DEFAULT_STALL_TIMEOUT  # 0: wait forever
+    decode: str = "auto"  # one of DECODE_MODES
+    decode_threads: Optional[int] = None  # consumer decode threads per worker (None: its share)
     attempt_id: str = field(default="")  # set by the driver; names this fit's attempts
 
     def __post_init__(self):
@@ -61,6 +66,10 @@ class TrainConfig:
             raise ConfigError(
                 f"model {self.model!r} is not available with framework {self.framework!r} "
                 f"(it offers {', '.join(MODELS_BY_FRAMEWORK[self.framework])})")
+        if self.decode not in DECODE_MODES:
+            raise ConfigError(f"decode must be one of {DECODE_MODES}, got {self.decode!r}")
+        if self.decode_threads is not None and self.decode_threads < 1:
+            raise ConfigError(f"decode_threads must be >= 1, got {self.decode_threads}")
         if self.stall_timeout < 0:
             raise ConfigError(f"stall_timeout must be >= 0 seconds (0: off), got "
                              f"{self.stall_timeout}")

@@ -18,6 +18,7 @@ from ray_ingest.format.manifest import read_manifest
 import ray_ingest.train.rundir as rundir
 import ray_ingest.train.stream as stream
 from ray_ingest.train.config import TrainConfig
+from ray_ingest.train.placement import resolve_decode
 
 logger = logging.getLogger("ray_ingest")
 
@@ -83,16 +84,18 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     ensure_ray()
     use_gpu, cpus = resolve_resources(cfg)
-    cfg = replace(cfg, use_gpu=use_gpu, cpus_per_worker=cpus, attempt_id=uuid.uuid4().hex[:12])
+    decode, decode_reason = resolve_decode(cfg, manifest.encoding, use_gpu, cpus)
+    cfg = replace(cfg, use_gpu=use_gpu, cpus_per_worker=cpus, decode=decode,
+                  attempt_id=uuid.uuid4().hex[:12])
     trainer_cls = _trainer_class(cfg.framework)
     progress(f"train: {cfg.framework} {cfg.model} on {cfg.data} | {cfg.num_workers} workers x "
              f"{'1 GPU' if use_gpu else f'{cpus:g} CPU'} | global batch {cfg.batch_size} | "
-             f"{cfg.epochs} epochs | run {run}")
+             f"{cfg.epochs} epochs | decode: {decode} ({decode_reason}) | run {run}")
     datasets = {}
     if not cfg.synthetic_data:
         datasets[train_split] = read_records(
             cfg.data, train_split, shuffle_files=True, shuffle_records=True, seed=cfg.seed,
-            block_rows=stream.block_rows(cfg))
+            block_rows=stream.block_rows(cfg), decode=stream.read_decode(cfg))
     trainer = trainer_cls(
         train_loop_per_worker,
         train_loop_config=cfg.to_dict(),
@@ -142,6 +145,8 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         "use_gpu": use_gpu,
         "global_batch_size": cfg.batch_size,
         "synthetic_data": cfg.synthetic_data,
+        "decode": decode,
+        "decode_reason": decode_reason,
         "wall_seconds": time.time() - started,
         "checkpoint": result.checkpoint.path if result.checkpoint else None,
         "run_dir": run,

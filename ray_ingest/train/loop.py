@@ -71,6 +71,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     import ray.train
 
     cfg, rank, world, restarts, watchdog = start_worker(config)
+    threads = stream.decode_threads(cfg, ray.train.get_context().get_local_world_size())
     m = read_manifest(cfg.data)
     steps = stream.steps_per_epoch(cfg, m.num_records(keys.SPLITS[0]))
     backend = make_backend(cfg, rank, world, m, steps)
@@ -92,10 +93,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     def open_stream(epoch: int):
         if cfg.synthetic_data:
             return synthetic
-        return stream.EpochStream(lambda: shard.iter_batches(
-            batch_size=batch_size, drop_last=True, prefetch_batches=cfg.prefetch_batches,
-            batch_format="numpy", local_shuffle_buffer_size=cfg.shuffle_buffer or None,
-            local_shuffle_seed=cfg.seed + epoch if cfg.shuffle_buffer else None))
+        return stream.EpochStream(lambda: stream.batches(
+            shard, cfg, threads=threads, drop_last=True, shuffle_seed=cfg.seed + epoch))
 
     next_stream = open_stream(start_epoch) if start_epoch < cfg.epochs else None
     for epoch in range(start_epoch, cfg.epochs):
@@ -117,14 +116,13 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
 
         backend.begin_eval()
         val_loss = val_correct = val_count = 0.0
-        for b in stream.val_dataset(cfg, rank, world).iter_batches(
-                batch_size=batch_size, prefetch_batches=cfg.prefetch_batches,
-                batch_format="numpy"):
+        for b in stream.batches(stream.val_dataset(cfg, rank, world), cfg, threads=threads,
+                                drop_last=False):
             images, labels = backend.to_batch(b)
             lsum, csum = backend.eval_step(images, labels)
             val_loss += lsum
             val_correct += csum
-            val_count += len(b[keys.LABEL_COLUMN])
+            val_count += int(labels.shape[0])
             watchdog.tick("validation batch")
         sums = backend.all_reduce(
             metrics.local_sums(meter, (val_loss, val_correct, val_count), restarts))

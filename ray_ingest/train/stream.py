@@ -21,12 +21,42 @@ def next_training_batch(batches: Iterator, rank: int, step: int, steps: int, epo
                            f"{steps} steps in epoch {epoch + 1}") from None
 
 
+def read_decode(cfg) -> str:
+    """The reader's ``decode`` for the run's decode placement: pixels from the read tasks, or
+    encoded records for the training worker (its threads or its GPU) to decode."""
+    return "workers" if cfg.decode == "workers" else "consumer"
+
+
 def val_dataset(cfg, rank: int, world: int):
     """This worker's disjoint part of the validation split (all parts together: all of it)."""
     from ray_ingest.read.api import read_records
 
     return read_records(cfg.data, keys.SPLITS[1], shard=(rank, world),
-                        block_rows=block_rows(cfg))
+                        block_rows=block_rows(cfg), decode=read_decode(cfg))
+
+
+def decode_threads(cfg, local_world_size: int) -> int:
+    """Consumer decode threads of one training worker: ``cfg.decode_threads``, else its share of
+    the node's cores."""
+    if cfg.decode_threads:
+        return cfg.decode_threads
+    from ray_ingest.runtime import usable_cores
+
+    return max(1, usable_cores() // max(1, local_world_size))
+
+
+def batches(source, cfg, *, threads: int, drop_last: bool, shuffle_seed: Optional[int] = None):
+    """A training worker's batches of ``source`` (a Dataset or DataIterator) for the run's
+    decode placement: decoded numpy batches (``workers``, ``consumer``: decoded here by
+    ``threads`` threads), or encoded Arrow batches for the backend to decode on the GPU."""
+    kw = dict(batch_size=cfg.per_worker_batch, prefetch_batches=cfg.prefetch_batches,
+              drop_last=drop_last, local_shuffle_buffer_size=cfg.shuffle_buffer or None,
+              local_shuffle_seed=shuffle_seed if cfg.shuffle_buffer else None)
+    if cfg.decode == "consumer":
+        from ray_ingest.read.api import iter_images
+
+        return iter_images(source, decode_threads=threads, **kw)
+    return source.iter_batches(batch_format="pyarrow" if cfg.decode == "gpu" else "numpy", **kw)
 
 
 class EpochStream:
