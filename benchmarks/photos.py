@@ -76,25 +76,43 @@ def draw(source, rng: np.random.Generator, width: int, height: int):
     return np.clip(arr, 0, 255).astype(np.uint8)
 
 
-def make(out: str, num_images: int, width: int, height: int, classes: int = 0,
-         seed: int = 0, cache: str = DEFAULT_CACHE) -> int:
-    """Writes ``num_images`` photos to ``out/<class>/``; returns how many."""
+def _class_name(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0].split("_")[0].lower()
+
+
+def _write(args) -> int:
+    """Draws images ``indices`` (each from its own seed, so any split of the work gives the
+    same set) and writes them."""
     import simplejpeg
     from PIL import Image
 
-    paths = fetch_sources(cache)[: classes or None]
+    out, paths, indices, width, height, seed = args
     sources = [Image.open(p).convert("RGB") for p in paths]
-    names = [os.path.splitext(os.path.basename(p))[0].split("_")[0].lower() for p in paths]
-    for name in names:
-        os.makedirs(os.path.join(out, name), exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(num_images):
+    for i in indices:
         k = i % len(sources)
-        arr = draw(sources[k], rng, width, height)
+        arr = draw(sources[k], np.random.default_rng([seed, i]), width, height)
         data = simplejpeg.encode_jpeg(arr, quality=90, colorspace="RGB", colorsubsampling="420")
-        with open(os.path.join(out, names[k], f"{i:06d}.jpg"), "wb") as f:
+        with open(os.path.join(out, _class_name(paths[k]), f"{i:06d}.jpg"), "wb") as f:
             f.write(data)
-    return num_images
+    return len(indices)
+
+
+def make(out: str, num_images: int, width: int, height: int, classes: int = 0,
+         seed: int = 0, cache: str = DEFAULT_CACHE, processes: int = 0) -> int:
+    """Writes ``num_images`` photos to ``out/<class>/`` with ``processes`` processes (0: one per
+    core); returns how many."""
+    import multiprocessing as mp
+
+    paths = fetch_sources(cache)[: classes or None]
+    for p in paths:
+        os.makedirs(os.path.join(out, _class_name(p)), exist_ok=True)
+    processes = processes or os.cpu_count() or 1
+    jobs = [(out, paths, range(k, num_images, processes), width, height, seed)
+            for k in range(processes)]
+    if processes == 1:
+        return sum(map(_write, jobs))
+    with mp.get_context("spawn").Pool(processes) as pool:
+        return sum(pool.map(_write, jobs))
 
 
 def main(argv=None) -> int:
@@ -105,10 +123,13 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="500x375", help="WxH")
     ap.add_argument("--classes", type=int, default=0, help="source photos used (0: all)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cache", default=DEFAULT_CACHE)
+    ap.add_argument("--cache", default=DEFAULT_CACHE,
+                    help="where the source photos are (fetched there when missing)")
+    ap.add_argument("--processes", type=int, default=0, help="0: one per core")
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
-    n = make(args.out, args.num_images, w, h, args.classes, args.seed, args.cache)
+    n = make(args.out, args.num_images, w, h, args.classes, args.seed, args.cache,
+             args.processes)
     print(f"photos: {n} natural photos of {w}x{h} -> {args.out}")
     return 0
 

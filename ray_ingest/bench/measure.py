@@ -16,6 +16,9 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 
 def _processes():
+    """This process and the Ray processes it drives: its descendants when it started Ray
+    itself (other Ray instances on a shared machine are left out); every ``ray::`` process of
+    this host when it joined a cluster started elsewhere."""
     import psutil
 
     me = psutil.Process()
@@ -25,9 +28,17 @@ def _processes():
             procs[p.pid] = p
     except psutil.Error:
         pass
-    for p in psutil.process_iter(["name"]):
-        if (p.info.get("name") or "").startswith("ray::"):
-            procs.setdefault(p.pid, p)
+
+    def is_ray(p):
+        try:
+            return p.name().startswith("ray::")
+        except psutil.Error:
+            return False
+
+    if not any(is_ray(p) for p in procs.values()):
+        for p in psutil.process_iter(["name"]):
+            if (p.info.get("name") or "").startswith("ray::"):
+                procs.setdefault(p.pid, p)
     return procs
 
 
