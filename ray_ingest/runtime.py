@@ -14,7 +14,8 @@ def ensure_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None)
     """Connects to Ray once per process.
 
     Inside ``ray job submit`` (``RAY_ADDRESS`` set) or with ``address``, joins that cluster;
-    otherwise starts an embedded local instance, the default for the CLI and the demo.
+    otherwise starts an embedded local instance, the default for the CLI and the demo — a new
+    one even when a ``ray start`` cluster runs on this machine (``RAY_ADDRESS=auto`` joins that).
     """
     import ray
 
@@ -26,7 +27,7 @@ def ensure_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None)
         ray.init(address=address, **kwargs)
     else:
         cpus = num_cpus or os.cpu_count() or 1
-        ray.init(include_dashboard=False, num_cpus=num_cpus,
+        ray.init(address="local", include_dashboard=False, num_cpus=num_cpus,
                  _system_config={"num_workers_soft_limit": worker_soft_limit(cpus)}, **kwargs)
     _quiet_data_context()
 
