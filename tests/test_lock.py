@@ -239,3 +239,18 @@ def test_convert_takes_over_a_dead_run_and_clears_its_staging(synth_tree, tmp_pa
     assert "taking over the lock" in caplog.text
     assert not (out / mf.LOCK_NAME).exists()
     assert not [n for n in os.listdir(out) if n.startswith(("_", "."))]
+
+
+def test_without_hard_links_the_lock_is_created_exclusively(tmp_path, monkeypatch):
+    import errno
+
+    def no_links(a, b):
+        raise OSError(errno.EPERM, "hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    out = tmp_path / "out"
+    with OutputLock(str(out), "first"):
+        assert read_lock(str(out)).run_id == "first"
+        with pytest.raises(ConversionError, match="run first"):
+            OutputLock(str(out), "second").acquire()
+    assert not out.exists()

@@ -18,6 +18,7 @@ Clocks of the hosts that share OUT are assumed to agree within the lease.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -156,9 +157,13 @@ class OutputLock:
             now = time.time()
             mine = LockInfo(socket.gethostname(), os.getpid(), self.run_id, now, now,
                             self.lease_s)
-            if self._create(mine):
-                self._info = mine
-                return
+            try:
+                if self._create(mine):
+                    self._info = mine
+                    return
+            except FileNotFoundError:  # OUT was removed by a run that failed: make it again
+                fs.makedirs(self.out)
+                continue
             held = read_lock(self.out)
             if held is None:
                 continue  # released in between: try again
@@ -183,6 +188,10 @@ class OutputLock:
                 return True
             except FileExistsError:
                 return False
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise
+                return self._create_exclusive(info)  # a file system without hard links
             finally:
                 os.remove(tmp)
         if fs.exists(self.path):
@@ -191,6 +200,15 @@ class OutputLock:
         time.sleep(self.settle_s)  # a racing writer's object replaces ours in this window
         held = read_lock(self.out)
         return held is not None and held.run_id == info.run_id
+
+    def _create_exclusive(self, info: LockInfo) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(info.to_bytes())
+        return True
 
     def _remove_stale(self, stale: LockInfo) -> None:
         if not self._local:
@@ -209,9 +227,9 @@ class OutputLock:
             moved = None
         if moved is None or moved.run_id != stale.run_id:
             try:
-                os.link(aside, self.path)  # put a live lock back
-            except FileExistsError:
-                pass
+                os.link(aside, self.path)  # put a live lock back, unless one is there again
+            except OSError:
+                pass  # its holder finds it gone at its next refresh and will not commit
         os.remove(aside)
 
     # -- holding it -----------------------------------------------------------------------
