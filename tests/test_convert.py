@@ -240,9 +240,7 @@ def test_failed_write_task_leaves_no_manifest_and_no_staging(synth_tree, tmp_pat
     with pytest.raises(Exception, match="injected"):
         convert(str(synth_tree), str(out), ConvertOptions(size=24, shard_size_mb=0.02),
                 datasink_cls=FailingSink)
-    assert not (out / "manifest.json").exists()
-    assert not list(out.glob("*.tfrecord"))
-    assert not [n for n in os.listdir(out) if n.startswith(mf.STAGING_PREFIX)]
+    assert not out.exists()  # no manifest, no shard, no staging: the empty OUT went too
 
 
 def test_leftovers_of_an_interrupted_run_are_cleared(synth_tree, tmp_path):
