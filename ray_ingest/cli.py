@@ -36,7 +36,7 @@ def _parser(sub, name: str, help: str, run) -> argparse.ArgumentParser:
 
 def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     from ray_ingest.convert import ConvertOptions
-    from ray_ingest.convert.images import RESIZE_MODES
+    from ray_ingest.convert.images import EXIF_MODES, RESIZE_MODES
 
     d = ConvertOptions()
     p.add_argument("src", help="class-folder tree, or a .csv/.jsonl list of path,label (path or URI)")
@@ -54,6 +54,15 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help="images per map_batches call")
     p.add_argument("--overwrite", action="store_true", help="replace a finished output")
+    p.add_argument("--follow-links", action="store_true",
+                   help="follow links whose target lies outside SRC (reported and skipped "
+                   "otherwise)")
+    p.add_argument("--num-classes", type=int, default=d.num_classes,
+                   help="number of classes, when integer labels leave some ids unused")
+    p.add_argument("--exif", choices=EXIF_MODES, default=d.exif,
+                   help="apply the Exif orientation (photos stored upright), or ignore it")
+    p.add_argument("--checksums", action="store_true",
+                   help="store each shard's SHA-256 in the manifest")
     p.add_argument("--report-json", help="also write the conversion summary to this JSON file")
 
 
@@ -67,7 +76,9 @@ def _run_convert(args) -> int:
         print("  converted to RGB: " + ", ".join(f"{k} x{v}" for k, v in m["conversions"].items()))
     if m["num_rejected"] or m["num_ignored"]:
         reasons = ", ".join(f"{k} x{v}" for k, v in m["reject_reasons"].items())
-        print(f"  rejected: {reasons or 'none'}; details in {args.out.rstrip('/')}/{m['rejects_file']}")
+        ignored = ", ".join(f"{k} x{v}" for k, v in m.get("ignored_reasons", {}).items())
+        print(f"  rejected: {reasons or 'none'}; ignored: {ignored or 'none'}; details in "
+              f"{args.out.rstrip('/')}/{m['rejects_file']}")
     if args.report_json:
         with open(args.report_json, "w") as f:
             json.dump({"summary": report.summary_line(), "images_per_second":

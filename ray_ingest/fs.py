@@ -5,10 +5,12 @@ where they are used (cached per process)."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import posixpath
 import uuid
+from dataclasses import dataclass, field
 from typing import List, Tuple
 
 import pyarrow.fs as pafs
@@ -188,26 +190,114 @@ def list_dir(path: str) -> List[str]:
     return sorted(posixpath.basename(i.path) for i in infos)
 
 
-def walk_files(root: str) -> List[Tuple[str, int]]:
-    """Every file below ``root`` as ``(path relative to root with '/' separators, size)``."""
-    out = []
-    if not is_uri(root):
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            dirnames.sort()
-            rel_dir = os.path.relpath(dirpath, root)
-            for name in sorted(filenames):
-                rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+#: Why :func:`walk_files` did not follow an entry (the reasons ``rejects.jsonl`` reports).
+SYMLINK_LOOP = "symlink-loop"
+LINK_OUTSIDE = "link-outside-source"
+BROKEN_LINK = "broken-link"
+DUPLICATE = "duplicate"
+UNREADABLE = "unreadable"
+NOT_A_FILE = "not-a-regular-file"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An entry a listing did not take: its name, a reason code and a message."""
+
+    path: str
+    reason: str
+    message: str
+
+
+@dataclass
+class Walk:
+    """:func:`walk_files`: ``files`` as ``(name relative to the root with '/' separators,
+    identity)`` in listing order, and the entries that were not followed, with why."""
+
+    files: List[Tuple[str, str]] = field(default_factory=list)
+    skipped: List[Skipped] = field(default_factory=list)
+
+
+def canonical(path: str) -> str:
+    """The identity of a file: its real path (symlinks resolved, ``..`` and ``.`` removed;
+    a missing file keeps its normalised name), or the normalised URI."""
+    path = normalize(path)
+    if not is_uri(path):
+        return os.path.realpath(path)
+    scheme, rest = path.split("://", 1)
+    return f"{scheme}://{posixpath.normpath(rest)}"
+
+
+def walk_files(root: str, *, follow_links: bool = False) -> Walk:
+    """Every file below ``root``, depth first, each folder's entries by name.
+
+    Local trees: each folder is entered once, by its real path. A link to a folder that
+    contains it is a ``symlink-loop``; a second way into a folder already entered is a
+    ``duplicate``; a link whose target lies outside ``root`` is not followed unless
+    ``follow_links``; a broken link, an unreadable folder and anything that is neither a file
+    nor a folder are reported. Object stores have no links: their keys, sorted.
+    """
+    walk = Walk()
+    if is_uri(root):
+        fs, inner = resolve(root)
+        infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
+        base = inner.strip("/") + "/"
+        for info in infos:
+            path = info.path.lstrip("/")  # fsspec's memory:// lists "/bucket/key"
+            if info.type == pafs.FileType.File and path.startswith(base):
+                rel = path[len(base):]
+                walk.files.append((rel, canonical(join(root, rel))))
+        walk.files.sort()
+        return walk
+    top = os.path.realpath(root)
+    entered = {top: "."}  # real folder -> the name it was entered under
+
+    def inside(real: str) -> bool:
+        return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+    def visit(folder: str, rel_folder: str, ancestors: frozenset) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            walk.skipped.append(Skipped(rel_folder, UNREADABLE, f"cannot list the folder: {e}"))
+            return
+        for entry in entries:
+            rel = entry.name if rel_folder == "." else f"{rel_folder}/{entry.name}"
+            if entry.is_symlink():
                 try:
-                    size = os.path.getsize(os.path.join(dirpath, name))
-                except OSError:
-                    size = -1
-                out.append((rel, size))
-        return out
-    fs, inner = resolve(root)
-    infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
-    base = inner.rstrip("/") + "/"
-    for info in infos:
-        if info.type == pafs.FileType.File:
-            out.append((info.path[len(base):] if info.path.startswith(base) else info.path, info.size))
-    out.sort()
-    return out
+                    real = os.path.realpath(entry.path, strict=True)
+                except OSError as e:
+                    if e.errno == errno.ELOOP:
+                        walk.skipped.append(Skipped(rel, SYMLINK_LOOP,
+                                                    "the link resolves through a cycle of links"))
+                    else:
+                        walk.skipped.append(Skipped(
+                            rel, BROKEN_LINK, f"broken link to {os.readlink(entry.path)!r}"))
+                    continue
+                if not follow_links and not inside(real):
+                    walk.skipped.append(Skipped(
+                        rel, LINK_OUTSIDE,
+                        f"link to {real}, outside the source (--follow-links follows it)"))
+                    continue
+                is_dir = os.path.isdir(real)
+            else:
+                real = entry.path  # the folder's path is real, so is its plain entry
+                is_dir = entry.is_dir(follow_symlinks=False)
+            if is_dir:
+                if real in ancestors:
+                    walk.skipped.append(Skipped(
+                        rel, SYMLINK_LOOP,
+                        f"link to {entered[real]!r}, a folder that contains it; not entered"))
+                elif real in entered:
+                    walk.skipped.append(Skipped(
+                        rel, DUPLICATE, f"the same folder as {entered[real]!r} (kept)"))
+                else:
+                    entered[real] = rel
+                    visit(real, rel, ancestors | {real})
+            elif os.path.isfile(real):
+                walk.files.append((rel, real))
+            else:
+                walk.skipped.append(Skipped(rel, NOT_A_FILE, "neither a file nor a folder"))
+
+    visit(top, ".", frozenset([top]))
+    return walk

@@ -4,6 +4,9 @@ NAME ARGS...``) because each needs a Ray cluster of its own; prints one JSON lin
 * ``kill-convert-worker SRC OUT``: a 3-node ``ray.cluster_utils.Cluster`` on this machine,
   ``convert`` with a shard writer slowed so that writes take a while, and a thread that SIGKILLs
   a randomly chosen Ray worker that is writing shards (then one that is decoding).
+* ``held-convert SRC OUT GO``: ``convert`` on the cluster of ``RAY_ADDRESS`` that, once it
+  holds OUT's lock, waits for the file GO to appear before it writes (a second conversion
+  tries OUT meanwhile).
 """
 
 from __future__ import annotations
@@ -64,7 +67,30 @@ def kill_convert_worker(src: str, out: str) -> dict:
             "num_rejected": report.num_rejected}
 
 
+class HeldSink(TFRecordDatasink):
+    """Waits for the file ``GO`` (path in the environment) before writing anything."""
+
+    def on_write_start(self, schema=None) -> None:
+        go = os.environ["HELD_CONVERT_GO"]
+        print("HOLDING", flush=True)
+        while not os.path.exists(go):
+            time.sleep(0.05)
+        super().on_write_start(schema)
+
+
+def held_convert(src: str, out: str, go: str) -> dict:
+    import ray
+
+    from ray_ingest.convert import ConvertOptions, convert
+
+    os.environ["HELD_CONVERT_GO"] = go
+    ray.init(address=os.environ["RAY_ADDRESS"], logging_level="ERROR")
+    report = convert(src, out, ConvertOptions(size=16, encoding="raw"), datasink_cls=HeldSink)
+    return {"pid": os.getpid(), "num_written": report.num_written}
+
+
 if __name__ == "__main__":
     name, *args = sys.argv[1:]
-    result = {"kill-convert-worker": kill_convert_worker}[name](*args)
+    result = {"kill-convert-worker": kill_convert_worker,
+              "held-convert": held_convert}[name](*args)
     print("RESULT " + json.dumps(result), flush=True)

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -239,9 +240,7 @@ def test_failed_write_task_leaves_no_manifest_and_no_staging(synth_tree, tmp_pat
     with pytest.raises(Exception, match="injected"):
         convert(str(synth_tree), str(out), ConvertOptions(size=24, shard_size_mb=0.02),
                 datasink_cls=FailingSink)
-    assert not (out / "manifest.json").exists()
-    assert not list(out.glob("*.tfrecord"))
-    assert not [n for n in os.listdir(out) if n.startswith(mf.STAGING_PREFIX)]
+    assert not out.exists()  # no manifest, no shard, no staging: the empty OUT went too
 
 
 def test_leftovers_of_an_interrupted_run_are_cleared(synth_tree, tmp_path):
@@ -255,3 +254,78 @@ def test_leftovers_of_an_interrupted_run_are_cleared(synth_tree, tmp_path):
     assert not (out / "train-00000-of-00009.tfrecord").exists()
     _, got = _all_records(out)
     assert len(got) == 160
+
+
+def _rejects(out):
+    return [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
+
+
+def test_symlink_loop_converts_each_image_once(synth_tree, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(synth_tree, src)
+    first = sorted(p.name for p in src.iterdir())[0]
+    (src / first / "loop").symlink_to(".")  # ln -s . <class>/loop
+    out = tmp_path / "out"
+    report = convert(str(src), str(out), size=16, encoding="raw", val_fraction=0.5)
+    assert (report.num_inputs, report.num_written, report.num_ignored) == (160, 160, 1)
+    m, got = _all_records(out)  # fails on any duplicate
+    assert set(got) == {str(p.relative_to(synth_tree)) for p in synth_tree.rglob("*.jpg")}
+    assert [(x["path"], x["reason"], x["ignored"]) for x in _rejects(out)] == [
+        (f"{first}/loop", "symlink-loop", True)]
+    assert m.data["ignored_reasons"] == {"symlink-loop": 1}
+
+
+def test_cli_list_options_names_duplicates_and_checksums(synth_tree, tmp_path, capsys):
+    import hashlib
+
+    from ray_ingest.cli import main
+
+    rels = sorted(str(p.relative_to(synth_tree)) for p in synth_tree.rglob("*.jpg"))[:12]
+    lines = [f"{synth_tree / r},{3 * (i % 2)}" for i, r in enumerate(rels)]  # labels 0 and 3
+    lines += [f"{synth_tree}/./{rels[0]},0", f"{synth_tree}/x/../{rels[1]},0"]
+    (tmp_path / "l.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    assert main(["convert", str(tmp_path / "l.csv"), str(out), "--size", "16"]) == 2
+    assert "l.csv:2: label 3: integer labels are class ids and must be dense" in \
+        capsys.readouterr().err
+    assert not out.exists()  # nothing left of the failed run
+    assert main(["convert", str(tmp_path / "l.csv"), str(out), "--size", "16", "--num-classes",
+                 "4", "--checksums", "--exif", "ignore"]) == 0
+    assert "ignored: duplicate x2" in capsys.readouterr().out
+    m, got = _all_records(out)
+    assert len(got) == 12 and m.class_names == ["0", "1", "2", "3"]
+    assert {rec.label for _, rec in got.values()} == {0, 3}
+    assert m.data["exif_orientation"] == "ignore"
+    for split in m.splits:
+        for s in m.shards(split):
+            assert s.sha256 == hashlib.sha256((out / s.file).read_bytes()).hexdigest()
+    dups = [x for x in _rejects(out) if x["reason"] == "duplicate"]
+    assert [x["path"] for x in dups] == [f"{synth_tree}/{rels[0]}", f"{synth_tree}/{rels[1]}"]
+    assert "labels differ: '0' here, '3' kept" in dups[1]["message"]
+
+
+def test_sideways_photos_are_stored_upright(tmp_path):
+    from PIL import ImageOps
+
+    from ray_ingest.convert.images import ImageSpec, resize_image
+
+    src = tmp_path / "src"
+    expected = {}
+    for o in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = o
+        y, x = np.mgrid[0:30, 0:60]  # smooth ramps: each flip or turn changes them
+        ramps = np.stack([x * 4, y * 8, np.full_like(x, 30 * o)], -1).astype(np.uint8)
+        data = pil_bytes(Image.fromarray(ramps), "JPEG", quality=95, exif=exif.tobytes())
+        (src / f"c{o % 2}").mkdir(parents=True, exist_ok=True)
+        (src / f"c{o % 2}" / f"o{o}.jpg").write_bytes(data)
+        upright = ImageOps.exif_transpose(Image.open(src / f"c{o % 2}" / f"o{o}.jpg"))
+        expected[f"c{o % 2}/o{o}.jpg"] = resize_image(np.asarray(upright.convert("RGB")),
+                                                      ImageSpec(size=24, resize_mode="squash"))
+    out = tmp_path / "out"
+    convert(str(src), str(out), size=24, encoding="raw", resize_mode="squash", val_fraction=0)
+    m, got = _all_records(out)
+    assert m.data["exif_orientation"] == "apply"
+    for name, (_, rec) in got.items():
+        pixels = np.frombuffer(rec.encoded, np.uint8).reshape(24, 24, 3).astype(int)
+        assert np.abs(pixels - expected[name]).mean() < 3, name

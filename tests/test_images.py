@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import zlib
 
 import numpy as np
@@ -199,3 +200,74 @@ def test_spec_validation_names_the_value():
         ImageSpec(quality=0)
     with pytest.raises(ValueError, match="size"):
         ImageSpec(size=2)
+    with pytest.raises(ValueError, match="exif"):
+        ImageSpec(exif="rotate")
+
+
+# ---- Exif orientation ------------------------------------------------------------------------
+
+# What each path decodes: simplejpeg for a plain JPEG; Pillow for PNG and CMYK JPEG.
+_EXIF_KINDS = {
+    "jpeg": lambda img, exif: pil_bytes(img, "JPEG", quality=95, exif=exif),
+    "png": lambda img, exif: pil_bytes(img, "PNG", exif=exif),
+    "cmyk-jpeg": lambda img, exif: pil_bytes(img.convert("CMYK"), "JPEG", quality=95, exif=exif),
+}
+
+
+def _with_orientation(kind: str, orientation: int, h: int = 48, w: int = 80) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "ray-ingest test camera"  # another tag before it, as cameras write
+    return _EXIF_KINDS[kind](Image.fromarray(_smooth(h, w)), exif.tobytes())
+
+
+@pytest.mark.parametrize("kind", sorted(_EXIF_KINDS))
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_like_pillow(kind, orientation):
+    from PIL import ImageOps
+
+    data = _with_orientation(kind, orientation)
+    arr, _ = decode_image(data, ImageSpec(size=48))  # 48: no DCT downscale
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    assert arr.shape == upright.shape == ((80, 48, 3) if orientation >= 5 else (48, 80, 3))
+    diff = np.abs(arr.astype(int) - upright.astype(int))
+    assert diff.mean() < 1.0 and diff.max() <= 8, (diff.mean(), diff.max())  # codec rounding
+    as_stored, _ = decode_image(data, ImageSpec(size=48, exif="ignore"))
+    assert as_stored.shape == (48, 80, 3)
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+@pytest.mark.parametrize("mode", ["center-crop", "pad"])
+def test_exif_rotation_with_dct_scaled_decode(orientation, mode):
+    """A 64x256 photo stored sideways: decoded at a reduced scale, it must come out upright
+    (256 tall) and never below what the resize needs."""
+    from PIL import ImageOps
+
+    data = _with_orientation("jpeg", orientation, h=64, w=256)
+    spec = ImageSpec(size=16, resize_mode=mode)
+    arr, _ = decode_image(data, spec)
+    h, w = arr.shape[:2]
+    assert h == 4 * w and h < 256  # upright, and reduced in the DCT domain
+    assert (min(h, w) if mode == "center-crop" else max(h, w)) >= 16
+    out, _ = process_image(data, ImageSpec(size=16, resize_mode=mode, encoding="raw"))
+    upright = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    expected = resize_image(np.asarray(upright), ImageSpec(size=16, resize_mode=mode))
+    got = np.frombuffer(out, np.uint8).reshape(16, 16, 3)
+    assert np.abs(got.astype(int) - expected.astype(int)).mean() < 4
+
+
+def test_jpeg_orientation_parser_reads_both_byte_orders_and_survives_garbage():
+    from ray_ingest.convert.images import jpeg_orientation
+
+    plain = jpeg_bytes(_smooth(16, 16))
+    assert jpeg_orientation(plain) == 1
+    assert jpeg_orientation(_with_orientation("jpeg", 7)) == 7  # Pillow writes little endian
+    # The same Exif segment in big-endian ("MM") order.
+    tiff = (b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01" + b"\x01\x12\x00\x03\x00\x00\x00\x01"
+            + b"\x00\x03\x00\x00" + b"\x00\x00\x00\x00")
+    app1 = b"\xff\xe1" + (len(tiff) + 8).to_bytes(2, "big") + b"Exif\x00\x00" + tiff
+    assert jpeg_orientation(plain[:2] + app1 + plain[2:]) == 3
+    for junk in (tiff[:9], b"XX" + tiff[2:], tiff[:8] + b"\xff\xff"):
+        app1 = b"\xff\xe1" + (len(junk) + 8).to_bytes(2, "big") + b"Exif\x00\x00" + junk
+        assert jpeg_orientation(plain[:2] + app1 + plain[2:]) == 1
+    assert jpeg_orientation(b"\xff\xd8\xff\xe1\x00") == 1

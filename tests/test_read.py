@@ -309,3 +309,84 @@ def test_iter_tf_batches(converted):
     assert tuple(batches[0]["image"].shape[1:]) == (32, 32, 3)
     assert sum(int(b["label"].shape[0]) for b in batches) == mf.read_manifest(
         str(converted["jpeg"])).num_records("val")
+
+
+def test_a_wrong_split_total_is_refused(converted, tmp_path):
+    d = _copy(converted["raw"], tmp_path / "a")
+    n = mf.read_manifest(str(d)).num_records("train")
+    _edit_manifest(d, lambda m: m["splits"]["train"].update(num_records=n + 1))
+    with pytest.raises(ManifestError, match=rf"split 'train' says num_records {n + 1}, its "
+                                            rf"shards add up to {n}"):
+        read_records(str(d))
+
+
+# ---- per-shard SHA-256 -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checksummed(converted, tmp_path_factory):
+    """The raw conversion of the session, made again with checksums."""
+    from ray_ingest.convert import convert
+
+    src = mf.read_manifest(str(converted["raw"])).data["source"]
+    out = tmp_path_factory.mktemp("checksummed")
+    convert(src, str(out), size=32, encoding="raw", val_fraction=0.2, shard_size_mb=0.04,
+            checksums=True, overwrite=True)
+    return out
+
+
+def test_checksums_are_the_sha256_of_each_shard(checksummed):
+    from ray_ingest.format.records import check_shard
+
+    m = mf.read_manifest(str(checksummed))
+    for split in m.splits:
+        for s in m.shards(split):
+            assert s.sha256 == hashlib.sha256((checksummed / s.file).read_bytes()).hexdigest()
+            check_shard(str(checksummed), s)
+    tasks = plan_tasks(m, "train", 64, ReadOptions(verify_checksums=True, records_per_task=3))
+    assert len(tasks) > 1 and all(p.whole for t in tasks for p in t)
+    assert _n(read_records(str(checksummed), verify_checksums=True)) == m.num_records("train")
+
+
+def _reframe_first_record(shard):
+    """Changes a pixel of the shard's first record and frames it anew: every CRC holds."""
+    from ray_ingest.format.example import split_encoded
+
+    raw = shard.read_bytes()
+    views, _ = scan_records(raw)
+    record = bytearray(views[0])
+    record[record.index(bytes(split_encoded(views[0])[1])) + 7] ^= 0x01
+    shard.write_bytes(frame_record(bytes(record)) + raw[len(views[0]) + 16:])
+
+
+def test_checksum_mismatch_is_named(checksummed, converted, tmp_path):
+    from ray_ingest.errors import RecordCorruptError
+    from ray_ingest.format.records import check_shard
+
+    d = _copy(checksummed, tmp_path / "a")
+    shard, offset, _ = _corrupt(d, "flip")
+    info = next(s for s in mf.read_manifest(str(d)).shards("train") if s.file == shard.name)
+    with pytest.raises(RecordCorruptError, match=f"at byte offset {offset}: data CRC mismatch"):
+        check_shard(str(d), info)
+    with pytest.raises(Exception, match=f"{shard}: corrupt TFRecord at byte offset {offset}"):
+        _n(read_records(str(d), verify_checksums=True, verify_crc=False))
+
+    d = _copy(checksummed, tmp_path / "b")
+    shard = sorted(d.glob("val-*.tfrecord"))[0]
+    _reframe_first_record(shard)
+    info = mf.read_manifest(str(d)).shards("val")[0]
+    assert _n(read_records(str(d), "val")) == mf.read_manifest(str(d)).num_records("val")
+    with pytest.raises(ManifestError, match=rf"{shard}: SHA-256 [0-9a-f]{{64}} differs from the "
+                                            r"manifest's .* every record's CRC holds"):
+        check_shard(str(d), info)
+    with pytest.raises(ManifestError, match="every record's CRC holds"):
+        _n(read_records(str(d), "val", verify_checksums=True, skip_corrupt=True))
+
+    d = _copy(checksummed, tmp_path / "c")
+    (d / info.index).write_text("0 1\n")
+    with pytest.raises(ManifestError, match=r"\.idx: does not match its shard \(1 entries for"):
+        check_shard(str(d), info)
+
+    with pytest.raises(ManifestError, match="the shards of split 'train' have no SHA-256 "
+                                            r"\(convert with --checksums\)"):
+        read_records(str(converted["raw"]), verify_checksums=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
+from ray_ingest import fs
 from ray_ingest.convert.sources import list_source, split_of
 from ray_ingest.errors import SourceError
 
@@ -23,13 +25,14 @@ def test_class_folders_sorted_ids_and_ignored_files(tmp_path):
     assert listing.class_names == ["apple", "mango", "zebra"]
     got = {i.relpath: i.label for i in listing.inputs}
     assert got == {"apple/2.JPG": 0, "apple/sub/3.png": 0, "mango/4.jpeg": 1, "zebra/1.jpg": 2}
-    ignored = dict(listing.ignored)
-    assert ignored["apple/notes.txt"] == "not an image file by its extension"
-    assert ignored["top.jpg"] == "image outside any class folder"
-    assert ignored["README.md"] == "not an image file by its extension"
-    assert ignored["mango/.DS_Store"] == "hidden file"
+    ignored = {x.path: (x.reason, x.message) for x in listing.ignored}
+    assert ignored["apple/notes.txt"] == ("not-an-image-extension",
+                                          "not an image file by its extension")
+    assert ignored["top.jpg"] == ("outside-class-folder", "image outside any class folder")
+    assert ignored["README.md"][0] == "not-an-image-extension"
+    assert ignored["mango/.DS_Store"] == ("hidden-file", "hidden file")
     for i in listing.inputs:
-        assert i.path == str(tmp_path / i.relpath)
+        assert i.path == os.path.realpath(tmp_path / i.relpath)
 
 
 def test_missing_or_empty_source(tmp_path):
@@ -52,10 +55,10 @@ def test_csv_with_header_names_and_relative_paths(tmp_path):
 
 
 def test_csv_integer_labels_are_ids(tmp_path):
-    (tmp_path / "l.csv").write_text("a.jpg,2\nb.jpg,0\n")
+    (tmp_path / "l.csv").write_text("a.jpg,2\nb.jpg,0\nc.jpg,1\n")
     listing = list_source(str(tmp_path / "l.csv"))
     assert listing.class_names == ["0", "1", "2"]
-    assert [i.label for i in listing.inputs] == [2, 0]
+    assert [i.label for i in listing.inputs] == [2, 0, 1]
 
 
 def test_jsonl_list_and_errors_name_the_line(tmp_path):
@@ -72,11 +75,20 @@ def test_jsonl_list_and_errors_name_the_line(tmp_path):
         list_source(str(p))
 
 
-def test_csv_duplicates_and_short_rows_are_errors(tmp_path):
+def test_csv_duplicate_lines_keep_the_first_and_are_reported(tmp_path):
     p = tmp_path / "l.csv"
-    p.write_text("a.jpg,x\nb.jpg,y\na.jpg,y\n")
-    with pytest.raises(SourceError, match=r"l.csv:3: 'a.jpg' is listed twice \(first on line 1\)"):
-        list_source(str(p))
+    p.write_text("a.jpg,x\nb.jpg,y\na.jpg,y\nb.jpg,y\n")
+    listing = list_source(str(p))
+    assert [(i.relpath, i.label) for i in listing.inputs] == [("a.jpg", 0), ("b.jpg", 1)]
+    assert [(x.path, x.reason, x.message) for x in listing.ignored] == [
+        ("a.jpg", "duplicate", "line 3 ('a.jpg'): the same file as line 1 ('a.jpg') (kept); "
+                               "labels differ: 'y' here, 'x' kept"),
+        ("b.jpg", "duplicate", "line 4 ('b.jpg'): the same file as line 2 ('b.jpg') (kept)"),
+    ]
+
+
+def test_short_rows_and_empty_lists_are_errors(tmp_path):
+    p = tmp_path / "l.csv"
     p.write_text("a.jpg,x\nb.jpg\n")
     with pytest.raises(SourceError, match=r"l.csv:2: expected 'path,label'"):
         list_source(str(p))
@@ -97,3 +109,113 @@ def test_split_is_deterministic_and_close_to_fraction():
     # Growing the fraction only moves images from train to val (a stable hash, not a shuffle).
     c = [split_of(n, 0, 0.2) for n in names]
     assert all(y == "val" for x, y in zip(a, c) if x == "val")
+
+
+def _reasons(listing):
+    return {x.path: x.reason for x in listing.ignored}
+
+
+def test_symlink_loop_is_entered_once_and_reported_once(tmp_path):
+    src = tmp_path / "src"
+    for i in range(8):
+        _touch(src / "dots" / f"{i}.jpg")
+        _touch(src / "stripes" / f"{i}.jpg")
+    (src / "dots" / "loop").symlink_to(".")  # ln -s . dots/loop
+    (src / "stripes" / "up").symlink_to("..")  # back to SRC itself
+    listing = list_source(str(src))
+    assert sorted(i.relpath for i in listing.inputs) == sorted(
+        f"{c}/{i}.jpg" for c in ("dots", "stripes") for i in range(8))
+    assert _reasons(listing) == {"dots/loop": "symlink-loop", "stripes/up": "symlink-loop"}
+    assert "a folder that contains it" in listing.ignored[0].message
+
+
+def test_second_way_into_a_folder_and_a_file_linked_twice_are_duplicates(tmp_path):
+    src = tmp_path / "src"
+    _touch(src / "cats" / "a.jpg")
+    _touch(src / "cats" / "b.jpg")
+    (src / "kittens").symlink_to("cats")  # the same folder under a second name
+    _touch(src / "dogs" / "d.jpg")
+    (src / "dogs" / "z.jpg").symlink_to("../cats/a.jpg")  # one file in two class folders
+    listing = list_source(str(src))
+    assert [i.relpath for i in listing.inputs] == ["cats/a.jpg", "cats/b.jpg", "dogs/d.jpg"]
+    assert _reasons(listing) == {"kittens": "duplicate", "dogs/z.jpg": "duplicate"}
+    msg = {x.path: x.message for x in listing.ignored}
+    assert msg["kittens"] == "the same folder as 'cats' (kept)"
+    assert msg["dogs/z.jpg"] == ("the same file as cats/a.jpg (kept); labels differ: "
+                                 "'dogs' here, 'cats' kept")
+
+
+def test_links_leaving_the_source_are_followed_only_when_asked(tmp_path):
+    outside = tmp_path / "elsewhere"
+    _touch(outside / "x.jpg")
+    _touch(outside / "y.jpg")
+    src = tmp_path / "src"
+    _touch(src / "cats" / "a.jpg")
+    (src / "birds").symlink_to(outside)  # a class folder elsewhere
+    (src / "cats" / "far.jpg").symlink_to(outside / "x.jpg")
+    (src / "cats" / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    (src / "cats" / "ping.jpg").symlink_to("pong.jpg")
+    (src / "cats" / "pong.jpg").symlink_to("ping.jpg")
+    listing = list_source(str(src))
+    assert [i.relpath for i in listing.inputs] == ["cats/a.jpg"]
+    assert _reasons(listing) == {"birds": "link-outside-source", "cats/far.jpg":
+                                 "link-outside-source", "cats/gone.jpg": "broken-link",
+                                 "cats/ping.jpg": "symlink-loop", "cats/pong.jpg": "symlink-loop"}
+    assert "--follow-links" in {x.path: x.message for x in listing.ignored}["birds"]
+    listing = list_source(str(src), follow_links=True)
+    assert [(i.relpath, i.path) for i in listing.inputs] == [
+        ("birds/x.jpg", str(outside / "x.jpg")), ("birds/y.jpg", str(outside / "y.jpg")),
+        ("cats/a.jpg", str(src / "cats" / "a.jpg"))]
+    assert _reasons(listing) == {"cats/far.jpg": "duplicate", "cats/gone.jpg": "broken-link",
+                                 "cats/ping.jpg": "symlink-loop", "cats/pong.jpg": "symlink-loop"}
+    assert listing.class_names == ["birds", "cats"]
+
+
+def test_one_file_named_several_ways_in_a_list_is_one_input(tmp_path):
+    _touch(tmp_path / "a.jpg")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "a.jpg")
+    p = tmp_path / "l.csv"
+    p.write_text(f"a.jpg,0\n./a.jpg,0\nx/../a.jpg,1\n{tmp_path}/a.jpg,0\nalias,0\nb.jpg,1\n")
+    listing = list_source(str(p))
+    assert [(i.relpath, i.path, i.label) for i in listing.inputs] == [
+        ("a.jpg", str(tmp_path / "a.jpg"), 0), ("b.jpg", str(tmp_path / "b.jpg"), 1)]
+    dups = [(x.path, x.reason) for x in listing.ignored]
+    assert dups == [("a.jpg", "duplicate"), ("a.jpg", "duplicate"),
+                    (f"{tmp_path}/a.jpg", "duplicate"), ("alias", "duplicate")]
+    assert all("the same file as line 1 ('a.jpg') (kept)" in x.message for x in listing.ignored)
+    assert "labels differ: '1' here, '0' kept" in listing.ignored[1].message
+
+
+def test_uri_lists_and_trees_are_normalised(tmp_path):
+    for rel in ("cls/a.jpg", "cls/b.jpg", "other/c.jpg"):
+        fs.write_bytes(f"memory://norm-test/{rel}", b"x")
+    listing = list_source("memory://norm-test")
+    assert [(i.relpath, i.path) for i in listing.inputs] == [
+        ("cls/a.jpg", "memory://norm-test/cls/a.jpg"), ("cls/b.jpg", "memory://norm-test/cls/b.jpg"),
+        ("other/c.jpg", "memory://norm-test/other/c.jpg")]
+    fs.write_bytes("memory://norm-test/list.jsonl", b"".join(
+        json.dumps({"path": p, "label": "k"}).encode() + b"\n"
+        for p in ("cls/a.jpg", "./cls/a.jpg", "memory://norm-test/x/../cls/a.jpg", "cls/b.jpg")))
+    listing = list_source("memory://norm-test/list.jsonl")
+    assert [(i.relpath, i.path) for i in listing.inputs] == [
+        ("cls/a.jpg", "memory://norm-test/cls/a.jpg"), ("cls/b.jpg", "memory://norm-test/cls/b.jpg")]
+    assert [x.reason for x in listing.ignored] == ["duplicate", "duplicate"]
+
+
+def test_integer_labels_must_be_dense_unless_num_classes_is_given(tmp_path):
+    p = tmp_path / "l.csv"
+    p.write_text("a.jpg,0\nb.jpg,1\nc.jpg,999999\nd.jpg,1\n")
+    with pytest.raises(SourceError, match=r"l.csv:3: label 999999: integer labels are class ids "
+                                          r"and must be dense, 0..2 .*id 2 is unused.*--num-classes"):
+        list_source(str(p))
+    p.write_text("path,label\na.jpg,0\nb.jpg,4\nc.jpg,7\n")
+    with pytest.raises(SourceError, match=r"l.csv:4: label 7 is not below --num-classes 5"):
+        list_source(str(p), num_classes=5)
+    p.write_text("a.jpg,0\nb.jpg,4\n")
+    listing = list_source(str(p), num_classes=5)
+    assert listing.class_names == ["0", "1", "2", "3", "4"]
+    assert [i.label for i in listing.inputs] == [0, 4]
+    p.write_text("a.jpg,cat\nb.jpg,dog\n")
+    with pytest.raises(SourceError, match="2 distinct labels, but --num-classes is 3"):
+        list_source(str(p), num_classes=3)

@@ -6,6 +6,11 @@ WebP, CMYK JPEG, ...) goes through Pillow. The pixel count is checked from the h
 before any pixels are decoded (decompression bombs). Every image comes out as 8-bit RGB;
 what had to be converted to get there is reported as a note, and what cannot be converted
 raises :class:`ImageRejected` with a short reason code and a message.
+
+Photos are stored upright: the Exif orientation (camera held sideways, front camera
+mirrored) is applied after decoding, on both paths, as every viewer and
+``PIL.ImageOps.exif_transpose`` show them (``ImageSpec.exif="ignore"`` keeps the stored
+pixel order). For JPEGs the tag is read straight from the APP1 segment, without a parser.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from ray_ingest.errors import ConfigError
 from ray_ingest.format import keys
 
 RESIZE_MODES = ("center-crop", "squash", "pad")
+EXIF_MODES = ("apply", "ignore")
+_ORIENTATION_TAG = 0x0112
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 
 # Reject reasons (stable codes, used in rejects.jsonl and in the summary).
@@ -47,6 +54,8 @@ class ImageSpec:
     encoding: str = keys.FORMAT_JPEG
     quality: int = 90
     max_pixels: int = DEFAULT_MAX_PIXELS
+    #: "apply": store photos upright by their Exif orientation; "ignore": as stored.
+    exif: str = "apply"
 
     def __post_init__(self):
         if not isinstance(self.size, int) or not 8 <= self.size <= 8192:
@@ -59,6 +68,8 @@ class ImageSpec:
             raise ConfigError(f"quality must be from 1 to 100, got {self.quality!r}")
         if self.max_pixels < 1:
             raise ConfigError(f"max_pixels must be positive, got {self.max_pixels!r}")
+        if self.exif not in EXIF_MODES:
+            raise ConfigError(f"exif must be one of {EXIF_MODES}, got {self.exif!r}")
 
     @property
     def raw_bytes(self) -> int:
@@ -88,6 +99,69 @@ def is_jpeg(data) -> bool:
     return len(data) >= 3 and data[0] == 0xFF and data[1] == 0xD8 and data[2] == 0xFF
 
 
+def jpeg_orientation(data) -> int:
+    """The Exif orientation (1..8) of a JPEG, read from its APP1 segment; 1 when the file
+    has none or it is unreadable. Walks the marker segments up to the first scan."""
+    data = bytes(data[:1 << 17]) if not isinstance(data, bytes) else data
+    i, n = 2, len(data)
+    while i + 4 <= n and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xDA, 0xD9):  # start of scan, end of image: no metadata after it
+            break
+        size = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\0\0":
+            return _tiff_orientation(data[i + 10 : i + 2 + size])
+        i += 2 + size
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    """The orientation tag of a TIFF structure's first IFD (the Exif payload); 1 if absent."""
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    ifd = int.from_bytes(tiff[4:8], order)
+    count = int.from_bytes(tiff[ifd : ifd + 2], order) if ifd + 2 <= len(tiff) else 0
+    for k in range(count):
+        entry = tiff[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
+        if len(entry) < 12:
+            break
+        if int.from_bytes(entry[0:2], order) == _ORIENTATION_TAG:
+            if int.from_bytes(entry[2:4], order) != 3:  # SHORT
+                return 1
+            value = int.from_bytes(entry[8:10], order)
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """``arr`` (``[H, W, C]`` as stored) turned upright by its Exif orientation, as
+    ``PIL.ImageOps.exif_transpose`` does (a view: flips and transposes copy nothing)."""
+    if orientation == 2:
+        return arr[:, ::-1]
+    if orientation == 3:
+        return arr[::-1, ::-1]
+    if orientation == 4:
+        return arr[::-1]
+    if orientation == 5:
+        return arr.transpose(1, 0, 2)
+    if orientation == 6:
+        return arr[::-1].transpose(1, 0, 2)
+    if orientation == 7:
+        return arr[::-1, ::-1].transpose(1, 0, 2)
+    if orientation == 8:
+        return arr[:, ::-1].transpose(1, 0, 2)
+    return arr
+
+
+def _swaps_axes(orientation: int) -> bool:
+    """Orientations 5-8 store the image with width and height exchanged."""
+    return orientation >= 5
+
+
 def decode_image(data: bytes, spec: ImageSpec) -> Tuple[np.ndarray, Optional[str]]:
     """Decodes to ``uint8[H, W, 3]`` RGB. Returns the pixels and a conversion note (or None).
 
@@ -102,16 +176,22 @@ def decode_image(data: bytes, spec: ImageSpec) -> Tuple[np.ndarray, Optional[str
             height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
         except ValueError as e:
             raise ImageRejected(R_CORRUPT, f"unreadable JPEG header: {e}") from None
-        _check_pixels(width, height, spec)
+        orientation = jpeg_orientation(data) if spec.exif == "apply" else 1
+        swap = _swaps_axes(orientation)
+        # The bounds hold for the image as displayed; the decoder sees it as stored.
+        shown_w, shown_h = (height, width) if swap else (width, height)
+        _check_pixels(shown_w, shown_h, spec)
         if colorspace not in ("CMYK", "YCCK"):
-            min_h, min_w = _min_decode_size(width, height, spec)
+            min_h, min_w = _min_decode_size(shown_w, shown_h, spec)
+            if swap:
+                min_h, min_w = min_w, min_h
             try:
                 arr = simplejpeg.decode_jpeg(
                     data, colorspace="RGB", min_height=min_h, min_width=min_w, strict=True
                 )
             except ValueError as e:
                 raise ImageRejected(R_CORRUPT, f"corrupt JPEG: {e}") from None
-            return arr, ("grayscale->rgb" if colorspace == "Gray" else None)
+            return orient(arr, orientation), ("grayscale->rgb" if colorspace == "Gray" else None)
         # CMYK/YCCK JPEGs: libjpeg-turbo cannot give RGB, Pillow can.
     return _decode_with_pillow(data, spec)
 
@@ -136,6 +216,7 @@ def _decode_with_pillow(data: bytes, spec: ImageSpec) -> Tuple[np.ndarray, Optio
         img.load()
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)  # animated GIF/WebP/TIFF: first frame
+        orientation = img.getexif().get(_ORIENTATION_TAG, 1) if spec.exif == "apply" else 1
         if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
             img = img.convert("RGBA")
             background = Image.new("RGBA", img.size, (0, 0, 0, 255))
@@ -148,7 +229,7 @@ def _decode_with_pillow(data: bytes, spec: ImageSpec) -> Tuple[np.ndarray, Optio
             hi = max(float(arr32.max()), 1.0)
             img = Image.fromarray(np.clip(arr32 * (255.0 / hi), 0, 255).astype(np.uint8), "L")
         rgb = img.convert("RGB")
-        arr = np.asarray(rgb, dtype=np.uint8)
+        arr = orient(np.asarray(rgb, dtype=np.uint8), orientation)
     except ImageRejected:
         raise
     except Exception as e:  # noqa: BLE001 - truncated or corrupt data surfaces here

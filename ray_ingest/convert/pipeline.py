@@ -1,6 +1,7 @@
 """``ray-ingest convert SRC OUT``: images → TFRecord shards on Ray Data.
 
-The driver lists the inputs (class folders or a CSV/JSONL list), splits them train/val by a
+The driver takes OUT's one-writer lock (:mod:`~ray_ingest.convert.lock`), lists the inputs
+(class folders or a CSV/JSONL list, one per real file), splits them train/val by a
 stable hash, shuffles their order (so every shard mixes classes) and hands them to Ray Data in
 blocks; ``map_batches`` reads, decodes, resizes and encodes many images per call on CPU
 workers; :class:`~ray_ingest.convert.sink.TFRecordDatasink` writes the shards and commits them.
@@ -22,6 +23,7 @@ import pyarrow as pa
 
 from ray_ingest import fs
 from ray_ingest.convert.images import ImageRejected, ImageSpec, R_READ, process_image
+from ray_ingest.convert.lock import OutputLock
 from ray_ingest.convert.sink import (
     COL_FILENAME,
     COL_MESSAGE,
@@ -64,6 +66,14 @@ class ConvertOptions:
     max_pixels: int = ImageSpec.max_pixels
     overwrite: bool = False
     batch_size: int = 32
+    #: Follow links (to folders or files) whose target lies outside SRC.
+    follow_links: bool = False
+    #: The number of classes; integer labels may then leave ids unused (else dense 0..K-1).
+    num_classes: Optional[int] = None
+    #: "apply": store photos upright by their Exif orientation; "ignore": as stored.
+    exif: str = "apply"
+    #: Store each shard's SHA-256 in the manifest (computed while writing).
+    checksums: bool = False
 
     def __post_init__(self):
         if not 0.0 <= self.val_fraction < 1.0:
@@ -76,10 +86,13 @@ class ConvertOptions:
             raise ConfigError(f"shard_size_mb must be from 0.01 to 10000, got {self.shard_size_mb}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise ConfigError(f"num_classes must be positive, got {self.num_classes}")
         self.image_spec()  # validates size, mode, encoding, quality, max_pixels
 
     def image_spec(self) -> ImageSpec:
-        return ImageSpec(self.size, self.resize_mode, self.encoding, self.quality, self.max_pixels)
+        return ImageSpec(self.size, self.resize_mode, self.encoding, self.quality, self.max_pixels,
+                         self.exif)
 
 
 @dataclass
@@ -177,7 +190,8 @@ def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str]) -> p
 
 
 def prepare_output(out: str, overwrite: bool) -> None:
-    """Refuses a finished output unless ``overwrite``; clears what a crashed run left behind."""
+    """Refuses a finished output unless ``overwrite``; clears what a crashed run left behind
+    (called holding OUT's lock: no other run is live, so every staging folder is a leftover)."""
     if fs.exists(fs.join(out, mf.MANIFEST_NAME)) and not overwrite:
         raise ConversionError(
             f"{out} already holds a finished conversion ({mf.MANIFEST_NAME}); "
@@ -213,19 +227,28 @@ def convert(
 ) -> ConvertReport:
     """Converts SRC (class folders or a CSV/JSONL list) into TFRecord shards under OUT.
 
+    Holds OUT's lock from before the listing to the end: a second conversion into OUT fails
+    at once, naming this one.
     ``datasink_cls`` exists for fault-injection tests (a subclass of ``TFRecordDatasink``).
     """
-    import ray
-
-    from ray_ingest.runtime import PIPELINE_CONTEXT, data_context, ensure_ray
-
     if options is not None and kwargs:
         raise TypeError("pass either options or keyword arguments, not both")
     opts = options or ConvertOptions(**kwargs)
     src, out = fs.normalize(src), fs.normalize(out)
+    run_id = uuid.uuid4().hex[:12]
+    with OutputLock(out, run_id):
+        return _convert_locked(src, out, opts, run_id, datasink_cls)
+
+
+def _convert_locked(src: str, out: str, opts: ConvertOptions, run_id: str,
+                    datasink_cls: type) -> ConvertReport:
+    import ray
+
+    from ray_ingest.runtime import PIPELINE_CONTEXT, data_context, ensure_ray
+
     started = time.time()
     prepare_output(out, opts.overwrite)
-    listing = list_source(src)
+    listing = list_source(src, follow_links=opts.follow_links, num_classes=opts.num_classes)
     n = len(listing.inputs)
     spec = opts.image_spec()
     ensure_ray()
@@ -237,16 +260,20 @@ def convert(
     manifest_fields = mf.header(
         source=src, encoding=opts.encoding, size=opts.size, resize_mode=opts.resize_mode,
         quality=opts.quality, seed=opts.seed, val_fraction=opts.val_fraction,
-        shard_size_mb=opts.shard_size_mb, class_names=listing.class_names)
+        shard_size_mb=opts.shard_size_mb, class_names=listing.class_names,
+        exif_orientation=opts.exif, follow_links=opts.follow_links)
     sink = datasink_cls(
         out=out,
-        run_id=uuid.uuid4().hex[:12],
+        run_id=run_id,
         shard_size_bytes=int(opts.shard_size_mb * 1e6),
         num_inputs=n,
         max_reject_fraction=opts.max_reject_fraction,
         manifest_fields=manifest_fields,
-        ignored=[{"path": p, "reason": "ignored", "message": why} for p, why in listing.ignored],
+        ignored=[{"path": x.path, "reason": x.reason, "message": x.message}
+                 for x in listing.ignored],
         overwrite=opts.overwrite,
+        checksums=opts.checksums,
+        locked=True,
     )
     with data_context(**PIPELINE_CONTEXT):
         ds = ray.data.from_arrow(blocks).map_batches(

@@ -8,11 +8,14 @@ checks that every input came back exactly once, enforces the reject limit, renam
 shards that the successful attempts reported to their final names
 (``<split>-00000-of-000NN.tfrecord`` plus ``.idx``), writes ``rejects.jsonl``, and writes
 ``manifest.json`` last. Files of failed or retried attempts are never renamed, so a killed
-worker can neither lose nor duplicate a record; they go away with the staging folder.
+worker can neither lose nor duplicate a record; they go away with the staging folder. With
+``checksums`` each shard's SHA-256 is computed as it is written and stored in its manifest
+entry.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -26,6 +29,7 @@ from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
 from ray_ingest import fs
+from ray_ingest.convert.lock import ensure_owner
 from ray_ingest.errors import ConversionError
 from ray_ingest.format import manifest as mf
 from ray_ingest.format.framing import OVERHEAD, TFRecordWriter
@@ -53,6 +57,7 @@ class StagedShard:
     num_bytes: int
     task: int
     seq: int
+    sha256: Optional[str] = None
 
 
 @dataclass
@@ -63,12 +68,29 @@ class TaskResult:
     written: int = 0
 
 
+class _HashingStream:
+    """A write-only stream that also feeds what passes through it to a SHA-256."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.hash = hashlib.sha256()
+
+    def write(self, data) -> None:
+        self.hash.update(data)
+        self.stream.write(data)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
 class _ShardRoller:
     """Writes one split's records of one task attempt, rolling at ``max_bytes``."""
 
-    def __init__(self, staging: str, split: str, task: int, attempt: str, max_bytes: int):
+    def __init__(self, staging: str, split: str, task: int, attempt: str, max_bytes: int,
+                 checksums: bool = False):
         self.staging, self.split, self.task, self.attempt = staging, split, task, attempt
         self.max_bytes = max_bytes
+        self.checksums = checksums
         self.done: List[StagedShard] = []
         self._stream = None
         self._writer: Optional[TFRecordWriter] = None
@@ -80,6 +102,8 @@ class _ShardRoller:
             self.staging, f"{self.split}-t{self.task:06d}-{self.attempt}-{seq:04d}.tfrecord"
         )
         self._stream = fs.open_output(self._path)
+        if self.checksums:
+            self._stream = _HashingStream(self._stream)
         self._writer = TFRecordWriter(self._stream)
 
     def write(self, record) -> None:
@@ -96,9 +120,10 @@ class _ShardRoller:
         self._stream.close()
         index_path = self._path[: -len(".tfrecord")] + ".idx"
         fs.write_bytes(index_path, self._writer.index_text().encode("ascii"))
+        digest = self._stream.hash.hexdigest() if self.checksums else None
         self.done.append(
             StagedShard(self.split, self._path, index_path, self._writer.num_records,
-                        self._writer.bytes_written, self.task, len(self.done))
+                        self._writer.bytes_written, self.task, len(self.done), digest)
         )
         self._stream = self._writer = None
 
@@ -130,8 +155,16 @@ class TFRecordDatasink(Datasink):
         manifest_fields: Dict[str, Any],
         ignored: List[Dict[str, str]],
         overwrite: bool,
+        checksums: bool = False,
+        locked: bool = False,
     ):
+        """``checksums``: store each shard's SHA-256 in the manifest. ``locked``: the caller
+        holds the lock of ``out`` under ``run_id`` (:mod:`~ray_ingest.convert.lock`),
+        checked before committing."""
         self.out = fs.normalize(out)
+        self.run_id = run_id
+        self.checksums = checksums
+        self.locked = locked
         self.staging = fs.join(self.out, mf.STAGING_PREFIX + run_id)
         self.shard_size_bytes = int(shard_size_bytes)
         self.num_inputs = int(num_inputs)
@@ -179,8 +212,8 @@ class TFRecordDatasink(Datasink):
                     roller = rollers.get(split)
                     if roller is None:
                         roller = rollers[split] = _ShardRoller(
-                            self.staging, split, task, attempt, self.shard_size_bytes
-                        )
+                            self.staging, split, task, attempt, self.shard_size_bytes,
+                            self.checksums)
                     roller.write(records[i])
                     result.written += 1
                     if notes[i]:
@@ -199,6 +232,8 @@ class TFRecordDatasink(Datasink):
 
     # -- commit on the driver ------------------------------------------------------------
     def on_write_complete(self, write_result) -> None:
+        if self.locked:
+            ensure_owner(self.out, self.run_id)  # a run that lost its lock never commits
         returns = [r for r in write_result.write_returns if r is not None]
         shards = [s for r in returns for s in r.shards]
         rejects = [x for r in returns for x in r.rejects]
@@ -252,6 +287,8 @@ class TFRecordDatasink(Datasink):
                 fs.move(s.index_path, fs.join(out, mf.index_name(name)))
                 entries.append({"file": name, "index": mf.index_name(name),
                                 "num_records": s.num_records, "num_bytes": s.num_bytes})
+                if s.sha256 is not None:
+                    entries[-1]["sha256"] = s.sha256
             splits[split] = mf.split_entry(entries)
         fs.write_atomic(rejects_path, ("\n".join(lines) + "\n" if lines else "").encode())
         fs.delete_dir(self.staging)
@@ -263,6 +300,7 @@ class TFRecordDatasink(Datasink):
             num_written=written,
             num_rejected=len(rejects),
             num_ignored=len(self.ignored),
+            ignored_reasons=dict(sorted(Counter(r["reason"] for r in self.ignored).items())),
             conversions=dict(sorted(notes.items())),
             rejects_file=mf.REJECTS_NAME,
             reject_reasons=dict(sorted(Counter(r["reason"] for r in rejects).items())),

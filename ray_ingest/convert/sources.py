@@ -1,8 +1,9 @@
 """What to convert: a class-folder tree, or a CSV/JSONL list of ``path,label``.
 
 Both give a list of :class:`Input` (where to read it, its name relative to the source, its
-label) plus the class names, and assign each input to ``train`` or ``val`` by a stable hash of
-its relative name and the seed, so that re-running gives the same split.
+label) plus the class names, one input per real file, and assign each input to ``train`` or
+``val`` by a stable hash of its relative name and the seed, so that re-running gives the same
+split.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import os
 import posixpath
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ray_ingest import fs
 from ray_ingest.errors import SourceError
@@ -26,10 +27,18 @@ IMAGE_EXTENSIONS = frozenset(
 LIST_EXTENSIONS = (".csv", ".jsonl", ".ndjson")
 
 
+#: Why a file under SRC was not taken (the listing's own reasons; those of links and folders
+#: come from :func:`ray_ingest.fs.walk_files`).
+R_HIDDEN = "hidden-file"
+R_NO_CLASS = "outside-class-folder"
+R_NOT_IMAGE = "not-an-image-extension"
+R_DUPLICATE = fs.DUPLICATE
+
+
 @dataclass(frozen=True)
 class Input:
-    path: str  # absolute local path or URI to read
-    relpath: str  # name relative to SRC, stored as image/filename
+    path: str  # where to read it: its real path (local) or normalised URI, also its identity
+    relpath: str  # its normalised name relative to SRC (or the list), stored as image/filename
     label: int
 
 
@@ -37,49 +46,72 @@ class Input:
 class Listing:
     inputs: List[Input]
     class_names: List[str]
-    #: Files under SRC that were not taken, with why (not images by extension, outside a
-    #: class folder): reported, never silently dropped.
-    ignored: List[Tuple[str, str]] = field(default_factory=list)
+    #: What was not taken, with why (not images by extension, outside a class folder,
+    #: symlink loops, links leaving SRC, duplicates): reported, never silently dropped.
+    ignored: List[fs.Skipped] = field(default_factory=list)
 
 
-def list_source(src: str) -> Listing:
+def list_source(src: str, *, follow_links: bool = False,
+                num_classes: Optional[int] = None) -> Listing:
+    """The inputs of SRC, one per real file: a file reached under several names (links,
+    ``./a.jpg`` and ``a.jpg``) is taken once, under its first name in listing order, and the
+    others are reported as duplicates. ``num_classes`` fixes the number of classes (integer
+    labels may then leave ids unused)."""
     src = fs.normalize(src)
     if src.lower().endswith(LIST_EXTENSIONS):
         if not fs.exists(src):
             raise SourceError(f"{src}: list file not found")
-        return _list_file(src)
+        return _list_file(src, num_classes)
     if not fs.isdir(src):
         raise SourceError(
             f"{src}: not a directory of class folders nor a .csv/.jsonl list (or does not exist)"
         )
-    return _list_tree(src)
+    return _list_tree(src, follow_links, num_classes)
 
 
-def _list_tree(src: str) -> Listing:
-    files = fs.walk_files(src)
-    ignored: List[Tuple[str, str]] = []
-    taken: List[Tuple[str, str]] = []  # (relpath, class name)
-    for rel, _size in files:
+def _list_tree(src: str, follow_links: bool, num_classes: Optional[int]) -> Listing:
+    walk = fs.walk_files(src, follow_links=follow_links)
+    ignored = list(walk.skipped)
+    taken: List[Tuple[str, str, str]] = []  # (relpath, identity, class name)
+    for rel, real in walk.files:
         name = posixpath.basename(rel)
+        is_image = posixpath.splitext(name)[1].lower() in IMAGE_EXTENSIONS
         if name.startswith("."):
-            ignored.append((rel, "hidden file"))
-            continue
-        if "/" not in rel:
-            if posixpath.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                ignored.append((rel, "image outside any class folder"))
-            else:
-                ignored.append((rel, "not an image file by its extension"))
-            continue
-        if posixpath.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
-            ignored.append((rel, "not an image file by its extension"))
-            continue
-        taken.append((rel, rel.split("/", 1)[0]))
-    names = sorted({c for _, c in taken})
+            ignored.append(fs.Skipped(rel, R_HIDDEN, "hidden file"))
+        elif not is_image:
+            ignored.append(fs.Skipped(rel, R_NOT_IMAGE, "not an image file by its extension"))
+        elif "/" not in rel:
+            ignored.append(fs.Skipped(rel, R_NO_CLASS, "image outside any class folder"))
+        else:
+            taken.append((rel, real, rel.split("/", 1)[0]))
+    names = sorted({c for _, _, c in taken})
     if not names:
         raise SourceError(f"{src}: no class folders with image files found")
+    if num_classes is not None and num_classes != len(names):
+        raise SourceError(f"{src}: {len(names)} class folders, but --num-classes is {num_classes}")
     ids = {c: i for i, c in enumerate(names)}
-    inputs = [Input(fs.join(src, rel), rel, ids[c]) for rel, c in taken]
+    inputs = _dedupe([(Input(real, rel, ids[c]), rel) for rel, real, c in taken], names, ignored)
     return Listing(inputs, names, ignored)
+
+
+def _dedupe(candidates: List[Tuple[Input, str]], class_names: List[str],
+            ignored: List[fs.Skipped]) -> List[Input]:
+    """Keeps the first input of each identity; reports the others (``where``: how to find
+    each in the source) as duplicates naming the kept one."""
+    kept: Dict[str, Tuple[Input, str]] = {}
+    inputs = []
+    for item, where in candidates:
+        first = kept.setdefault(item.path, (item, where))
+        if first[0] is item:
+            inputs.append(item)
+            continue
+        message = ("" if where == item.relpath else f"{where}: ") + \
+            f"the same file as {first[1]} (kept)"
+        if first[0].label != item.label:
+            message += (f"; labels differ: {class_names[item.label]!r} here, "
+                        f"{class_names[first[0].label]!r} kept")
+        ignored.append(fs.Skipped(item.relpath, R_DUPLICATE, message))
+    return inputs
 
 
 def _read_list_rows(path: str) -> List[Tuple[int, str, str]]:
@@ -110,39 +142,56 @@ def _read_list_rows(path: str) -> List[Tuple[int, str, str]]:
     return rows
 
 
-def _list_file(path: str) -> Listing:
+def _list_file(path: str, num_classes: Optional[int]) -> Listing:
     rows = _read_list_rows(path)
     if not rows:
         raise SourceError(f"{path}: the list is empty")
-    base = posixpath.dirname(path) if fs.is_uri(path) else os.path.dirname(path)
-    labels = [label for _, _, label in rows]
     for lineno, p, label in rows:
         if not p:
             raise SourceError(f"{path}:{lineno}: empty path")
         if not label:
             raise SourceError(f"{path}:{lineno}: empty label")
-    if all(label.isdigit() for label in labels):
-        # Integer labels are class ids; names are their decimal strings.
-        names = [str(i) for i in range(max(int(x) for x in labels) + 1)]
-        ids: Dict[str, int] = {label: int(label) for label in labels}
-    else:
-        names = sorted(set(labels))
-        ids = {c: i for i, c in enumerate(names)}
-    inputs = []
-    seen: Dict[str, int] = {}
+    names, ids = _class_ids(path, rows, num_classes)
+    base = posixpath.dirname(path) if fs.is_uri(path) else os.path.dirname(path)
+    candidates = []
     for lineno, p, label in rows:
-        if fs.is_uri(p) or p.startswith("/"):
-            full, rel = fs.normalize(p), p
+        if fs.is_uri(p):
+            full = rel = fs.canonical(p)
         else:
-            full, rel = fs.join(base, p), p
-        if rel in seen:
+            # Normalised name: 'a.jpg', './a.jpg' and 'x/../a.jpg' are all 'a.jpg'.
+            rel = posixpath.normpath(p.replace(os.sep, "/"))
+            full = p if posixpath.isabs(p) else fs.join(base, p)
+        candidates.append((Input(fs.canonical(full), rel, ids[label]), f"line {lineno} ({p!r})"))
+    ignored: List[fs.Skipped] = []
+    inputs = _dedupe(candidates, names, ignored)
+    return Listing(inputs, names, ignored)
+
+
+def _class_ids(path: str, rows: List[Tuple[int, str, str]],
+               num_classes: Optional[int]) -> Tuple[List[str], Dict[str, int]]:
+    """Class names and the id of each label. All-integer labels are class ids: dense
+    0..K-1, or below ``num_classes`` when it is given; anything else names the first line
+    that breaks the rule (a stray 999999 would otherwise make a million classes)."""
+    labels = [label for _, _, label in rows]
+    if not all(label.isdigit() for label in labels):
+        names = sorted(set(labels))
+        if num_classes is not None and num_classes != len(names):
             raise SourceError(
-                f"{path}:{lineno}: {p!r} is listed twice (first on line {seen[rel]}); "
-                "each input must appear once"
-            )
-        seen[rel] = lineno
-        inputs.append(Input(full, rel, ids[label]))
-    return Listing(inputs, names, [])
+                f"{path}: {len(names)} distinct labels, but --num-classes is {num_classes}")
+        return names, {c: i for i, c in enumerate(names)}
+    values = {label: int(label) for label in labels}
+    k = num_classes if num_classes is not None else len(set(values.values()))
+    for lineno, _, label in rows:
+        if values[label] < k:
+            continue
+        if num_classes is not None:
+            raise SourceError(f"{path}:{lineno}: label {label} is not below --num-classes {k}")
+        unused = sorted(set(range(k)) - set(values.values()))
+        raise SourceError(
+            f"{path}:{lineno}: label {label}: integer labels are class ids and must be dense, "
+            f"0..{k - 1} for the {k} distinct labels of this list (id {unused[0]} is unused); "
+            "pass --num-classes N if the dataset has N classes and some have no images")
+    return [str(i) for i in range(k)], values
 
 
 def split_of(relpath: str, seed: int, val_fraction: float) -> str:

@@ -1,7 +1,8 @@
 """``manifest.json``: what a conversion wrote. Written last, atomically; read and checked first.
 
 Also the names of everything in a conversion output: shards (``<split>-%05d-of-%05d.tfrecord``),
-their ``.idx`` files, the rejects file, and the staging folders of runs in progress.
+their ``.idx`` files, the rejects file, and the staging folders and the lock of runs in
+progress.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ REJECTS_NAME = "rejects.jsonl"
 FORMAT_NAME = "ray-ingest/tfrecord-image-classification"
 FORMAT_VERSION = 1
 STAGING_PREFIX = "_staging-"
+#: The one-writer lock of a conversion in progress (see :mod:`ray_ingest.convert.lock`).
+LOCK_NAME = "_writer.lock"
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 SHARD_RE = re.compile(r"^(%s)-\d{5}-of-\d{5}\.(tfrecord|idx)$" % "|".join(keys.SPLITS))
 
 
@@ -38,6 +42,8 @@ class ShardInfo:
     index: str
     num_records: int
     num_bytes: int
+    #: SHA-256 of the shard file, hex (conversions with checksums only).
+    sha256: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,9 @@ def validate(data: Dict[str, Any], path: str) -> None:
             ) or not all(isinstance(s.get(k), int) and s[k] >= 0
                          for k in ("num_records", "num_bytes")):
                 raise ManifestError(f"{path}: split {split!r} lists a bad shard entry {s!r}")
+            if s.get("sha256") is not None and not _SHA256_RE.match(str(s["sha256"])):
+                raise ManifestError(f"{path}: split {split!r}: shard {s['file']} has a bad "
+                                    f"sha256 {s['sha256']!r} (64 lowercase hex digits expected)")
         for total in ("num_records", "num_bytes"):
             listed = sum(s[total] for s in info["shards"])
             if total in info and info[total] != listed:
@@ -167,7 +176,7 @@ def header(*, source: str, encoding: str, size: int, resize_mode: str, quality: 
 
 def split_entry(shards: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """A split's manifest entry from its shard entries (``file``, ``index``, ``num_records``,
-    ``num_bytes``), with the totals."""
+    ``num_bytes``, optionally ``sha256``), with the totals."""
     return {"num_records": sum(e["num_records"] for e in shards),
             "num_bytes": sum(e["num_bytes"] for e in shards),
             "shards": list(shards)}

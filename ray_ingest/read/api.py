@@ -6,6 +6,7 @@ from typing import Dict, Iterator, Optional
 
 import numpy as np
 
+from ray_ingest.errors import ManifestError
 from ray_ingest.format.manifest import read_manifest
 from ray_ingest.read.decode import decode_ahead
 from ray_ingest.read.options import ReadOptions, RecordSpec, block_rows_for
@@ -18,7 +19,9 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
 
     ``path`` is a conversion output directory or URI (it must hold ``manifest.json``). Options
     (a :class:`ReadOptions`, or its fields as keyword arguments):
-    ``verify_crc`` checks every record's CRC; ``skip_corrupt`` skips the rest of a corrupt
+    ``verify_crc`` checks every record's CRC; ``verify_checksums`` checks each shard's
+    SHA-256 against the manifest (a conversion made with checksums; read tasks then read
+    whole shards and hash every byte); ``skip_corrupt`` skips the rest of a corrupt
     shard piece (logged) instead of failing; ``shuffle_files`` shuffles the order of shards
     and ``shuffle_records`` the records within each read task (seeded by ``seed``; a new order
     each plan without one); ``limit`` caps the number of rows; ``repeat`` streams the split
@@ -45,6 +48,9 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
     opts = options or ReadOptions(**kwargs)
     manifest = read_manifest(path)
     check_files(manifest, split)
+    if opts.verify_checksums and any(s.sha256 is None for s in manifest.shards(split)):
+        raise ManifestError(f"{manifest.path}: verify_checksums, but the shards of split "
+                            f"{split!r} have no SHA-256 (convert with --checksums)")
     ensure_ray()
     source = TFRecordShardDatasource(manifest, split, opts)
     num_blocks = opts.override_num_blocks

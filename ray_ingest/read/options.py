@@ -26,6 +26,9 @@ class ReadOptions:
     """Options of :func:`ray_ingest.read_records` (see its docstring)."""
 
     verify_crc: bool = True
+    #: Check each shard's SHA-256 against the manifest (a conversion with checksums): read
+    #: tasks then read whole shards, never parts, and hash every byte.
+    verify_checksums: bool = False
     skip_corrupt: bool = False
     shuffle_files: bool = False
     #: Shuffle the records inside each read task.

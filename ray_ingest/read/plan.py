@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 from ray_ingest import fs
 from ray_ingest.errors import ManifestError
@@ -26,6 +26,7 @@ class ShardRange:
     stop: int
     shard_records: int
     shard_bytes: int
+    sha256: Optional[str] = None
 
     @property
     def whole(self) -> bool:
@@ -43,6 +44,7 @@ def plan_tasks(manifest: Manifest, split: str, parallelism: int,
     The stream is the shards in manifest order (shuffled per pass with ``shuffle_files``),
     ``repeat`` times over. A task takes a whole number of blocks: about ``parallelism``
     tasks a pass, but at least ~8 MB (and one block) and at most ~128 MB of shard bytes.
+    With ``verify_checksums`` every piece is a whole shard (a task may then hold more).
     """
     shards = [s for s in manifest.shards(split) if s.num_records > 0]
     total = sum(s.num_records for s in shards)
@@ -69,12 +71,13 @@ def plan_tasks(manifest: Manifest, split: str, parallelism: int,
         for s in order:
             start = 0
             while start < s.num_records:
-                take = min(room, s.num_records - start)
+                take = s.num_records if options.verify_checksums else min(
+                    room, s.num_records - start)
                 current.append(ShardRange(s.file, s.index, start, start + take, s.num_records,
-                                          s.num_bytes))
+                                          s.num_bytes, s.sha256))
                 start += take
                 room -= take
-                if room == 0:
+                if room <= 0:
                     tasks.append(current)
                     current, room = [], per_task
     if current:

@@ -25,6 +25,8 @@ from ray_ingest.errors import (
 from ray_ingest.format import keys
 from ray_ingest.format.example import parse_example, split_encoded
 from ray_ingest.format.framing import read_index, scan_records
+from ray_ingest.format.manifest import ShardInfo
+from ray_ingest.format.records import check_shard_bytes
 import ray_ingest.read.decode as dec
 from ray_ingest.read.options import ReadOptions, RecordSpec, block_rows_for
 from ray_ingest.read.plan import ShardRange
@@ -32,20 +34,23 @@ from ray_ingest.read.plan import ShardRange
 logger = logging.getLogger("ray_ingest")
 
 
-def read_range_bytes(root: str, r: ShardRange, skip_corrupt: bool) -> Tuple[bytes, int]:
+def read_range_bytes(root: str, r: ShardRange, skip_corrupt: bool,
+                     verify_checksum: bool = False) -> Tuple[bytes, int]:
     """``(bytes, byte offset of the first record)`` of a range, using the index to cut it.
 
     A short file raises :class:`RecordCorruptError`, unless ``skip_corrupt`` (then the
-    record scan reports where it ends)."""
+    record scan reports where it ends). A whole shard is checked against its SHA-256 with
+    ``verify_checksum`` (a mismatch that no record's CRC shows is never skipped)."""
     path = fs.join(root, r.file)
     try:
         if r.whole:
             data = fs.read_bytes(path)
-            if len(data) != r.shard_bytes and not skip_corrupt:
-                raise RecordCorruptError(
-                    path, min(len(data), r.shard_bytes),
-                    f"file has {len(data)} bytes, the manifest says {r.shard_bytes} "
-                    "(truncated or replaced shard)")
+            info = ShardInfo(r.file, r.index, r.shard_records, r.shard_bytes, r.sha256)
+            try:
+                check_shard_bytes(path, data, info, checksum=verify_checksum)
+            except RecordCorruptError:
+                if not skip_corrupt:
+                    raise
             return data, 0
         idx_path = fs.join(root, r.index)
         entries = read_index(fs.read_bytes(idx_path).decode("ascii"), idx_path)
@@ -113,7 +118,7 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
     owners: List[int] = []
     for r in pieces:
         path = fs.join(root, r.file)
-        data, base = read_range_bytes(root, r, opts.skip_corrupt)
+        data, base = read_range_bytes(root, r, opts.skip_corrupt, opts.verify_checksums)
         got, error = scan_records(data, path=path, base_offset=base, verify=opts.verify_crc,
                                   skip_corrupt=opts.skip_corrupt)
         if error is not None:
