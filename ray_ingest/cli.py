@@ -24,8 +24,18 @@ def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any):
     return cls(**values)
 
 
+def _verbose_parent() -> argparse.ArgumentParser:
+    """``-v`` before or after the verb (``jobs/*.py`` pass their arguments after it)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show Ray's, Ray Data's, Ray Train's and TensorFlow's own logs and "
+                        "start-up banners (default: only ray-ingest's lines, warnings and "
+                        "errors, and a progress display per stage)")
+    return p
+
+
 def _parser(sub, name: str, help: str, run) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help, description=help,
+    p = sub.add_parser(name, help=help, description=help, parents=[_verbose_parent()],
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.set_defaults(func=run)
     return p
@@ -204,11 +214,14 @@ def _run_train(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ray_ingest import __version__
+
     parser = argparse.ArgumentParser(
         prog="ray-ingest",
         description="Ray-based ingestion and training for image models.",
+        parents=[_verbose_parent()],
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_synth_arguments(_parser(sub, "synth", "draw a learnable synthetic dataset of JPEGs",
                                  _run_synth))
@@ -226,10 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    from ray_ingest import quiet
+
+    quiet.configure(verbose=verbose)
+    # Quiet: other libraries' warnings and errors, and ray-ingest's own lines from INFO up.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("ray_ingest").setLevel(logging.DEBUG if verbose else logging.INFO)
     from ray_ingest.errors import RayIngestError
 
     try:

@@ -108,3 +108,79 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ---- counted in Ray tasks ------------------------------------------------------------------
+
+
+class _Counter:
+    """The count of a :class:`RemoteProgress`, in a Ray actor that tasks anywhere add to."""
+
+    def __init__(self):
+        self.count = 0
+
+    def add(self, n: int) -> None:
+        self.count += int(n)
+
+    def get(self) -> int:
+        return self.count
+
+
+class RemoteProgress:
+    """A :class:`Progress` fed from Ray tasks on any node of the cluster.
+
+        with RemoteProgress("convert", total=n) as progress:
+            ds.map_batches(functools.partial(fn, counter=progress.counter)) ...
+            # inside fn, per batch:  counter.add.remote(len(batch))
+
+    ``counter`` is a handle of a small actor (no CPU reserved; restarted if its process
+    dies, which only loses count); a thread here reads it every ``poll`` seconds and draws.
+    Disabled, nothing is started and ``counter`` is None. Leaving the block draws the last
+    line (``summary``, or the count, time and rate) and ends the actor.
+    """
+
+    def __init__(self, desc: str, total: Optional[int] = None, unit: str = "images", *,
+                 enabled: bool = True, poll: float = 0.5, summary: Optional[str] = None,
+                 **kwargs):
+        self.bar = Progress(desc, total, unit, enabled=enabled, **kwargs)
+        self.poll, self.summary = poll, summary
+        self.counter = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def __enter__(self) -> "RemoteProgress":
+        if self.bar.enabled:
+            import ray
+
+            actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(_Counter)
+            self.counter = actor.remote()
+            self._thread = threading.Thread(target=self._follow, name="progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def _read(self, timeout: float) -> None:
+        import ray
+
+        try:
+            count = ray.get(self.counter.get.remote(), timeout=timeout)
+        except Exception:  # noqa: BLE001 - a display: a late or restarted counter is skipped
+            return
+        # Retried tasks count twice: the display never runs past the total.
+        self.bar.set(min(count, self.bar.total) if self.bar.total else count)
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll):
+            self._read(timeout=max(1.0, 4 * self.poll))
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if self.counter is None:
+            self.bar.close(self.summary)
+            return
+        import ray
+
+        self._stop.set()
+        self._thread.join()
+        if exc_type is None:
+            self._read(timeout=10.0)
+        self.bar.close(self.summary if exc_type is None else None)
+        ray.kill(self.counter)

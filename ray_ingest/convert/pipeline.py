@@ -126,8 +126,11 @@ def _read_all(paths: List[str], threads: int) -> List[Any]:
         return list(pool.map(read, paths))
 
 
-def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str]) -> pa.Table:
-    """``map_batches`` function: reads, decodes, resizes and encodes each input of the batch."""
+def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str],
+                  counter=None) -> pa.Table:
+    """``map_batches`` function: reads, decodes, resizes and encodes each input of the batch
+    (and adds their number to ``counter``, a :class:`~ray_ingest.progress.RemoteProgress`
+    counter, when given)."""
     paths = batch.column("path").to_pylist()
     rels = batch.column("relpath").to_pylist()
     labels = batch.column("label").to_pylist()
@@ -159,6 +162,8 @@ def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str]) -> p
         rejects.append(reject)
         messages.append(message)
         notes.append(note)
+    if counter is not None:
+        counter.add.remote(len(paths))
     return pa.Table.from_arrays(
         [
             pa.array(records, pa.binary()),
@@ -209,14 +214,17 @@ def convert(
     options: Optional[ConvertOptions] = None,
     *,
     datasink_cls: type = TFRecordDatasink,
+    show_progress: bool = True,
     **kwargs,
 ) -> ConvertReport:
     """Converts SRC (class folders or a CSV/JSONL list) into TFRecord shards under OUT.
 
+    ``show_progress``: one progress display of the images converted (on stderr).
     ``datasink_cls`` exists for fault-injection tests (a subclass of ``TFRecordDatasink``).
     """
     import ray
 
+    from ray_ingest.progress import RemoteProgress
     from ray_ingest.runtime import PIPELINE_CONTEXT, data_context, ensure_ray
 
     if options is not None and kwargs:
@@ -248,9 +256,11 @@ def convert(
         ignored=[{"path": p, "reason": "ignored", "message": why} for p, why in listing.ignored],
         overwrite=opts.overwrite,
     )
-    with data_context(**PIPELINE_CONTEXT):
+    with data_context(**PIPELINE_CONTEXT), RemoteProgress(
+            "convert", total=n, unit="images", enabled=show_progress) as progress:
         ds = ray.data.from_arrow(blocks).map_batches(
-            functools.partial(convert_batch, spec=spec, class_names=listing.class_names),
+            functools.partial(convert_batch, spec=spec, class_names=listing.class_names,
+                              counter=progress.counter),
             batch_size=opts.batch_size,
             batch_format="pyarrow",
             zero_copy_batch=True,
