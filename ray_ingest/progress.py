@@ -16,6 +16,13 @@ import time
 from typing import Optional, TextIO
 
 
+def _rate(per_second: float) -> str:
+    """``1,234/s``; a slow rate keeps two significant digits (``0.27/s``)."""
+    if per_second >= 10 or per_second == 0:
+        return f"{per_second:,.0f}/s"
+    return f"{per_second:.2g}/s"
+
+
 def _duration(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     if seconds < 60:
@@ -74,13 +81,13 @@ class Progress:
             left = (self.total - self.count) / rate if rate > 0 else None
             eta = f", {_duration(left)} left" if left is not None and self.count < self.total else ""
             text = (f"{self.count:,}/{self.total:,} {self.unit} ({done:.0%}), "
-                    f"{rate:,.0f}/s{eta}")
+                    f"{_rate(rate)}{eta}")
             if self.live:
                 width = 24
                 filled = int(done * width)
                 return f"{self.desc} [{'#' * filled}{'.' * (width - filled)}] {text}"
             return f"{self.desc}: {text}"
-        return f"{self.desc}: {self.count:,} {self.unit}, {rate:,.0f}/s"
+        return f"{self.desc}: {self.count:,} {self.unit}, {_rate(rate)}"
 
     def _draw(self, now: float) -> None:
         if self.live:
@@ -99,7 +106,7 @@ class Progress:
                 return
             now = time.monotonic()
             text = summary or (f"{self.desc}: {self.count:,} {self.unit} in "
-                               f"{_duration(now - self.started)} ({self.rate(now):,.0f}/s)")
+                               f"{_duration(now - self.started)} ({_rate(self.rate(now))})")
             self.stream.write(("\r\x1b[2K" if self.live else "") + text + "\n")
             self.stream.flush()
 
