@@ -110,8 +110,9 @@ def runtime_env() -> Dict[str, Any]:
     if is_verbose():
         return {}
     submitted = _submitted_runtime_env()
-    env_vars = {k: v for k, v in QUIET_ENV.items()
-                if k not in os.environ and k not in submitted.get("env_vars", {})}
+    # This process's value where it has one (the user's, or the default set here).
+    env_vars = {k: os.environ.get(k, v) for k, v in QUIET_ENV.items()
+                if k not in submitted.get("env_vars", {})}
     env: Dict[str, Any] = {"env_vars": env_vars} if env_vars else {}
     if "worker_process_setup_hook" not in submitted:
         env["worker_process_setup_hook"] = WORKER_SETUP_HOOK

@@ -84,13 +84,17 @@ def _measure_records(plan: ConversionPlan, table, options: ConvertOptions) -> No
     sizes = [len(r) + OVERHEAD for r in out.column(COL_RECORD).to_pylist() if r is not None]
     plan.sample_rejects = Counter(r for r in out.column(COL_REJECT).to_pylist() if r)
     plan.record_bytes = sum(sizes) / len(sizes) if sizes else 0.0
+    if not sizes:
+        return
     # The shard writer gets about one shard's worth of rows per write task and writes each
-    # split of them to its own file, rolling at the size limit.
+    # split of them to files of its own, rolling at the size limit (a record larger than the
+    # limit gets a file to itself).
     shard_bytes = options.shard_size_mb * 1e6
-    split_bytes = {s: sum(plan.counts[s]) * plan.record_bytes for s in SPLITS}
-    tasks = max(1, math.ceil(sum(split_bytes.values()) / shard_bytes))
-    plan.shards = {s: (max(math.ceil(b / shard_bytes), min(tasks, sum(plan.counts[s])))
-                       if sum(plan.counts[s]) else 0) for s, b in split_bytes.items()}
+    per_shard = max(1, int(shard_bytes // plan.record_bytes))
+    tasks = max(1, math.ceil(plan.num_inputs * plan.record_bytes / shard_bytes))
+    for split in SPLITS:
+        n = sum(plan.counts[split])
+        plan.shards[split] = max(math.ceil(n / per_shard), min(tasks, n))
 
 
 def _examples(paths: List[str], limit: int = 3) -> str:
