@@ -14,7 +14,9 @@ def ensure_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None)
     """Connects to Ray once per process.
 
     Inside ``ray job submit`` (``RAY_ADDRESS`` set) or with ``address``, joins that cluster;
-    otherwise starts an embedded local instance, the default for the CLI and the demo.
+    otherwise starts an embedded local instance, the default for the CLI and the demo. Unless
+    :mod:`ray_ingest.quiet` was set verbose, the job is quiet: this process and, through the
+    job's runtime environment, every worker (see that module).
     """
     import ray
 
@@ -31,9 +33,11 @@ def ensure_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None)
         ray.init(address=address, **kwargs)
     else:
         cpus = num_cpus or os.cpu_count() or 1
-        # The dashboard serves the State API, which Ray Train asks about its controller; it
-        # listens on loopback only.
-        ray.init(include_dashboard=True, dashboard_host="127.0.0.1", num_cpus=num_cpus,
+        # "local": a new instance even where a `ray start` cluster runs on this machine
+        # (which ray.init() would join). The dashboard serves the State API, which Ray Train
+        # asks about its controller; it listens on loopback only.
+        ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1",
+                 num_cpus=num_cpus,
                  _system_config={"num_workers_soft_limit": worker_soft_limit(cpus)}, **kwargs)
     if not quiet.is_verbose():
         quiet.filter_worker_logs()

@@ -196,9 +196,10 @@ def test_readme_cluster_block_runs_as_printed(tmp_path):
         r = subprocess.run(["bash", str(script)], cwd=proj, env=env, capture_output=True,
                            text=True, timeout=1500)
         out = r.stdout + r.stderr
+        (tmp_path / "readme-cluster.log").write_text(out)
         assert r.returncode == 0, out[-6000:]
         manifest = json.loads((proj / "demo-data" / "shards-64" / "manifest.json").read_text())
-        assert manifest["num_written"] == 300 and manifest["size"] == 64
+        assert manifest["num_written"] == 300 and manifest["height"] == 64
         assert "300 images in, 300 written" in out
         assert "epoch 3/3" in out and "train done" in out
         assert list((proj / "runs").iterdir())

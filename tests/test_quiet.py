@@ -163,3 +163,13 @@ def test_train_log_holds_epochs_and_no_ray_or_tf_lines(learnable, tmp_path):
     assert not [line for line in lines if NOISE.search(line)], r.stdout
     assert sum("epoch " in line and "/3" in line for line in lines) >= 3, r.stdout
     assert len(lines) <= 30, r.stdout
+
+
+def test_a_restart_is_announced_by_the_run_itself():
+    from ray_ingest.train.loop import start_line
+
+    assert start_line(0, 0, 0, False) == ""
+    assert start_line(0, 0, 3, True) == "resumed from the checkpoint of epoch 3"
+    line = start_line(1, 2, 3, True)
+    assert line.startswith("restart 1 (--max-failures 2)") and "epoch 4" in line
+    assert "--max-failures unlimited" in start_line(2, -1, 0, False)
