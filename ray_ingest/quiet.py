@@ -20,7 +20,9 @@ applies them in each worker process as it starts. Each switch is the library's o
 * Ray Data: progress output off (our own display stands for it) and the ``ray.data`` console
   handler at WARNING; Ray Data's log file in the session folder still gets everything.
 * Ray Train: ``RunConfig(logging_config=LoggingConfig(log_level=train_log_level()))``.
-* Ray core: ``ray.init(logging_level=...)``; Ray's deprecation warnings about its own calls.
+* Ray core: ``ray.init(logging_level=...)``; Ray's deprecation warnings about its own calls;
+  and the worker output that Ray prints on the driver leaves out one note that Ray's core
+  writes about Ray Train's own actors at every run (:func:`filter_worker_logs`).
 
 A worker also learns its cluster's address (``RAY_ADDRESS``) so that the State API, which Ray
 Train asks about its controller, finds this cluster's dashboard even when several Ray
@@ -54,6 +56,9 @@ WORKER_SETUP_HOOK = "ray_ingest.quiet.setup_worker"
 _RAY_ADVICE = (
     "Progress bars disabled",
     "Progress bars for operators disabled",
+    # A look at Ray's resource view as a dataset starts, which lags behind: right after one
+    # stage ends (its tasks still shown as holding the CPUs), the next one gets this warning.
+    "Warning: The Ray cluster currently does not have any available CPUs",
 )
 
 #: Ray loggers named after their file rather than their module, which Ray Train's log level
@@ -63,7 +68,7 @@ _RAY_FILE_LOGGERS = ("train/v2/_internal/execution/context.py",)
 #: Lines of Ray's worker processes that are notes on Ray's own internals, not on the job:
 #: hidden from the driver's console in quiet mode (still in the workers' log files).
 _RAY_INTERNAL_LINES = re.compile(
-    # Ray Train's preemption watcher actor, at the start of every run (ray-project/ray#53727).
+    # About Ray Train's preemption-watcher actor, at the start of every training run.
     r"core_worker\.cc:\d+: Actor with class name: '\w+' and ID: '\w+' has constructor "
     r"arguments in the object store and max_restarts > 0"
 )
@@ -151,7 +156,10 @@ def filter_worker_logs() -> None:
         from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
     except ImportError:
         return
-    with dispatcher._lock:
+    lock = getattr(dispatcher, "_lock", None)
+    if lock is None or not isinstance(getattr(dispatcher, "handlers", None), list):
+        return
+    with lock:
         handlers = list(dispatcher.handlers)
         for i, (name, handler) in enumerate(handlers):
             if name == "ray_print_logs" and not isinstance(handler, _LineFilter):

@@ -89,11 +89,13 @@ def make_synth_tree(root: Path, num_images: int, num_classes: int, width: int, h
 
 #: Lines of Ray, Ray Data, Ray Train and TensorFlow that quiet output leaves out: Ray Data's
 #: execution and progress logs, Ray Train's report dumps and checkpoint notes, TensorFlow's
-#: INFO logs and load banners, Ray Train's cleaner failing to reach the State API.
+#: INFO logs and load banners, Ray Train's cleaner failing to reach the State API, Ray core's
+#: note on Ray Train's own actors.
 NOISE = re.compile(r"Starting execution|Execution plan|logging_progress|TrainingReport\(|"
                    r"Checkpoint successfully|oneDNN custom operations|absl::InitializeLog|"
                    r"INFO:tensorflow|I\d{4} [\d:.]+\s+\d+ \S+:\d+\]|PlacementGroupCleaner|"
-                   r"Started a local Ray instance")
+                   r"Started a local Ray instance|has constructor arguments in the object store|"
+                   r"does not have any available CPUs")
 
 
 def fresh_env() -> Dict[str, str]:

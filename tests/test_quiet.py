@@ -78,6 +78,8 @@ def test_ray_data_console_keeps_warnings_and_drops_advice():
             return handler.filter(rec)
 
         assert not passes("Progress bars disabled. To enable, set ...")
+        assert not passes("Warning: The Ray cluster currently does not have any available "
+                          "CPUs. The Dataset job will hang unless more CPUs are freed up.")
         assert passes("Failed to read shard x; retrying")
     finally:
         log.removeHandler(handler)
