@@ -24,9 +24,29 @@ def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any):
     return cls(**values)
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show: flags, and options
+    whose help says what their absence means."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _verbose_parent() -> argparse.ArgumentParser:
+    """``-v`` before or after the verb (``jobs/*.py`` pass their arguments after it)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show Ray's, Ray Data's, Ray Train's and TensorFlow's own logs and "
+                        "start-up banners (default: only ray-ingest's lines, warnings and "
+                        "errors, and a progress display per stage)")
+    return p
+
+
 def _parser(sub, name: str, help: str, run) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help, description=help,
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(name, help=help, description=help, parents=[_verbose_parent()],
+                       formatter_class=_DefaultsFormatter)
     p.set_defaults(func=run)
     return p
 
@@ -42,13 +62,20 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="class-folder tree, or a .csv/.jsonl list of path,label (path or URI)")
     p.add_argument("out", help="output folder (path or URI)")
     p.add_argument("--size", type=int, default=d.size, help="square output side")
-    p.add_argument("--resize-mode", choices=RESIZE_MODES, default=d.resize_mode)
-    p.add_argument("--encoding", choices=keys.ENCODINGS, default=d.encoding)
+    p.add_argument("--resize-mode", choices=RESIZE_MODES, default=d.resize_mode,
+                   help="center-crop: crop to a square, then resize; squash: resize the whole "
+                        "image; pad: fit inside the square and pad")
+    p.add_argument("--encoding", choices=keys.ENCODINGS, default=d.encoding,
+                   help="how records store the pixels: JPEG bytes or raw uint8 HxWx3")
     p.add_argument("--quality", type=int, default=d.quality, help="JPEG quality")
-    p.add_argument("--shard-size-mb", type=float, default=d.shard_size_mb)
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--max-reject-fraction", type=float, default=d.max_reject_fraction)
+    p.add_argument("--shard-size-mb", type=float, default=d.shard_size_mb,
+                   help="largest size of a shard file")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="share of the inputs in the val split (a stable hash of each name)")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of the split and of the order of the inputs in the shards")
+    p.add_argument("--max-reject-fraction", type=float, default=d.max_reject_fraction,
+                   help="fail (and write no manifest) when more inputs than this are rejected")
     p.add_argument("--max-pixels", type=int, default=d.max_pixels,
                    help="reject images with more pixels, before decoding")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
@@ -64,12 +91,21 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checksums", action="store_true",
                    help="store each shard's SHA-256 in the manifest")
     p.add_argument("--report-json", help="also write the conversion summary to this JSON file")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the classes, images per class and split, the expected shards "
+                        "and what would be ignored or rejected; write nothing, start no Ray")
 
 
 def _run_convert(args) -> int:
     from ray_ingest.convert import ConvertOptions, convert
 
-    report = convert(args.src, args.out, config_from_args(ConvertOptions, args))
+    options = config_from_args(ConvertOptions, args)
+    if args.dry_run:
+        from ray_ingest.convert.dryrun import format_plan, plan_conversion
+
+        print("\n".join(format_plan(plan_conversion(args.src, args.out, options), options)))
+        return 0
+    report = convert(args.src, args.out, options)
     print(report.summary_line(), flush=True)
     m = report.manifest
     if m["conversions"]:
@@ -91,12 +127,13 @@ def _run_convert(args) -> int:
 
 
 def _add_synth_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("out")
-    p.add_argument("--num-images", type=int, default=2000)
-    p.add_argument("--classes", dest="num_classes", type=int, default=10)
+    p.add_argument("out", help="output folder of class folders of JPEGs (path or URI)")
+    p.add_argument("--num-images", type=int, default=2000, help="images to draw")
+    p.add_argument("--classes", dest="num_classes", type=int, default=10,
+                   help="number of classes (kinds of shapes)")
     p.add_argument("--size", default="320x240", help="WxH")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quality", type=int, default=90)
+    p.add_argument("--seed", type=int, default=0, help="the same seed draws the same images")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality")
 
 
 def _run_synth(args) -> int:
@@ -117,11 +154,13 @@ def _run_synth(args) -> int:
 
 
 def _add_demo_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workdir", default="demo-data")
-    p.add_argument("--num-images", type=int, default=3000)
-    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--workdir", default="demo-data",
+                   help="folder of the demo's images, shards and runs")
+    p.add_argument("--num-images", type=int, default=3000, help="synthetic images to draw")
+    p.add_argument("--classes", type=int, default=10, help="number of classes")
     p.add_argument("--epochs", type=int, default=6, help="training epochs")
-    p.add_argument("--framework", choices=("tf", "torch"), default="tf")
+    p.add_argument("--framework", choices=("tf", "torch"), default="tf",
+                   help="TensorFlow/Keras or PyTorch")
 
 
 def _run_demo(args) -> int:
@@ -140,10 +179,11 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 
     d = BenchConfig(data="")
     p.add_argument("data", help="a conversion output (path or URI)")
-    p.add_argument("--split", default=d.split)
+    p.add_argument("--split", default=d.split, help="split of the shards to read")
     p.add_argument("--images", type=int, default=d.images, help="images timed per run")
     p.add_argument("--warmup", type=int, default=d.warmup, help="images skipped before timing")
-    p.add_argument("--repeats", type=int, default=d.repeats)
+    p.add_argument("--repeats", type=int, default=d.repeats,
+                   help="timed rounds (every row once per round; the report gives the median)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size of Ray rows")
     p.add_argument("--rows", type=lambda s: [r.strip() for r in s.split(",") if r.strip()],
                    help="comma-separated row names (default: all this machine can run)")
@@ -168,37 +208,47 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
     d = TrainConfig(data="")
     p.add_argument("data", help="a conversion output (path or URI)")
-    p.add_argument("--framework", choices=FRAMEWORKS, default=d.framework)
-    p.add_argument("--model", choices=MODELS, default=d.model)
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--framework", choices=FRAMEWORKS, default=d.framework,
+                   help="TensorFlow/Keras (MultiWorkerMirroredStrategy) or PyTorch (DDP)")
+    p.add_argument("--model", choices=MODELS, default=d.model, help="model architecture")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the train split")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
-    p.add_argument("--num-workers", type=int, default=d.num_workers)
+    p.add_argument("--num-workers", type=int, default=d.num_workers,
+                   help="Ray Train workers (data-parallel replicas)")
     p.add_argument("--use-gpu", action=argparse.BooleanOptionalAction, default=None,
                    help="default: use GPUs when the cluster has one per worker")
     p.add_argument("--cpus-per-worker", type=float, default=None,
                    help="default: chosen from the cluster")
-    p.add_argument("--storage-path", default=d.storage_path)
+    p.add_argument("--storage-path", default=d.storage_path,
+                   help="folder or URI of the runs (checkpoints, TensorBoard logs)")
     p.add_argument("--name", default=d.name, help="run name (folder under --storage-path)")
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     p.add_argument("--metrics-out", help="write the final metrics to this JSON file")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of the shuffling, the augmentation and the initial weights")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     p.add_argument("--image-size", type=int, default=None,
                    help="training resolution (default: the stored size)")
-    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="train on the stored images as they are (default: random resized crop, "
+                        "flip and colour jitter)")
     p.add_argument("--crop-scale", type=float, default=d.crop_scale,
                    help="random resized crop: smallest area fraction")
     p.add_argument("--crop-ratio", type=float, default=d.crop_ratio,
                    help="random resized crop: largest aspect-ratio change")
     p.add_argument("--max-failures", type=int, default=d.max_failures,
                    help="worker-group restarts allowed (-1: unlimited)")
-    p.add_argument("--prefetch-batches", type=int, default=d.prefetch_batches)
+    p.add_argument("--prefetch-batches", type=int, default=d.prefetch_batches,
+                   help="batches each worker's stream prepares ahead of the step")
     p.add_argument("--shuffle-buffer", type=int, default=d.shuffle_buffer,
                    help="rows of Ray Data's local shuffle buffer (0: off)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d.precision)
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d.precision,
+                   help="auto: bf16 on an accelerator, fp32 on CPUs")
     p.add_argument("--synthetic-data", action="store_true",
                    help="train on one batch kept on the device: the step's upper bound")
-    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="steps per epoch (default: one pass over each worker's part of the "
+                        "train split)")
     p.add_argument("--stall-timeout", type=float, default=d.stall_timeout,
                    help="seconds without training progress before the run is stopped with a "
                         "stack dump of each worker (0: wait forever)")
@@ -215,11 +265,14 @@ def _run_train(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ray_ingest import __version__
+
     parser = argparse.ArgumentParser(
         prog="ray-ingest",
         description="Ray-based ingestion and training for image models.",
+        parents=[_verbose_parent()],
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_synth_arguments(_parser(sub, "synth", "draw a learnable synthetic dataset of JPEGs",
                                  _run_synth))
@@ -237,10 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    from ray_ingest import quiet
+
+    quiet.configure(verbose=verbose)
+    # Quiet: other libraries' warnings and errors, and ray-ingest's own lines from INFO up.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("ray_ingest").setLevel(logging.DEBUG if verbose else logging.INFO)
     from ray_ingest.errors import RayIngestError
 
     try:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -79,3 +83,32 @@ def make_synth_tree(root: Path, num_images: int, num_classes: int, width: int, h
     synthesize(SynthSpec(out=str(root), num_images=num_images, num_classes=num_classes,
                          width=width, height=height, seed=seed), parallel=parallel)
     return root
+
+
+# ---- the command line in a subprocess ------------------------------------------------------
+
+#: Lines of Ray, Ray Data, Ray Train and TensorFlow that quiet output leaves out: Ray Data's
+#: execution and progress logs, Ray Train's report dumps and checkpoint notes, TensorFlow's
+#: INFO logs and load banners, Ray Train's cleaner failing to reach the State API, Ray core's
+#: note on Ray Train's own actors.
+NOISE = re.compile(r"Starting execution|Execution plan|logging_progress|TrainingReport\(|"
+                   r"Checkpoint successfully|oneDNN custom operations|absl::InitializeLog|"
+                   r"INFO:tensorflow|I\d{4} [\d:.]+\s+\d+ \S+:\d+\]|PlacementGroupCleaner|"
+                   r"Started a local Ray instance|has constructor arguments in the object store|"
+                   r"does not have any available CPUs")
+
+
+def fresh_env() -> Dict[str, str]:
+    """A new shell's environment: none of the RAY_* or TF_CPP_* variables this test session
+    set, and the virtual environment's tools first on PATH (as when it is activated)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "TF_CPP_"))}
+    env.pop("PYTHONPATH", None)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run_cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``ray-ingest ARGS`` in a fresh environment, stdout and stderr into one pipe (a log)."""
+    return subprocess.run([str(Path(sys.executable).parent / "ray-ingest"), *args],
+                          env=fresh_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout)

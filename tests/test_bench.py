@@ -17,7 +17,7 @@ def test_bench_job_writes_its_three_files(converted, tmp_path):
     out = tmp_path / "bench"
     cfg = BenchConfig(data=str(converted["jpeg"]), images=48, warmup=8, repeats=1,
                       batch_size=16, out=str(out))
-    report = run_bench(cfg, progress=lambda s: None)
+    report = run_bench(cfg, show_progress=False)
     names = [r["name"] for r in report["rows"]]
     assert names == available_rows()
     for r in report["rows"]:

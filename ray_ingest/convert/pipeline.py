@@ -139,8 +139,11 @@ def _read_all(paths: List[str], threads: int) -> List[Any]:
         return list(pool.map(read, paths))
 
 
-def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str]) -> pa.Table:
-    """``map_batches`` function: reads, decodes, resizes and encodes each input of the batch."""
+def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str],
+                  counter=None) -> pa.Table:
+    """``map_batches`` function: reads, decodes, resizes and encodes each input of the batch
+    (and adds their number to ``counter``, a :class:`~ray_ingest.progress.RemoteProgress`
+    counter, when given)."""
     paths = batch.column("path").to_pylist()
     rels = batch.column("relpath").to_pylist()
     labels = batch.column("label").to_pylist()
@@ -172,6 +175,8 @@ def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str]) -> p
         rejects.append(reject)
         messages.append(message)
         notes.append(note)
+    if counter is not None:
+        counter.add.remote(len(paths))
     return pa.Table.from_arrays(
         [
             pa.array(records, pa.binary()),
@@ -223,13 +228,15 @@ def convert(
     options: Optional[ConvertOptions] = None,
     *,
     datasink_cls: type = TFRecordDatasink,
+    show_progress: bool = True,
     **kwargs,
 ) -> ConvertReport:
     """Converts SRC (class folders or a CSV/JSONL list) into TFRecord shards under OUT.
 
     Holds OUT's lock from before the listing to the end: a second conversion into OUT fails
-    at once, naming this one.
-    ``datasink_cls`` exists for fault-injection tests (a subclass of ``TFRecordDatasink``).
+    at once, naming this one. ``show_progress``: one progress display of the images converted
+    (on stderr). ``datasink_cls`` exists for fault-injection tests (a subclass of
+    ``TFRecordDatasink``).
     """
     if options is not None and kwargs:
         raise TypeError("pass either options or keyword arguments, not both")
@@ -237,13 +244,14 @@ def convert(
     src, out = fs.normalize(src), fs.normalize(out)
     run_id = uuid.uuid4().hex[:12]
     with OutputLock(out, run_id):
-        return _convert_locked(src, out, opts, run_id, datasink_cls)
+        return _convert_locked(src, out, opts, run_id, datasink_cls, show_progress)
 
 
 def _convert_locked(src: str, out: str, opts: ConvertOptions, run_id: str,
-                    datasink_cls: type) -> ConvertReport:
+                    datasink_cls: type, show_progress: bool) -> ConvertReport:
     import ray
 
+    from ray_ingest.progress import RemoteProgress
     from ray_ingest.runtime import PIPELINE_CONTEXT, data_context, ensure_ray
 
     started = time.time()
@@ -275,9 +283,11 @@ def _convert_locked(src: str, out: str, opts: ConvertOptions, run_id: str,
         checksums=opts.checksums,
         locked=True,
     )
-    with data_context(**PIPELINE_CONTEXT):
+    with data_context(**PIPELINE_CONTEXT), RemoteProgress(
+            "convert", total=n, unit="images", enabled=show_progress) as progress:
         ds = ray.data.from_arrow(blocks).map_batches(
-            functools.partial(convert_batch, spec=spec, class_names=listing.class_names),
+            functools.partial(convert_batch, spec=spec, class_names=listing.class_names,
+                              counter=progress.counter),
             batch_size=opts.batch_size,
             batch_format="pyarrow",
             zero_copy_batch=True,

@@ -59,8 +59,10 @@ def _trainer_class(framework: str):
 
 def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str, Any]:
     """Runs a training job; returns the final metrics (also written to ``cfg.metrics_out``)."""
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import (CheckpointConfig, DataConfig, FailureConfig, LoggingConfig,
+                           RunConfig, ScalingConfig)
 
+    from ray_ingest import quiet
     from ray_ingest.read.api import read_records
     from ray_ingest.runtime import ensure_ray
     from ray_ingest.train.loop import train_loop_per_worker
@@ -103,6 +105,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
             storage_path=cfg.storage_path,
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            logging_config=LoggingConfig(log_level=quiet.train_log_level()),
         ),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=[train_split]),

@@ -55,6 +55,16 @@ def start_worker(config: Dict[str, Any]) -> Tuple[TrainConfig, int, int, int, St
     return cfg, rank, world, restarts, watchdog
 
 
+def start_line(restarts: int, max_failures: int, start_epoch: int, resumed: bool) -> str:
+    """What rank 0 says when a run does not start afresh: a restart of the worker group (Ray
+    Train logs its restart decisions at INFO, which quiet output leaves out) or a resume."""
+    if restarts:
+        allowed = "unlimited" if max_failures < 0 else str(max_failures)
+        return (f"restart {restarts} (--max-failures {allowed}): the worker group failed and "
+                f"was started again; training goes on at epoch {start_epoch + 1}")
+    return f"resumed from the checkpoint of epoch {start_epoch}" if resumed else ""
+
+
 def synthetic_batches(cfg: TrainConfig, rank: int, manifest, backend) -> Iterator:
     """One random batch, moved to the device once and yielded forever (the step's bound)."""
     rng = np.random.default_rng(cfg.seed + rank)
@@ -78,8 +88,9 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         start_epoch = backend.load_state(*checkpoint.load_checkpoint(ckpt))
-        if rank == 0:
-            print(f"resumed from the checkpoint of epoch {start_epoch}", flush=True)
+    line = start_line(restarts, cfg.max_failures, start_epoch, ckpt is not None)
+    if rank == 0 and line:
+        print(line, flush=True)
     tb = rundir.TensorBoard(cfg.storage_path, cfg.name, enabled=rank == 0)
     batch_size = cfg.per_worker_batch
     if cfg.synthetic_data:
