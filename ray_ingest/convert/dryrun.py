@@ -54,7 +54,8 @@ def plan_conversion(src: str, out: str, options: ConvertOptions,
                     sample: int = SAMPLE) -> ConversionPlan:
     """The plan of ``convert(src, out, options)``; reads the listing and ``sample`` inputs."""
     src, out = fs.normalize(src), fs.normalize(out)
-    listing = list_source(src)
+    listing = list_source(src, follow_links=options.follow_links,
+                          num_classes=options.num_classes)
     ids = range(len(listing.class_names))
     counts = {split: [0 for _ in ids] for split in SPLITS}
     table = _input_table(listing.inputs, options.seed, options.val_fraction)
@@ -62,8 +63,8 @@ def plan_conversion(src: str, out: str, options: ConvertOptions,
                             table.column("split").to_pylist()):
         counts[split][label] += 1
     ignored: Dict[str, List[str]] = {}
-    for path, why in listing.ignored:
-        ignored.setdefault(why, []).append(path)
+    for x in listing.ignored:
+        ignored.setdefault(x.reason, []).append(x.path)
     odd = [i.relpath for i in listing.inputs
            if posixpath.splitext(i.relpath)[1].lower() not in IMAGE_EXTENSIONS]
     plan = ConversionPlan(
