@@ -84,8 +84,8 @@ def test_convert_dry_run_plans_without_writing_or_ray(tmp_path, capsys, no_ray):
     assert f"splits: train {rows['total'][0]}, val {rows['total'][1]}" in text
     assert re.search(r"shards: about 1 train \+ 1 val of up to 100 MB", text)
     assert "ignored (not converted; listed in rejects.jsonl): 2" in text
-    assert "not an image file by its extension x1: notes.txt" in text
-    assert "hidden file x1: circle/.DS_Store" in text
+    assert "not-an-image-extension x1: notes.txt" in text
+    assert "hidden-file x1: circle/.DS_Store" in text
     # Every input is sampled here; the sample runs the conversion's own decode.
     assert "sampled inputs rejected: empty-file x1 (of 13" in text
     assert "refused without --overwrite" not in text
