@@ -39,7 +39,8 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     from ray_ingest.convert.images import RESIZE_MODES
 
     d = ConvertOptions()
-    p.add_argument("src", help="class-folder tree, or a .csv/.jsonl list of path,label (path or URI)")
+    p.add_argument("src", help="class-folder tree, a .csv/.jsonl list of path,label, or a Parquet "
+                               "file or folder (path or URI)")
     p.add_argument("out", help="output folder (path or URI)")
     p.add_argument("--size", type=int, default=d.size, help="square output side")
     p.add_argument("--resize-mode", choices=RESIZE_MODES, default=d.resize_mode)
@@ -55,12 +56,29 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
                    help="images per map_batches call")
     p.add_argument("--overwrite", action="store_true", help="replace a finished output")
     p.add_argument("--report-json", help="also write the conversion summary to this JSON file")
+    p.add_argument("--image-column", default="image",
+                   help="Parquet SRC: column of encoded images (or paths, or pixel arrays)")
+    p.add_argument("--label-column", default="label",
+                   help="Parquet SRC: column of class ids (integers) or class names (strings)")
+    p.add_argument("--id-column", default=None,
+                   help="Parquet SRC: column naming each row (its record's image/filename and "
+                        "the key of its split; default: a hash of the image)")
 
 
 def _run_convert(args) -> int:
     from ray_ingest.convert import ConvertOptions, convert
+    from ray_ingest.convert.from_dataset import convert_parquet, is_parquet_source
+    from ray_ingest.errors import ConfigError
 
-    report = convert(args.src, args.out, config_from_args(ConvertOptions, args))
+    opts = config_from_args(ConvertOptions, args)
+    if is_parquet_source(args.src):
+        report = convert_parquet(args.src, args.out, opts, image_column=args.image_column,
+                                 label_column=args.label_column, id_column=args.id_column)
+    elif (args.image_column, args.label_column, args.id_column) != ("image", "label", None):
+        raise ConfigError(f"{args.src}: --image-column/--label-column/--id-column apply to a "
+                          "Parquet source (a .parquet file or a folder of them)")
+    else:
+        report = convert(args.src, args.out, opts)
     print(report.summary_line(), flush=True)
     m = report.manifest
     if m["conversions"]:

@@ -16,39 +16,19 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import pyarrow as pa
 
 from ray_ingest import fs
-from ray_ingest.convert.images import ImageRejected, ImageSpec, R_READ, process_image
-from ray_ingest.convert.sink import (
-    COL_FILENAME,
-    COL_MESSAGE,
-    COL_NOTE,
-    COL_RECORD,
-    COL_REJECT,
-    COL_SPLIT,
-    TFRecordDatasink,
-)
+from ray_ingest.convert.images import ImageRejected, ImageSpec, R_READ
+from ray_ingest.convert.rows import encode_rows
+from ray_ingest.convert.sink import TFRecordDatasink
 from ray_ingest.convert.sources import list_source, split_of
 from ray_ingest.errors import ConfigError, ConversionError
 from ray_ingest.format import keys, manifest as mf
-from ray_ingest.format.example import encode_image_example
 
 logger = logging.getLogger("ray_ingest")
-
-_OUT_SCHEMA = pa.schema(
-    [
-        (COL_RECORD, pa.binary()),
-        (COL_SPLIT, pa.string()),
-        (COL_FILENAME, pa.string()),
-        (COL_REJECT, pa.string()),
-        (COL_MESSAGE, pa.string()),
-        (COL_NOTE, pa.string()),
-    ]
-)
-R_ERROR = "error"
 
 
 @dataclass(frozen=True)
@@ -129,47 +109,12 @@ def _read_all(paths: List[str], threads: int) -> List[Any]:
 def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str]) -> pa.Table:
     """``map_batches`` function: reads, decodes, resizes and encodes each input of the batch."""
     paths = batch.column("path").to_pylist()
-    rels = batch.column("relpath").to_pylist()
-    labels = batch.column("label").to_pylist()
-    splits = batch.column("split").to_pylist()
     remote = bool(paths) and fs.is_uri(paths[0])
-    contents = _read_all(paths, 16 if remote else 1)
-    records, rejects, messages, notes = [], [], [], []
-    for rel, label, data in zip(rels, labels, contents):
-        record = reject = message = note = None
-        try:
-            if isinstance(data, Exception):
-                raise ImageRejected(R_READ, f"cannot read: {data}")
-            encoded, note = process_image(data, spec)
-            record = encode_image_example(
-                encoded=encoded,
-                image_format=spec.encoding,
-                height=spec.size,
-                width=spec.size,
-                channels=3,
-                label=label,
-                class_text=class_names[label],
-                filename=rel,
-            )
-        except ImageRejected as e:
-            reject, message = e.reason, e.message
-        except Exception as e:  # noqa: BLE001 - one bad input never kills the job
-            reject, message = R_ERROR, f"{type(e).__name__}: {e}"
-        records.append(record)
-        rejects.append(reject)
-        messages.append(message)
-        notes.append(note)
-    return pa.Table.from_arrays(
-        [
-            pa.array(records, pa.binary()),
-            pa.array(splits, pa.string()),
-            pa.array(rels, pa.string()),
-            pa.array(rejects, pa.string()),
-            pa.array(messages, pa.string()),
-            pa.array(notes, pa.string()),
-        ],
-        schema=_OUT_SCHEMA,
-    )
+    contents = [ImageRejected(R_READ, f"cannot read: {data}") if isinstance(data, Exception)
+                else data for data in _read_all(paths, 16 if remote else 1)]
+    return encode_rows(contents, batch.column("relpath").to_pylist(),
+                       batch.column("label").to_pylist(), batch.column("split").to_pylist(),
+                       spec, class_names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,7 +162,7 @@ def convert(
     """
     import ray
 
-    from ray_ingest.runtime import PIPELINE_CONTEXT, data_context, ensure_ray
+    from ray_ingest.runtime import ensure_ray
 
     if options is not None and kwargs:
         raise TypeError("pass either options or keyword arguments, not both")
@@ -234,28 +179,51 @@ def convert(
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     rows_per_block = max(opts.batch_size, min(1024, math.ceil(n / (4 * cpus))))
     blocks = [table.slice(i, rows_per_block) for i in range(0, n, rows_per_block)]
-    manifest_fields = mf.header(
-        source=src, encoding=opts.encoding, size=opts.size, resize_mode=opts.resize_mode,
-        quality=opts.quality, seed=opts.seed, val_fraction=opts.val_fraction,
-        shard_size_mb=opts.shard_size_mb, class_names=listing.class_names)
-    sink = datasink_cls(
-        out=out,
-        run_id=uuid.uuid4().hex[:12],
-        shard_size_bytes=int(opts.shard_size_mb * 1e6),
-        num_inputs=n,
-        max_reject_fraction=opts.max_reject_fraction,
-        manifest_fields=manifest_fields,
-        ignored=[{"path": p, "reason": "ignored", "message": why} for p, why in listing.ignored],
-        overwrite=opts.overwrite,
-    )
-    with data_context(**PIPELINE_CONTEXT):
-        ds = ray.data.from_arrow(blocks).map_batches(
+
+    def converted():
+        return ray.data.from_arrow(blocks).map_batches(
             functools.partial(convert_batch, spec=spec, class_names=listing.class_names),
             batch_size=opts.batch_size,
             batch_format="pyarrow",
             zero_copy_batch=True,
+            runtime_env=fs.task_runtime_env(),
         )
-        ds.write_datasink(sink)
+
+    ignored = [{"path": p, "reason": "ignored", "message": why} for p, why in listing.ignored]
+    return write_shards(converted, out, opts, num_inputs=n, class_names=listing.class_names,
+                        source=src, ignored=ignored, datasink_cls=datasink_cls, started=started)
+
+
+def write_shards(converted: Callable[[], Any], out: str, opts: ConvertOptions, *,
+                 num_inputs: int, class_names: List[str], source: str,
+                 ignored: List[Dict[str, str]], datasink_cls: type = TFRecordDatasink,
+                 started: Optional[float] = None) -> ConvertReport:
+    """Writes and commits the shards of one conversion (either kind of source).
+
+    ``converted()`` builds the Ray Dataset of the writer's rows (see
+    :mod:`~ray_ingest.convert.rows`) that ``num_inputs`` inputs become; it is called inside
+    our Ray Data settings, which a Dataset captures when it is built.
+    """
+    from ray_ingest.runtime import PIPELINE_CONTEXT, data_context
+
+    started = time.time() if started is None else started
+    manifest_fields = mf.header(
+        source=source, encoding=opts.encoding, size=opts.size, resize_mode=opts.resize_mode,
+        quality=opts.quality, seed=opts.seed, val_fraction=opts.val_fraction,
+        shard_size_mb=opts.shard_size_mb, class_names=class_names)
+    sink = datasink_cls(
+        out=out,
+        run_id=uuid.uuid4().hex[:12],
+        shard_size_bytes=int(opts.shard_size_mb * 1e6),
+        num_inputs=num_inputs,
+        max_reject_fraction=opts.max_reject_fraction,
+        manifest_fields=manifest_fields,
+        ignored=ignored,
+        overwrite=opts.overwrite,
+    )
+    with data_context(**PIPELINE_CONTEXT):
+        env = fs.task_runtime_env()
+        converted().write_datasink(sink, ray_remote_args={"runtime_env": env} if env else None)
     data = sink.result
     if data is None:
         raise ConversionError(f"{out}: the shard writer finished without committing")
@@ -263,7 +231,7 @@ def convert(
     nbytes = sum(s["num_bytes"] for s in data["splits"].values())
     return ConvertReport(
         out=out,
-        num_inputs=n,
+        num_inputs=num_inputs,
         num_written=data["num_written"],
         num_rejected=data["num_rejected"],
         num_ignored=data["num_ignored"],
