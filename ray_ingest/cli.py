@@ -94,6 +94,37 @@ def _run_convert(args) -> int:
     return 0
 
 
+# ---- inspect -------------------------------------------------------------------------------
+
+
+def _add_inspect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="a conversion output (path or URI)")
+    p.add_argument("--verify", action="store_true",
+                   help="read every shard and check framing, CRCs, indexes, records and "
+                        "counts against the manifest (exit status 2 at the first problem)")
+    p.add_argument("--threads", type=int, default=4, help="shards verified at once")
+    p.add_argument("--grid", metavar="FILE.png", help="write a contact sheet of sample images")
+    p.add_argument("--per-class", type=int, default=8, help="grid: images per class")
+    p.add_argument("--grid-split", choices=keys.SPLITS, default=None,
+                   help="grid: samples from this split only (default: any split)")
+    p.add_argument("--max-classes", type=int, default=32, help="grid: classes shown")
+    p.add_argument("--json", action="store_true", help="print the inspection as JSON")
+
+
+def _run_inspect(args) -> int:
+    from ray_ingest.tools.inspect import format_inspection, inspect_output, to_dict, write_grid
+
+    insp = inspect_output(args.data, verify=args.verify, threads=args.threads)
+    print(json.dumps(to_dict(insp), indent=2) if args.json else format_inspection(insp),
+          flush=True)
+    if args.grid:
+        classes, images = write_grid(args.data, args.grid, per_class=args.per_class,
+                                     split=args.grid_split, max_classes=args.max_classes)
+        print(f"grid: {images} images of {classes} classes -> {args.grid}",
+              file=sys.stderr if args.json else sys.stdout, flush=True)
+    return 0
+
+
 # ---- synth ---------------------------------------------------------------------------------
 
 
@@ -232,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  _run_synth))
     add_convert_arguments(_parser(sub, "convert", "convert images to TFRecord shards on Ray Data",
                                   _run_convert))
+    _add_inspect_arguments(_parser(sub, "inspect", "what a conversion output holds: summary, "
+                                   "images per class, rejects; --verify, --grid", _run_inspect))
     add_bench_arguments(_parser(sub, "bench", "throughput: the tf.data study next to the Ray "
                                 "variants", _run_bench))
     add_train_arguments(_parser(sub, "train", "train on Ray Train (TensorFlow/Keras or PyTorch)",

@@ -38,6 +38,8 @@ class ShardInfo:
     index: str
     num_records: int
     num_bytes: int
+    #: Hex digest of the whole file, when the writer recorded one.
+    sha256: Optional[str] = None
 
 
 @dataclass(frozen=True)
