@@ -90,6 +90,17 @@ def _fsspec_filesystem(scheme: str) -> pafs.FileSystem:
     return pafs.PyFileSystem(pafs.FSSpecHandler(fsspec.filesystem(scheme)))
 
 
+def filesystem_to_hand_over(path: str) -> Tuple[Optional[pafs.FileSystem], str]:
+    """``(filesystem, path within it)`` for a library that would otherwise resolve the URI
+    itself in other processes (Ray Train's ``storage_filesystem``): for an object store, the
+    filesystem resolved here, which keeps its endpoint and region when pickled; for anything
+    else ``(None, path)``."""
+    path = normalize(path)
+    if is_uri(path) and path.split("://", 1)[0] in _BUCKETED:
+        return resolve(path)
+    return None, path
+
+
 def resolve(path: str) -> Tuple[pafs.FileSystem, str]:
     """``(filesystem, path within it)`` for a local path or URI (filesystems cached)."""
     path = normalize(path)

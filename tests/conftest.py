@@ -11,6 +11,13 @@ from helpers import make_synth_tree
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+# Object storage in tests is a local S3 server (test_s3.py): fake credentials and no instance
+# metadata lookups, in this process and in every Ray worker started from it, so that nothing
+# ever reaches a real cloud account.
+os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                  AWS_EC2_METADATA_DISABLED="true")
+for _var in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+    os.environ.pop(_var, None)
 
 
 @pytest.fixture(scope="session")

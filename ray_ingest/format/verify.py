@@ -291,7 +291,7 @@ def verify_output(root: str, *, threads: int = 4, progress: bool = True) -> Veri
                 bar.update(report.num_records)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
-            bar.close(f"verify: stopped at the first problem, after {len(shards)} good shards")
+            bar.close("verify: stopped at the first problem")
             raise
     bar.close()
     report = VerifyReport(m.root, shards, time.monotonic() - started, _notes(m))
