@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -112,29 +113,25 @@ def test_integer_labels_with_class_names_and_image_structs(tmp_path):
 
 
 def test_ray_read_images_pixel_arrays(synth_tree, tmp_path):
-    """Decoded pixels (Ray's read_images) go through the same resize and encoding; string
-    labels become sorted class names; without an id column the name is a content hash."""
+    """Decoded pixels (Ray's read_images, as the README shows it) go through the same resize
+    and encoding; string labels become sorted class names."""
     import ray
 
-    ds = ray.data.read_images(str(synth_tree), include_paths=True)
-
-    def add_label(batch):
-        batch["label"] = np.array([p.split("/")[-2] for p in batch["path"]], dtype=object)
-        return batch
-
-    ds = ds.map_batches(add_label, batch_format="numpy")
+    ds = ray.data.read_images(str(synth_tree), include_paths=True).map_batches(
+        lambda b: {**b, "label": [p.split("/")[-2] for p in b["path"]]})
     out = tmp_path / "out"
-    report = convert_dataset(ds, str(out), size=32, encoding="raw", val_fraction=0.2)
+    report = convert_dataset(ds, str(out), id_column="path", size=32, encoding="raw",
+                             val_fraction=0.2)
     assert (report.num_written, report.num_rejected) == (160, 0)
     m = mf.read_manifest(str(out))
     assert m.class_names == sorted(os.listdir(synth_tree))
     records = [r for s in m.splits for r in stored(out, s)[1]]
-    assert all(r.filename.startswith("content:") for r in records)
-    assert len({r.filename for r in records}) == 160
-    by_class = {c: 0 for c in m.class_names}
+    assert sorted(os.path.relpath(r.filename, synth_tree) for r in records) == sorted(
+        f"{c}/{n}" for c in m.class_names for n in os.listdir(synth_tree / c))
     for r in records:
-        by_class[r.class_text] += 1
-    assert by_class == {c: len(os.listdir(synth_tree / c)) for c in m.class_names}
+        assert r.class_text == os.path.basename(os.path.dirname(r.filename))
+        pixels = np.frombuffer(r.encoded, np.uint8).reshape(32, 32, 3)
+        assert pixels.std() > 5  # an image, not a blank
 
 
 def test_webdataset_tars(tmp_path):
@@ -174,6 +171,9 @@ def test_huggingface_dataset(tmp_path):
     m, records = stored(out, "train")
     assert m.class_names == ["cat", "dog"]
     assert sorted(r.class_text for r in records) == ["cat"] * 4 + ["dog"] * 4
+    # No id column and no path in the cells: each record is named by a hash of its image.
+    assert len({r.filename for r in records}) == 8
+    assert all(re.fullmatch(r"content:[0-9a-f]{16}", r.filename) for r in records)
 
 
 def test_missing_column_and_mixed_labels_are_refused(tmp_path):

@@ -136,7 +136,10 @@ def is_parquet_source(src: str) -> bool:
 
 
 def _check_columns(ds, image_column: str, label_column: str, id_column: Optional[str]) -> None:
-    names = list(ds.schema().names)
+    schema = ds.schema()
+    if schema is None:
+        raise SourceError("the dataset has no rows to convert")
+    names = list(schema.names)
     for what, col in (("image", image_column), ("label", label_column), ("id", id_column)):
         if col is not None and col not in names:
             raise ConfigError(f"the dataset has no {what} column {col!r}; its columns: {names}")
@@ -261,7 +264,8 @@ def convert_rows(batch: Dict[str, np.ndarray], *, image_column: str, label_colum
     for i in range(len(labels)):
         payload, name = _image_payload(images[i])
         if id_column is not None:
-            name = str(batch[id_column][i])
+            key = batch[id_column][i]
+            name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
         elif name is None:
             name = (_content_name(payload) if not isinstance(payload, ImageRejected)
                     else "(a row without image or id)")
