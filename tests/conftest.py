@@ -30,7 +30,9 @@ def ray_session():
         path = os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         from ray_ingest.runtime import worker_soft_limit
 
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
+        # address="local": a new instance even when a `ray start` cluster runs on this machine
+        # (ray.init() would join that one).
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
                  log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}},
                  _system_config={"num_workers_soft_limit": worker_soft_limit(2)})
     yield ray
