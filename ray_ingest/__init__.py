@@ -3,6 +3,8 @@
 The public API, imported lazily so that ``import ray_ingest`` stays cheap:
 
 * ``convert(src, out, options=None, **kwargs)`` and :class:`ConvertOptions`;
+* ``convert_dataset(ds, out, options=None, image_column=..., label_column=..., ...)``: any
+  Ray Dataset of images and labels;
 * ``read_records(path, split, options=None, **kwargs)``, :class:`ReadOptions` and
   ``iter_images(dataset_or_iterator, ...)``;
 * ``train(TrainConfig(...))``;
@@ -23,6 +25,7 @@ _API = {
     "convert": ("ray_ingest.convert", None),  # the package is the function
     "ConvertOptions": ("ray_ingest.convert", "ConvertOptions"),
     "ConvertReport": ("ray_ingest.convert", "ConvertReport"),
+    "convert_dataset": ("ray_ingest.convert.from_dataset", "convert_dataset"),
     "read_records": ("ray_ingest.read", "read_records"),
     "iter_images": ("ray_ingest.read", "iter_images"),
     "ReadOptions": ("ray_ingest.read", "ReadOptions"),

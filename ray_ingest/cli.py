@@ -59,7 +59,8 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     from ray_ingest.convert.images import EXIF_MODES, RESIZE_MODES
 
     d = ConvertOptions()
-    p.add_argument("src", help="class-folder tree, or a .csv/.jsonl list of path,label (path or URI)")
+    p.add_argument("src", help="class-folder tree, a .csv/.jsonl list of path,label, or a Parquet "
+                               "file or folder (path or URI)")
     p.add_argument("out", help="output folder (path or URI)")
     p.add_argument("--size", type=int, default=d.size, help="square output side")
     p.add_argument("--resize-mode", choices=RESIZE_MODES, default=d.resize_mode,
@@ -94,18 +95,39 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="print the classes, images per class and split, the expected shards "
                         "and what would be ignored or rejected; write nothing, start no Ray")
+    p.add_argument("--image-column", default="image",
+                   help="Parquet SRC: column of encoded images (or paths, or pixel arrays)")
+    p.add_argument("--label-column", default="label",
+                   help="Parquet SRC: column of class ids (integers) or class names (strings)")
+    p.add_argument("--id-column", default=None,
+                   help="Parquet SRC: column naming each row (its record's image/filename and "
+                        "the key of its split; default: a hash of the image)")
 
 
 def _run_convert(args) -> int:
     from ray_ingest.convert import ConvertOptions, convert
+    from ray_ingest.convert.from_dataset import convert_parquet, is_parquet_source
+    from ray_ingest.errors import ConfigError
 
-    options = config_from_args(ConvertOptions, args)
+    opts = config_from_args(ConvertOptions, args)
+    parquet = is_parquet_source(args.src)
+    if not parquet and (args.image_column, args.label_column, args.id_column) != (
+            "image", "label", None):
+        raise ConfigError(f"{args.src}: --image-column/--label-column/--id-column apply to a "
+                          "Parquet source (a .parquet file or a folder of them)")
     if args.dry_run:
+        if parquet:
+            raise ConfigError("--dry-run plans a conversion of files; a Parquet source is "
+                              "planned by converting it")
         from ray_ingest.convert.dryrun import format_plan, plan_conversion
 
-        print("\n".join(format_plan(plan_conversion(args.src, args.out, options), options)))
+        print("\n".join(format_plan(plan_conversion(args.src, args.out, opts), opts)))
         return 0
-    report = convert(args.src, args.out, options)
+    if parquet:
+        report = convert_parquet(args.src, args.out, opts, image_column=args.image_column,
+                                 label_column=args.label_column, id_column=args.id_column)
+    else:
+        report = convert(args.src, args.out, opts)
     print(report.summary_line(), flush=True)
     m = report.manifest
     if m["conversions"]:
@@ -120,6 +142,37 @@ def _run_convert(args) -> int:
             json.dump({"summary": report.summary_line(), "images_per_second":
                        report.images_per_second, "seconds": report.seconds, "manifest": m}, f,
                       indent=2)
+    return 0
+
+
+# ---- inspect -------------------------------------------------------------------------------
+
+
+def _add_inspect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="a conversion output (path or URI)")
+    p.add_argument("--verify", action="store_true",
+                   help="read every shard and check framing, CRCs, indexes, records and "
+                        "counts against the manifest (exit status 2 at the first problem)")
+    p.add_argument("--threads", type=int, default=4, help="shards verified at once")
+    p.add_argument("--grid", metavar="FILE.png", help="write a contact sheet of sample images")
+    p.add_argument("--per-class", type=int, default=8, help="grid: images per class")
+    p.add_argument("--grid-split", choices=keys.SPLITS, default=None,
+                   help="grid: samples from this split only (default: any split)")
+    p.add_argument("--max-classes", type=int, default=32, help="grid: classes shown")
+    p.add_argument("--json", action="store_true", help="print the inspection as JSON")
+
+
+def _run_inspect(args) -> int:
+    from ray_ingest.tools.inspect import format_inspection, inspect_output, to_dict, write_grid
+
+    insp = inspect_output(args.data, verify=args.verify, threads=args.threads)
+    print(json.dumps(to_dict(insp), indent=2) if args.json else format_inspection(insp),
+          flush=True)
+    if args.grid:
+        classes, images = write_grid(args.data, args.grid, per_class=args.per_class,
+                                     split=args.grid_split, max_classes=args.max_classes)
+        print(f"grid: {images} images of {classes} classes -> {args.grid}",
+              file=sys.stderr if args.json else sys.stdout, flush=True)
     return 0
 
 
@@ -278,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  _run_synth))
     add_convert_arguments(_parser(sub, "convert", "convert images to TFRecord shards on Ray Data",
                                   _run_convert))
+    _add_inspect_arguments(_parser(sub, "inspect", "what a conversion output holds: summary, "
+                                   "images per class, rejects; --verify, --grid", _run_inspect))
     add_bench_arguments(_parser(sub, "bench", "throughput: the tf.data study next to the Ray "
                                 "variants", _run_bench))
     add_train_arguments(_parser(sub, "train", "train on Ray Train (TensorFlow/Keras or PyTorch)",

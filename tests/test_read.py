@@ -146,6 +146,10 @@ def test_manifest_mismatches_are_named(converted, tmp_path):
 
     d = _copy(converted["raw"], tmp_path / "c")
     _edit_manifest(d, lambda m: m.update(class_names=m["class_names"][:2]))
+    with pytest.raises(ManifestError, match=r"class_counts \[.*\]; expected 2 counts"):
+        read_records(str(d))  # the manifest's own per-class counts contradict it
+    for split in ("train", "val"):  # a manifest without them: the records are checked
+        _edit_manifest(d, lambda m: m["splits"][split].pop("class_counts"))
     with pytest.raises(Exception, match=r"image/class/label is \d+, the manifest says '0..1'"):
         _n(read_records(str(d)))
 

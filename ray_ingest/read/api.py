@@ -7,6 +7,7 @@ from typing import Dict, Iterator, Optional
 import numpy as np
 
 from ray_ingest.errors import ManifestError
+from ray_ingest import fs
 from ray_ingest.format.manifest import read_manifest
 from ray_ingest.read.decode import decode_ahead
 from ray_ingest.read.options import ReadOptions, RecordSpec, block_rows_for
@@ -66,7 +67,8 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
     block_bytes = max(1 << 20, block_rows_for(spec, opts.block_rows) * spec.row_bytes)
     with data_context(**PIPELINE_CONTEXT, target_max_block_size=block_bytes):
         ds = ray.data.read_datasource(source, concurrency=opts.concurrency,
-                                      override_num_blocks=max(1, num_blocks))
+                                      override_num_blocks=max(1, num_blocks),
+                                      runtime_env=fs.task_runtime_env())
         if opts.limit is not None:
             ds = ds.limit(opts.limit)
     return ds

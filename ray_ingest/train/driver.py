@@ -45,6 +45,13 @@ def resolve_resources(cfg: TrainConfig) -> Tuple[bool, float]:
     return False, max(0.1, min(1.0, math.floor(share * 20) / 20))
 
 
+def _storage_uri(storage_path: str, path: str) -> str:
+    """A path in the handed-over storage filesystem as a URI of ``storage_path``'s scheme."""
+    if fs.is_uri(storage_path) and not fs.is_uri(path):
+        return f"{storage_path.split('://', 1)[0]}://{path.lstrip('/')}"
+    return path
+
+
 def _trainer_class(framework: str):
     """Ray Train's trainer for the framework: it sets up the workers' collectives (TF_CONFIG
     for ``MultiWorkerMirroredStrategy``, the torch process group); both run our one loop."""
@@ -95,6 +102,9 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         datasets[train_split] = read_records(
             cfg.data, train_split, shuffle_files=True, shuffle_records=True, seed=cfg.seed,
             block_rows=stream.block_rows(cfg))
+    # Ray Train's controller and workers get the storage filesystem resolved here (with its
+    # endpoint settings), and the workers our storage settings for their own files.
+    storage_fs, storage_root = fs.filesystem_to_hand_over(cfg.storage_path)
     trainer = trainer_cls(
         train_loop_per_worker,
         train_loop_config=cfg.to_dict(),
@@ -102,10 +112,12 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
                                      resources_per_worker={"CPU": cpus}),
         run_config=RunConfig(
             name=cfg.name,
-            storage_path=cfg.storage_path,
+            storage_path=storage_root,
+            storage_filesystem=storage_fs,
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             logging_config=LoggingConfig(log_level=quiet.train_log_level()),
+            worker_runtime_env=fs.task_runtime_env(),
         ),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=[train_split]),
@@ -146,7 +158,8 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         "global_batch_size": cfg.batch_size,
         "synthetic_data": cfg.synthetic_data,
         "wall_seconds": time.time() - started,
-        "checkpoint": result.checkpoint.path if result.checkpoint else None,
+        "checkpoint": (_storage_uri(cfg.storage_path, result.checkpoint.path)
+                       if result.checkpoint else None),
         "run_dir": run,
     }
     if cfg.metrics_out:
