@@ -33,7 +33,12 @@ def ray_session():
         # address="local": a new instance even when a `ray start` cluster runs on this machine
         # (ray.init() would join that one).
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
-                 log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}},
+                 log_to_driver=False,
+                 # The setup hook tells each worker its cluster, as the CLI does: Ray Train's
+                 # placement-group cleaner would otherwise guess among the Ray instances of a
+                 # shared machine.
+                 runtime_env={"env_vars": {"PYTHONPATH": path},
+                              "worker_process_setup_hook": "ray_ingest.quiet.setup_worker"},
                  _system_config={"num_workers_soft_limit": worker_soft_limit(2)})
     yield ray
     # Left running for the rest of the session; pytest's exit stops it.

@@ -1,6 +1,7 @@
 """``ray-ingest convert SRC OUT``: images → TFRecord shards on Ray Data.
 
-The driver lists the inputs (class folders or a CSV/JSONL list), splits them train/val by a
+The driver takes OUT's one-writer lock (:mod:`~ray_ingest.convert.lock`), lists the inputs
+(class folders or a CSV/JSONL list, one per real file), splits them train/val by a
 stable hash, shuffles their order (so every shard mixes classes) and hands them to Ray Data in
 blocks; ``map_batches`` reads, decodes, resizes and encodes many images per call on CPU
 workers; :class:`~ray_ingest.convert.sink.TFRecordDatasink` writes the shards and commits them.
@@ -45,6 +46,14 @@ class ConvertOptions:
     max_pixels: int = ImageSpec.max_pixels
     overwrite: bool = False
     batch_size: int = 32
+    #: Follow links (to folders or files) whose target lies outside SRC.
+    follow_links: bool = False
+    #: The number of classes; integer labels may then leave ids unused (else dense 0..K-1).
+    num_classes: Optional[int] = None
+    #: "apply": store photos upright by their Exif orientation; "ignore": as stored.
+    exif: str = "apply"
+    #: Store each shard's SHA-256 in the manifest (computed while writing).
+    checksums: bool = False
 
     def __post_init__(self):
         if not 0.0 <= self.val_fraction < 1.0:
@@ -57,10 +66,13 @@ class ConvertOptions:
             raise ConfigError(f"shard_size_mb must be from 0.01 to 10000, got {self.shard_size_mb}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise ConfigError(f"num_classes must be positive, got {self.num_classes}")
         self.image_spec()  # validates size, mode, encoding, quality, max_pixels
 
     def image_spec(self) -> ImageSpec:
-        return ImageSpec(self.size, self.resize_mode, self.encoding, self.quality, self.max_pixels)
+        return ImageSpec(self.size, self.resize_mode, self.encoding, self.quality, self.max_pixels,
+                         self.exif)
 
 
 @dataclass
