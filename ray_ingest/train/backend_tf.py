@@ -114,17 +114,27 @@ class TFBackend:
 
     def save_state(self, directory: str) -> None:
         """The model as ``model.keras`` (portable: uint8 images in, logits out) and the
-        optimizer's variables, in order, as ``optimizer.npz``."""
+        optimizer's state as ``optimizer.npz``."""
         self.export.save(os.path.join(directory, checkpoint.MODEL_FILES[self.framework]))
-        np.savez(os.path.join(directory, checkpoint.OPTIMIZER_FILES[self.framework]),
-                 *[np.asarray(v) for v in self.optimizer.variables])
+        save_optimizer(self.optimizer,
+                       os.path.join(directory, checkpoint.OPTIMIZER_FILES[self.framework]))
 
     def load_state(self, directory: str) -> None:
         self.export.load_weights(os.path.join(directory, checkpoint.MODEL_FILES[self.framework]))
-        path = os.path.join(directory, checkpoint.OPTIMIZER_FILES[self.framework])
-        with np.load(path) as z:
-            if len(z.files) != len(self.optimizer.variables):
-                raise CheckpointError(f"{path}: {len(z.files)} optimizer variables, this "
-                                      f"optimizer has {len(self.optimizer.variables)}")
-            for i, v in enumerate(self.optimizer.variables):
-                v.assign(z[f"arr_{i}"])
+        load_optimizer(self.optimizer,
+                       os.path.join(directory, checkpoint.OPTIMIZER_FILES[self.framework]))
+
+
+def save_optimizer(optimizer, path: str) -> None:
+    """A Keras optimizer's variables (step count, moments, ...), in order, as ``.npz``."""
+    np.savez(path, *[np.asarray(v) for v in optimizer.variables])
+
+
+def load_optimizer(optimizer, path: str) -> None:
+    """The variables of :func:`save_optimizer`'s file into ``optimizer`` (built), exactly."""
+    with np.load(path) as z:
+        if len(z.files) != len(optimizer.variables):
+            raise CheckpointError(f"{path}: {len(z.files)} optimizer variables, this optimizer "
+                                  f"has {len(optimizer.variables)}")
+        for i, v in enumerate(optimizer.variables):
+            v.assign(z[f"arr_{i}"])

@@ -134,16 +134,28 @@ class TorchBackend:
 
         export_model(self.bare, self.cfg.model, self.num_classes, self.aug,
                      os.path.join(directory, checkpoint.MODEL_FILES[self.framework]))
-        self.torch.save({"optimizer": self.optimizer.state_dict(),
-                         "scheduler": self.scheduler.state_dict()},
-                        os.path.join(directory, checkpoint.OPTIMIZER_FILES[self.framework]))
+        save_optimizer(self.optimizer, self.scheduler,
+                       os.path.join(directory, checkpoint.OPTIMIZER_FILES[self.framework]))
 
     def load_state(self, directory: str) -> None:
         from ray_ingest.train.models_torch import load_exported_weights
 
         load_exported_weights(os.path.join(directory, checkpoint.MODEL_FILES[self.framework]),
                               self.bare)
-        state = self.torch.load(os.path.join(directory, checkpoint.OPTIMIZER_FILES[self.framework]),
-                                map_location="cpu", weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        load_optimizer(self.optimizer, self.scheduler,
+                       os.path.join(directory, checkpoint.OPTIMIZER_FILES[self.framework]))
+
+
+def save_optimizer(optimizer, scheduler, path: str) -> None:
+    """The optimizer's and the learning-rate schedule's ``state_dict`` (``torch.save``)."""
+    import torch
+
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, path)
+
+
+def load_optimizer(optimizer, scheduler, path: str) -> None:
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])

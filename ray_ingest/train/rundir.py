@@ -58,6 +58,7 @@ class History:
     and any later ones: one line per epoch, in order."""
 
     def __init__(self, storage_path: str, name: str):
+        fs.makedirs(run_dir(storage_path, name))
         self.path = history_path(storage_path, name)
         self.rows = read_history(self.path)
 
