@@ -355,6 +355,19 @@ def test_evaluate_prints_per_class_accuracy_and_writes_confusion_files(
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(png) in out
 
+    # The same checkpoint in object storage (here memory://), through the Python API.
+    import uuid
+
+    from ray_ingest import fs
+    from ray_ingest.train.evaluate import evaluate
+
+    uri = f"memory://eval-{uuid.uuid4().hex[:8]}/run/checkpoint_x"
+    for f in folder.iterdir():
+        fs.write_bytes(fs.join(uri, f.name), f.read_bytes())
+    again = evaluate(str(data), uri, out=str(tmp_path / "from-uri"))
+    assert again.model.startswith(uri) and again.accuracy == pytest.approx(accuracy)
+    assert (tmp_path / "from-uri" / "evaluation-val.json").exists()
+
 
 def test_evaluate_refuses_a_model_of_other_classes(ray_session, converted, tmp_path, capsys):
     pytest.importorskip("torch")
