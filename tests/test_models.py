@@ -349,7 +349,8 @@ def test_evaluate_prints_per_class_accuracy_and_writes_confusion_files(
     report = json.loads((folder / "evaluation-val.json").read_text())
     confusion = np.array(report["confusion"])
     assert confusion.sum() == len(labels) and report["framework"] == framework
-    np.testing.assert_array_equal(confusion[:, predicted], np.bincount(labels, minlength=len(names)))
+    np.testing.assert_array_equal(confusion[:, predicted],
+                                  np.bincount(labels, minlength=len(names)))
     assert report["accuracy"] == pytest.approx(accuracy)
     png = folder / "confusion-val.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,8 @@ Each epoch: the worker's equal part of the training split streams as numpy batch
 epoch's stream starts while this one validates), each step's wait for its batch is timed; then
 each worker validates a disjoint part of the validation split (parts may differ in size: no
 collective runs per batch), the sums are all-reduced once, and rank 0 writes the epoch to the
-run's history (the driver prints it from there) and TensorBoard, and checkpoints. A watchdog ends the worker if its progress stops.
+run's history (the driver prints it from there) and TensorBoard, and checkpoints. A watchdog
+ends the worker if its progress stops.
 """
 
 from __future__ import annotations
