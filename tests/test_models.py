@@ -52,10 +52,11 @@ def test_keras_model_file_takes_stored_images_and_loads_without_ray_ingest(tmp_p
     model = _keras_model()
     path = tmp_path / "model.keras"
     InferenceModel(model, "small_cnn", NUM_CLASSES, AUG).save(str(path))
-    images = _stored_images()
-    want = model(tf_ops.evaluate(tf.constant(images), AUG), training=False).numpy()
+    batches = [_stored_images(), _stored_images(1, 32, 32, seed=1)]  # a batch of one too
+    want = [model(tf_ops.evaluate(tf.constant(b), AUG), training=False).numpy() for b in batches]
     # Called as a user would, without training=False: inference mode all the same.
-    _assert_logits_close(predict_elsewhere("tf", path, images, tmp_path / "load"), want)
+    for got, w in zip(predict_elsewhere("tf", path, batches, tmp_path / "load"), want):
+        _assert_logits_close(got, w)
 
 
 @pytest.mark.tf
@@ -158,14 +159,12 @@ def test_torch_model_file_takes_stored_images_and_loads_without_ray_ingest(tmp_p
     path = tmp_path / "model.pt2"
     export_model(model, "small_cnn", NUM_CLASSES, AUG, str(path))
     assert model.training  # the training model is left as it was
-    images = _stored_images()
+    batches = [_stored_images(), _stored_images(1, 32, 32, seed=1)]  # a batch of one too
     with torch.no_grad():
-        want = model.eval()(torch_ops.evaluate(torch.from_numpy(images), AUG)).numpy()
-    _assert_logits_close(predict_elsewhere("torch", path, images, tmp_path / "load"), want)
-    one = _stored_images(1, 32, 32, seed=1)  # a batch of one, at the training size
-    with torch.no_grad():
-        want = model(torch_ops.evaluate(torch.from_numpy(one), AUG)).numpy()
-    _assert_logits_close(predict_elsewhere("torch", path, one, tmp_path / "load1"), want)
+        want = [model.eval()(torch_ops.evaluate(torch.from_numpy(b), AUG)).numpy()
+                for b in batches]
+    for got, w in zip(predict_elsewhere("torch", path, batches, tmp_path / "load"), want):
+        _assert_logits_close(got, w)
 
 
 @pytest.mark.torch

@@ -10,10 +10,8 @@ import shlex
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from helpers import predict_elsewhere
 from ray_ingest.errors import ConfigError, RunExistsError, TrainingStalledError
 from ray_ingest.format.manifest import read_manifest
 from ray_ingest.train import TrainConfig, train
@@ -37,11 +35,10 @@ def _run_outputs(run: Path):
 
 def _check_portable_best_model(data, run: Path, framework: str, tmp_path):
     """The run keeps its best and latest checkpoints only, and the best model, loaded from its
-    file as a user would, scores the run's own validation accuracy of that epoch, in this
-    process and in one where ray_ingest cannot be imported."""
-    from ray_ingest.read.api import read_records
+    file as a user would (``keras.models.load_model``, ``torch.export.load``), scores the run's
+    own validation accuracy of that epoch."""
     from ray_ingest.train.checkpoint import MODEL_FILES, OPTIMIZER_FILES
-    from ray_ingest.train.evaluate import evaluate, load_model
+    from ray_ingest.train.evaluate import evaluate
 
     best, latest, history = _run_outputs(run)
     kept = {p.name for p in run.glob("checkpoint_*") if p.is_dir()}
@@ -55,11 +52,6 @@ def _check_portable_best_model(data, run: Path, framework: str, tmp_path):
     assert report.model == best["model_path"] and report.framework == framework
     assert report.images == best["metrics"]["val_images"]
     assert abs(report.accuracy - best["metrics"]["val_accuracy"]) <= 1 / report.images + 1e-9
-    images = next(iter(read_records(str(data), "val").iter_batches(
-        batch_size=16, batch_format="numpy")))["image"]
-    np.testing.assert_allclose(predict_elsewhere(framework, best["model_path"], images,
-                                                 tmp_path / "elsewhere"),
-                               load_model(best["model_path"])(images), rtol=1e-5, atol=1e-4)
     return best, latest, history
 
 
