@@ -7,7 +7,7 @@ The public API, imported lazily so that ``import ray_ingest`` stays cheap:
   Ray Dataset of images and labels;
 * ``read_records(path, split, options=None, **kwargs)``, :class:`ReadOptions` and
   ``iter_images(dataset_or_iterator, ...)``;
-* ``train(TrainConfig(...))``;
+* ``train(TrainConfig(...))`` and ``evaluate(data, model, split="val")`` (a saved model);
 * ``synthesize(SynthSpec(...))``;
 * the errors, all subclasses of :class:`RayIngestError`.
 
@@ -31,6 +31,7 @@ _API = {
     "ReadOptions": ("ray_ingest.read", "ReadOptions"),
     "train": ("ray_ingest.train", None),  # the package is the function
     "TrainConfig": ("ray_ingest.train", "TrainConfig"),
+    "evaluate": ("ray_ingest.train.evaluate", "evaluate"),
     "synthesize": ("ray_ingest.tools.synth", "synthesize"),
     "SynthSpec": ("ray_ingest.tools.synth", "SynthSpec"),
 }

@@ -314,6 +314,33 @@ def _run_train(args) -> int:
     return 0
 
 
+# ---- evaluate ------------------------------------------------------------------------------
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="a conversion output (path or URI)")
+    p.add_argument("--model", required=True, default=argparse.SUPPRESS,
+                   help="a saved model (model.keras or model.pt2), a checkpoint folder, a run "
+                        "folder (its best checkpoint) or a run's best.json/latest.json")
+    p.add_argument("--split", choices=keys.SPLITS, default=keys.SPLITS[1], help="split to evaluate")
+    p.add_argument("--batch-size", type=int, default=256, help="images per inference batch")
+    p.add_argument("--out", default=argparse.SUPPRESS,
+                   help="folder for evaluation-SPLIT.json and confusion-SPLIT.png (when not "
+                        "given: the model's folder)")
+
+
+def _run_evaluate(args) -> int:
+    from ray_ingest.train.evaluate import evaluate
+
+    r = evaluate(args.data, args.model, split=args.split, batch_size=args.batch_size,
+                 out=getattr(args, "out", None))
+    print(f"evaluate: {r.model} ({r.framework}) on {r.data}, split {r.split}: {r.images} "
+          f"images, accuracy {r.accuracy:.3f}")
+    print(r.table())
+    print(f"wrote {r.png_path}\n      {r.json_path}", flush=True)
+    return 0
+
+
 # ---- main ----------------------------------------------------------------------------------
 
 
@@ -337,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "variants", _run_bench))
     add_train_arguments(_parser(sub, "train", "train on Ray Train (TensorFlow/Keras or PyTorch)",
                                 _run_train))
+    add_evaluate_arguments(_parser(sub, "evaluate", "evaluate a saved model on a split: accuracy "
+                                   "per class and a confusion matrix", _run_evaluate))
     _add_demo_arguments(_parser(sub, "demo", "run the main job end to end on synthetic data",
                                 _run_demo))
     return parser

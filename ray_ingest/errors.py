@@ -67,11 +67,17 @@ class RunExistsError(RayIngestError, ValueError):
     """A training run folder already holds a run (or ``--resume`` names none)."""
 
 
+class CheckpointError(RayIngestError, ValueError):
+    """A checkpoint or saved model is missing, unreadable, of an unknown kind, or does not fit
+    the model or the data it is used with."""
+
+
 class TrainingStalledError(RayIngestError, RuntimeError):
     """A training run was stopped because its progress stopped for ``stall_timeout`` s."""
 
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "ConversionError",
     "ExampleDecodeError",

@@ -5,7 +5,10 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
+import shlex
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +26,40 @@ def _staged_checkpoints():
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "ray-ingest-ckpt-*")))
 
 
+def _run_outputs(run: Path):
+    """``(best.json, latest.json, history rows)`` of a run folder."""
+    best, latest = (json.loads((run / f"{k}.json").read_text()) for k in ("best", "latest"))
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    return best, latest, history
+
+
+def _check_portable_best_model(data, run: Path, framework: str, tmp_path):
+    """The run keeps its best and latest checkpoints only, and the best model, loaded from its
+    file as a user would (``keras.models.load_model``, ``torch.export.load``), scores the run's
+    own validation accuracy of that epoch."""
+    from ray_ingest.train.checkpoint import MODEL_FILES, OPTIMIZER_FILES
+    from ray_ingest.train.evaluate import evaluate
+
+    best, latest, history = _run_outputs(run)
+    kept = {p.name for p in run.glob("checkpoint_*") if p.is_dir()}
+    assert kept == {Path(best["checkpoint"]).name, Path(latest["checkpoint"]).name}
+    for name in kept:
+        assert {MODEL_FILES[framework], OPTIMIZER_FILES[framework], "meta.json"} <= set(
+            os.listdir(run / name))
+    assert latest["epoch"] == history[-1]["epoch"]
+    assert best["metrics"]["val_accuracy"] == max(h["val_accuracy"] for h in history)
+    report = evaluate(str(data), str(run), out=str(tmp_path / "eval"))
+    assert report.model == best["model_path"] and report.framework == framework
+    assert report.images == best["metrics"]["val_images"]
+    assert abs(report.accuracy - best["metrics"]["val_accuracy"]) <= 1 / report.images + 1e-9
+    return best, latest, history
+
+
+def _rows(lines):
+    """The epoch column of the driver's epoch table."""
+    return [line.split()[0] for line in lines if re.match(r"\s*\d+/\d+\s", line)]
+
+
 def _cfg(data, tmp_path, **kw):
     base = dict(data=str(data), storage_path=str(tmp_path / "runs"), name="run", epochs=10,
                 batch_size=32, seed=0, metrics_out=str(tmp_path / "metrics.json"))
@@ -36,9 +73,12 @@ def test_tf_one_worker_learns(learnable, tmp_path):
     staged = _staged_checkpoints()
     final = train(_cfg(learnable, tmp_path, num_workers=1), progress=lambda s: None)
     assert _staged_checkpoints() <= staged  # local staging folders are removed after upload
-    kept = [p for p in glob.glob(str(tmp_path / "runs" / "run" / "checkpoint_*")) if os.path.isdir(p)]
-    assert len(kept) == 2, kept  # CheckpointConfig(num_to_keep=2)
+    best, latest, history = _check_portable_best_model(learnable, tmp_path / "runs" / "run",
+                                                       "tf", tmp_path)
+    assert [h["epoch"] for h in history] == list(range(1, 11)) and latest["epoch"] == 10
     written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["best"]["epoch"] == best["epoch"]
+    assert written["best"]["model_path"] == best["model_path"]
     assert KEYS <= set(written) and written["epochs"] == 10 and written["restarts"] == 0
     assert final["val_images"] > 350  # all of the validation split, not a part
     assert final["val_accuracy"] >= 2 * CHANCE, final  # a misaligned pipeline stays at chance
@@ -49,13 +89,35 @@ def test_tf_one_worker_learns(learnable, tmp_path):
 @pytest.mark.tf
 def test_tf_two_workers_learn_and_resume(learnable, tmp_path):
     pytest.importorskip("tensorflow")
+    from ray_ingest.cli import build_parser, config_from_args
+
     val_total = read_manifest(str(learnable)).num_records("val")
-    first = train(_cfg(learnable, tmp_path, num_workers=2, epochs=4), progress=lambda s: None)
+    lines = []
+    first = train(_cfg(learnable, tmp_path, num_workers=2, epochs=4), progress=lines.append)
     assert first["epochs"] == 4 and first["val_images"] == val_total  # split, all of it
+    # The driver's own lines: a start line, the table (one header, a row per epoch, in
+    # order), the summary. Nothing else, and few.
+    assert _rows(lines) == ["1/4", "2/4", "3/4", "4/4"], lines
+    assert sum(line.split()[:2] == ["epoch", "loss"] for line in lines) == 1
+    assert len(lines) <= 4 + 9, lines
+    text = "\n".join(lines)
+    assert f"tensorboard --logdir {tmp_path / 'runs' / 'run' / 'tensorboard'}" in text
+    assert first["best"]["model_path"] in text and first["resume_command"] in text
     with pytest.raises(RunExistsError, match="--resume"):
         train(_cfg(learnable, tmp_path, num_workers=2), progress=lambda s: None)
-    final = train(_cfg(learnable, tmp_path, num_workers=2, resume=True), progress=lambda s: None)
+    # The printed command resumes the run (here, with more epochs).
+    words = shlex.split(first["resume_command"])
+    words[words.index("--epochs") + 1] = "10"
+    lines.clear()
+    final = train(config_from_args(TrainConfig, build_parser().parse_args(words[1:])),
+                  progress=lines.append)
     assert final["epochs"] == 10 and final["restarts"] == 0
+    assert _rows(lines) == [f"{e}/10" for e in range(5, 11)], lines
+    assert any(line.startswith("resuming after epoch 4 from ") for line in lines), lines
+    _, _, history = _run_outputs(tmp_path / "runs" / "run")
+    assert [h["epoch"] for h in history] == list(range(1, 11))
+    with pytest.raises(RunExistsError, match="already finished 10 epochs"):
+        train(_cfg(learnable, tmp_path, num_workers=2, resume=True), progress=lambda s: None)
     assert final["val_accuracy"] >= 2 * CHANCE, final
     with pytest.raises(RunExistsError, match="no run"):
         train(_cfg(learnable, tmp_path, name="other", resume=True), progress=lambda s: None)
@@ -84,6 +146,7 @@ def test_torch_one_worker_learns_and_resumes(learnable, tmp_path):
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert KEYS <= set(written) and written["epochs"] == 10 and written["framework"] == "torch"
     assert final["val_accuracy"] >= 2 * CHANCE, final
+    _check_portable_best_model(learnable, tmp_path / "runs" / "run", "torch", tmp_path)
 
 
 @pytest.mark.torch

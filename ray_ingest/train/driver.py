@@ -12,9 +12,11 @@ from dataclasses import replace
 from typing import Any, Callable, Dict, Tuple
 
 from ray_ingest import fs
-from ray_ingest.errors import ConfigError, RunExistsError, TrainingStalledError
+from ray_ingest.errors import CheckpointError, ConfigError, RunExistsError, TrainingStalledError
 from ray_ingest.format import keys
 from ray_ingest.format.manifest import read_manifest
+import ray_ingest.train.checkpoint as checkpoint
+import ray_ingest.train.console as console
 import ray_ingest.train.rundir as rundir
 import ray_ingest.train.stream as stream
 from ray_ingest.train.config import TrainConfig
@@ -45,13 +47,6 @@ def resolve_resources(cfg: TrainConfig) -> Tuple[bool, float]:
     return False, max(0.1, min(1.0, math.floor(share * 20) / 20))
 
 
-def _storage_uri(storage_path: str, path: str) -> str:
-    """A path in the handed-over storage filesystem as a URI of ``storage_path``'s scheme."""
-    if fs.is_uri(storage_path) and not fs.is_uri(path):
-        return f"{storage_path.split('://', 1)[0]}://{path.lstrip('/')}"
-    return path
-
-
 def _trainer_class(framework: str):
     """Ray Train's trainer for the framework: it sets up the workers' collectives (TF_CONFIG
     for ``MultiWorkerMirroredStrategy``, the torch process group); both run our one loop."""
@@ -65,7 +60,9 @@ def _trainer_class(framework: str):
 
 
 def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Runs a training job; returns the final metrics (also written to ``cfg.metrics_out``)."""
+    """Runs a training job; returns the final metrics (also written to ``cfg.metrics_out``),
+    with the best and latest checkpoints, the history file and the command that resumes the
+    run. ``progress`` gets the lines to show: a table row per epoch and a summary."""
     from ray.train import (CheckpointConfig, DataConfig, FailureConfig, LoggingConfig,
                            RunConfig, ScalingConfig)
 
@@ -88,7 +85,15 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
                              "choose another --name")
     if cfg.resume and not fs.exists(run):
         raise RunExistsError(f"--resume: there is no run at {run}")
-    # Workers print the epoch line themselves; Ray Train's print patch would log it twice.
+    resume_command = replace(cfg, resume=True).command_line()
+    latest = checkpoint.find_checkpoints(run)["latest"] if cfg.resume else None
+    if latest is not None and latest["model_path"] is None:
+        raise CheckpointError(f"{latest['checkpoint']}: a checkpoint of an older layout (no "
+                              "portable model); it cannot be resumed: start a new run (--name)")
+    if latest is not None and latest["epoch"] >= cfg.epochs:
+        raise RunExistsError(f"{run}: nothing to train, the run already finished "
+                             f"{latest['epoch']} epochs; pass a larger --epochs to continue it")
+    # Anything a worker prints reaches the driver once; Ray Train's print patch would log it again.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     ensure_ray()
     use_gpu, cpus = resolve_resources(cfg)
@@ -97,6 +102,8 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     progress(f"train: {cfg.framework} {cfg.model} on {cfg.data} | {cfg.num_workers} workers x "
              f"{'1 GPU' if use_gpu else f'{cpus:g} CPU'} | global batch {cfg.batch_size} | "
              f"{cfg.epochs} epochs | run {run}")
+    if latest is not None:
+        progress(f"resuming after epoch {latest['epoch']} from {latest['checkpoint']}")
     datasets = {}
     if not cfg.synthetic_data:
         datasets[train_split] = read_records(
@@ -115,7 +122,10 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
             storage_path=storage_root,
             storage_filesystem=storage_fs,
             failure_config=FailureConfig(max_failures=cfg.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            # The best checkpoint by validation accuracy; Ray Train keeps the latest as well.
+            checkpoint_config=CheckpointConfig(num_to_keep=1,
+                                               checkpoint_score_attribute=checkpoint.SCORE,
+                                               checkpoint_score_order="max"),
             logging_config=LoggingConfig(log_level=quiet.train_log_level()),
             worker_runtime_env=fs.task_runtime_env(),
         ),
@@ -123,13 +133,19 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         dataset_config=DataConfig(datasets_to_split=[train_split]),
     )
     started = time.time()
-    try:
-        result = trainer.fit()
-        error = result.error
-    except Exception as e:  # noqa: BLE001 - replaced below when a watchdog stopped the run
-        result, error = None, e
+    with console.EpochTable(rundir.history_path(cfg.storage_path, cfg.name), cfg.epochs,
+                            progress):
+        try:
+            result = trainer.fit()
+            error = result.error
+        except Exception as e:  # noqa: BLE001 - replaced below when a watchdog stopped the run
+            result, error = None, e
+    found = checkpoint.find_checkpoints(run)
+    checkpoint.write_pointers(run, found)
     stalled = stall_summary(run, cfg.attempt_id, cfg.stall_timeout)
     if error is not None:
+        if found["latest"] is not None:
+            progress(f"resume: {resume_command}")
         if stalled:
             raise TrainingStalledError(stalled) from error
         raise error
@@ -158,16 +174,18 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         "global_batch_size": cfg.batch_size,
         "synthetic_data": cfg.synthetic_data,
         "wall_seconds": time.time() - started,
-        "checkpoint": (_storage_uri(cfg.storage_path, result.checkpoint.path)
-                       if result.checkpoint else None),
+        "checkpoint": found["latest"]["checkpoint"] if found["latest"] else None,
+        "best": console.model_entry(found["best"]),
+        "latest": console.model_entry(found["latest"]),
         "run_dir": run,
+        "data": cfg.data,
+        "history": rundir.history_path(cfg.storage_path, cfg.name),
+        "tensorboard": rundir.tensorboard_dir(cfg.storage_path, cfg.name),
+        "resume_command": resume_command,
     }
     if cfg.metrics_out:
         with open(cfg.metrics_out, "w") as f:
             json.dump(final, f, indent=2)
-    progress(
-        f"train done: val_accuracy {final['val_accuracy']:.3f} val_loss {final['val_loss']:.4f} | "
-        f"{final['images_per_second']:.0f} images/s | data wait {final['data_wait_share']:.1%} | "
-        f"{final['epochs']} epochs, {final['restarts']} restarts, {final['wall_seconds']:.0f} s"
-    )
+    for line in console.summary(final):
+        progress(line)
     return final

@@ -1,13 +1,14 @@
 """The per-worker training loop, one for both frameworks (Ray Train's ``TensorflowTrainer`` and
 ``TorchTrainer`` run the same function); the framework specifics sit behind a backend
 (:mod:`backend_tf`, :mod:`backend_torch`): ``to_batch``, ``train_step``, ``eval_step``,
-``all_reduce``, ``state`` / ``load_state``.
+``all_reduce``, ``save_state`` / ``load_state``.
 
 Each epoch: the worker's equal part of the training split streams as numpy batches (the next
 epoch's stream starts while this one validates), each step's wait for its batch is timed; then
 each worker validates a disjoint part of the validation split (parts may differ in size: no
-collective runs per batch), the sums are all-reduced once, and rank 0 prints, logs and
-checkpoints. A watchdog ends the worker if its progress stops.
+collective runs per batch), the sums are all-reduced once, and rank 0 writes the epoch to the
+run's history (the driver prints it from there) and TensorBoard, and checkpoints. A watchdog
+ends the worker if its progress stops.
 """
 
 from __future__ import annotations
@@ -87,11 +88,12 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     start_epoch = 0
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
-        start_epoch = backend.load_state(*checkpoint.load_checkpoint(ckpt))
+        start_epoch = checkpoint.restore(ckpt, backend.load_state)
     line = start_line(restarts, cfg.max_failures, start_epoch, ckpt is not None)
     if rank == 0 and line:
         print(line, flush=True)
     tb = rundir.TensorBoard(cfg.storage_path, cfg.name, enabled=rank == 0)
+    history = rundir.History(cfg.storage_path, cfg.name) if rank == 0 else None
     batch_size = cfg.per_worker_batch
     if cfg.synthetic_data:
         synthetic = synthetic_batches(cfg, rank, m, backend)
@@ -140,12 +142,12 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         sums = backend.all_reduce(
             metrics.local_sums(meter, (val_loss, val_correct, val_count), restarts))
         epoch_metrics = metrics.epoch_metrics(epoch, sums, train_seconds)
-        arrays = meta = None
+        save = meta = None
         if rank == 0:
-            print(metrics.epoch_line(epoch_metrics, cfg.epochs), flush=True)
+            history.append(epoch_metrics)
             tb.write(epoch_metrics)
-            arrays, meta = backend.state(epoch + 1)
-        checkpoint.report_epoch(epoch_metrics, arrays, meta)
+            save, meta = backend.save_state, checkpoint.checkpoint_meta(cfg, m, epoch_metrics)
+        checkpoint.report_epoch(epoch_metrics, save, meta)
         watchdog.tick("epoch report")
     tb.close()
     watchdog.stop()
