@@ -2,7 +2,9 @@
 SIGKILL one, keep killing on a schedule, or take down a whole process tree.
 
 Ray names a worker process after what it runs (``ray::MapBatches``, ``ray::Write``,
-``ray::ReadTFRecordShards->...``, ``ray::RayTrainWorker``), which is how a victim is chosen.
+``ray::ReadTFRecordShards->...``, ``ray::RayTrainWorker``), which is how a victim is chosen;
+only among this process's descendants (the Ray instance it started), so that other Ray
+instances on a shared machine are never hit.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 
 def ray_workers(titles: Sequence[str]) -> List[Tuple[int, str]]:
-    """``(pid, title)`` of every process whose command line starts with one of ``titles``."""
+    """``(pid, title)`` of every descendant of this process whose command line starts with one
+    of ``titles``."""
     import psutil
 
     found = []
-    for p in psutil.process_iter(["cmdline"]):
+    try:
+        procs = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return found
+    for p in procs:
         try:
-            cmd = " ".join(p.info["cmdline"] or [])
+            cmd = " ".join(p.cmdline() or [])
         except psutil.Error:
             continue
         if cmd.startswith(tuple(titles)):
