@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any, Callable, Dict, Tuple
 
 from ray_ingest import fs
-from ray_ingest.errors import ConfigError, RunExistsError, TrainingStalledError
+from ray_ingest.errors import ConfigError, RunExistsError, TrainingStalledError, find_error
 from ray_ingest.format import keys
 from ray_ingest.format.manifest import read_manifest
 import ray_ingest.train.rundir as rundir
@@ -62,6 +62,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 
     from ray_ingest.read.api import read_records
+    from ray_ingest.read.skips import skip_report
     from ray_ingest.runtime import ensure_ray
     from ray_ingest.train.loop import train_loop_per_worker
     from ray_ingest.train.watchdog import stall_summary
@@ -92,7 +93,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     if not cfg.synthetic_data:
         datasets[train_split] = read_records(
             cfg.data, train_split, shuffle_files=True, shuffle_records=True, seed=cfg.seed,
-            block_rows=stream.block_rows(cfg))
+            block_rows=stream.block_rows(cfg), skip_corrupt=cfg.skip_corrupt)
     trainer = trainer_cls(
         train_loop_per_worker,
         train_loop_config=cfg.to_dict(),
@@ -117,6 +118,9 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     if error is not None:
         if stalled:
             raise TrainingStalledError(stalled) from error
+        ours = find_error(error)  # a worker's error of ours, inside Ray Train's wrapper
+        if ours is not None and ours is not error:
+            raise ours from error
         raise error
     if stalled:  # a stalled worker group that Ray Train restarted (--max-failures)
         logger.warning("%s", stalled)
@@ -146,6 +150,9 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         "checkpoint": result.checkpoint.path if result.checkpoint else None,
         "run_dir": run,
     }
+    skipped = skip_report(datasets[train_split]) if cfg.skip_corrupt and datasets else None
+    if skipped is not None:
+        final["skipped_records"] = skipped.to_dict()
     if cfg.metrics_out:
         with open(cfg.metrics_out, "w") as f:
             json.dump(final, f, indent=2)
@@ -154,4 +161,6 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         f"{final['images_per_second']:.0f} images/s | data wait {final['data_wait_share']:.1%} | "
         f"{final['epochs']} epochs, {final['restarts']} restarts, {final['wall_seconds']:.0f} s"
     )
+    if skipped is not None:
+        progress(f"train: {skipped.summary()}")
     return final
