@@ -28,11 +28,16 @@ def resolve_resources(cfg: TrainConfig) -> Tuple[bool, float]:
     GPUs are used when the cluster has one per worker (unless told otherwise). On CPU-only
     machines the training workers share all but one CPU, which Ray Data keeps for reading and
     decoding (a worker that reserved a whole core each would leave none on a small machine).
+    A run that may restart (``max_failures``) counts only the CPUs left after losing the
+    largest other node than this one: the restarted group must fit on the nodes left with a
+    CPU to spare, or its reader never runs.
     """
     import ray
 
     res = ray.cluster_resources()
     gpus, cpus = res.get("GPU", 0.0), res.get("CPU", 1.0)
+    if cfg.max_failures != 0:
+        cpus -= _largest_other_node_cpus()
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus >= cfg.num_workers
     if use_gpu and gpus < cfg.num_workers:
         raise ConfigError(f"--use-gpu with {cfg.num_workers} workers needs {cfg.num_workers} "
@@ -43,6 +48,15 @@ def resolve_resources(cfg: TrainConfig) -> Tuple[bool, float]:
         return True, 1.0
     share = (cpus - 1.0) / cfg.num_workers if cpus > 1 else cpus / (2 * cfg.num_workers)
     return False, max(0.1, min(1.0, math.floor(share * 20) / 20))
+
+
+def _largest_other_node_cpus() -> float:
+    """CPUs of the largest alive node other than this process's (0 on one node)."""
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    return max((n["Resources"].get("CPU", 0.0) for n in ray.nodes()
+                if n.get("Alive") and n["NodeID"] != here), default=0.0)
 
 
 def _trainer_class(framework: str):
