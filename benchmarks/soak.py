@@ -38,19 +38,21 @@ def counted(phase, expected, names, seconds, kills=0, nodes_lost=0):
 
 def with_a_node_lost(cluster, titles, seed, work):
     """Runs ``work()`` while a worker node that runs a process of ``titles`` is taken down;
-    adds a node back after it. ``(work's result, the removal or None)``."""
+    adds a node back after it. ``(work's result, the removal or None, work's seconds)``."""
     from ray_ingest.tools.chaos import remove_node_running
 
     removed = []
     t = threading.Thread(target=lambda: removed.append(
         remove_node_running(cluster, titles, random.Random(seed), timeout=60)), daemon=True)
     t.start()
+    started = time.time()
     result = work()
+    seconds = time.time() - started
     t.join()
     if removed[0] is not None:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
-    return result, removed[0]
+    return result, removed[0], seconds
 
 
 def main(argv=None):
@@ -99,9 +101,9 @@ def main(argv=None):
     expected = set(names)
     ds = read_records(out, "train", shuffle_files=True, shuffle_records=True, with_filename=True)
 
-    def stream():
+    def stream(dataset=ds):
         seen = []
-        for b in ds.iter_batches(batch_size=256, batch_format="numpy"):
+        for b in dataset.iter_batches(batch_size=256, batch_format="numpy"):
             seen.extend(b["filename"].tolist())
             time.sleep(args.step_ms / 1000.0)
         return seen
@@ -117,23 +119,26 @@ def main(argv=None):
 
     # A whole node lost mid-phase: its tasks and the blocks in its object store go with it.
     lost_nodes = []
-    t = time.time()
 
     def convert_once():
         return convert(src, f"{work}/shards-node", ConvertOptions(
             size=32, encoding="jpeg", shard_size_mb=2, val_fraction=0.0))
 
-    _, removed = with_a_node_lost(cluster, ("ray::MapBatches", "ray::Write"), args.seed,
-                                  convert_once)
+    _, removed, seconds = with_a_node_lost(cluster, ("ray::MapBatches", "ray::Write"),
+                                           args.seed, convert_once)
     lost_nodes += [removed] if removed else []
     names = [r.filename for r in iter_records(f"{work}/shards-node", "train")]
-    rows.append(counted("convert, node lost", inputs, names, time.time() - t,
+    rows.append(counted("convert, node lost", inputs, names, seconds,
                         nodes_lost=int(removed is not None)))
     print(rows[-1], flush=True)
-    t = time.time()
-    seen, removed = with_a_node_lost(cluster, ("ray::ReadTFRecordShards",), args.seed, stream)
+    # Many small read tasks, as a large split has: some run on the node when it goes, and
+    # blocks it made wait in its object store for the consumer.
+    small_tasks = read_records(out, "train", shuffle_files=True, shuffle_records=True,
+                               with_filename=True, records_per_task=512)
+    seen, removed, seconds = with_a_node_lost(cluster, ("ray::ReadTFRecordShards",), args.seed,
+                                              lambda: stream(small_tasks))
     lost_nodes += [removed] if removed else []
-    rows.append(counted("stream, node lost", expected, seen, time.time() - t,
+    rows.append(counted("stream, node lost", expected, seen, seconds,
                         nodes_lost=int(removed is not None)))
     print(rows[-1], flush=True)
 

@@ -6,7 +6,8 @@ NAME ARGS...``) because each needs a Ray cluster of its own; prints one JSON lin
   a randomly chosen Ray worker that is writing shards (then one that is decoding).
 * ``remove-node-convert SRC OUT``: the same cluster and conversion, and a whole worker node
   (raylet, object store, every worker) taken down while it writes shards; then the node comes
-  back, a record of the output is damaged and read with ``skip_corrupt`` over the cluster.
+  back, a record of a copy of the output is damaged and read with ``skip_corrupt`` over the
+  cluster.
 * ``remove-node-train DATA RUNS``: a head that does no work and two worker nodes of 2 CPUs, a
   2-worker torch run with ``max_failures=2``, and the node of a training worker taken down
   during the second epoch.
@@ -18,6 +19,7 @@ import glob
 import json
 import os
 import random
+import shutil
 import sys
 import threading
 import time
@@ -124,8 +126,10 @@ def remove_node_convert(src: str, out: str) -> dict:
     if "error" not in result:
         cluster.add_node(num_cpus=1)  # back to 3 nodes: the reads run on all of them
         cluster.wait_for_nodes()
-        shard = _damage_one_record(out)
-        ds = read_records(out, skip_corrupt=True, records_per_task=50)
+        damaged = out.rstrip("/") + "-damaged"
+        shutil.copytree(out, damaged)
+        shard = _damage_one_record(damaged)
+        ds = read_records(damaged, skip_corrupt=True, records_per_task=50)
         result["read_rows"] = sum(len(b["label"]) for b in ds.iter_batches(batch_size=None))
         skipped = skip_report(ds)
         result["skipped"] = skipped.to_dict()
