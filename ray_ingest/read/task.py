@@ -139,7 +139,8 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
     With ``opts.skip_corrupt``, damaged records are skipped (:func:`skip_damage`) and reported
     to ``on_skip`` before the first block is yielded."""
     views: List[memoryview] = []
-    # Per piece: (path, record number of its first view, index of its first view).
+    # Per run of consecutive records: (path, record number of its first view, index of that
+    # view).
     where: List[Tuple[str, int, int]] = []
     owners: List[int] = []
     for r in pieces:
