@@ -155,7 +155,7 @@ def remove_node_train(data: str, runs: str) -> dict:
         deadline = time.time() + 600
         while time.time() < deadline:
             if glob.glob(os.path.join(runs, "nl", "checkpoint_*")):
-                time.sleep(1.0)  # into the second epoch's steps
+                time.sleep(0.5)  # into the second epoch's steps
                 return remove_node_running(cluster, ["ray::RayTrainWorker"], rng, 60)
             time.sleep(0.1)
         return None

@@ -50,7 +50,9 @@ def _scenario(name, *args):
                         *map(str, args)], capture_output=True, text=True, timeout=800)
     line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert line, r.stdout[-3000:] + r.stderr[-3000:]
-    return json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT "):])
+    result["log_tail"] = r.stderr[-3000:]  # shown by a failing assertion on the result
+    return result
 
 
 @pytest.mark.slow
