@@ -5,11 +5,13 @@ The public API, imported lazily so that ``import ray_ingest`` stays cheap:
 * ``convert(src, out, options=None, **kwargs)`` and :class:`ConvertOptions`;
 * ``convert_dataset(ds, out, options=None, image_column=..., label_column=..., ...)``: any
   Ray Dataset of images and labels;
-* ``read_records(path, split, options=None, **kwargs)``, :class:`ReadOptions` and
-  ``iter_images(dataset_or_iterator, ...)``;
+* ``read_records(path, split, options=None, **kwargs)``, :class:`ReadOptions`,
+  ``iter_images(dataset_or_iterator, ...)`` and ``skip_report(dataset)`` (what
+  ``skip_corrupt`` skipped);
 * ``train(TrainConfig(...))`` and ``evaluate(data, model, split="val")`` (a saved model);
 * ``synthesize(SynthSpec(...))``;
-* the errors, all subclasses of :class:`RayIngestError`.
+* the errors, all subclasses of :class:`RayIngestError`, and ``find_error`` (ours inside
+  Ray's wrappers).
 
 The core (format, convert, read) needs neither TensorFlow nor torch.
 """
@@ -29,6 +31,8 @@ _API = {
     "read_records": ("ray_ingest.read", "read_records"),
     "iter_images": ("ray_ingest.read", "iter_images"),
     "ReadOptions": ("ray_ingest.read", "ReadOptions"),
+    "SkipReport": ("ray_ingest.read", "SkipReport"),
+    "skip_report": ("ray_ingest.read", "skip_report"),
     "train": ("ray_ingest.train", None),  # the package is the function
     "TrainConfig": ("ray_ingest.train", "TrainConfig"),
     "evaluate": ("ray_ingest.train.evaluate", "evaluate"),

@@ -1,8 +1,8 @@
 """``ray-ingest <verb>``: the command line. Each verb parses its arguments into the library's
 config (one way: :func:`config_from_args`) and calls the library function that
 ``jobs/<job>.py`` and the benchmarks call too. A :class:`~ray_ingest.errors.RayIngestError`
-is the user's to fix: one line and exit status 2; anything else is a bug and keeps its
-traceback."""
+(also one raised in a Ray task or a Ray Train worker) is the user's to fix: its message as the
+last line and exit status 2; anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
@@ -305,6 +305,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stall-timeout", type=float, default=d.stall_timeout,
                    help="seconds without training progress before the run is stopped with a "
                         "stack dump of each worker (0: wait forever)")
+    p.add_argument("--skip-corrupt", action="store_true",
+                   help="skip damaged records of the train split instead of stopping; the "
+                        "final report says how many and where")
 
 
 def _run_train(args) -> int:
@@ -384,13 +387,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("ray_ingest").setLevel(logging.DEBUG if verbose else logging.INFO)
-    from ray_ingest.errors import RayIngestError
+    from ray_ingest.errors import find_error
 
+    ray_was_up = _ray_is_up()
     try:
         return int(args.func(args) or 0)
-    except RayIngestError as e:
-        print(f"ray-ingest {args.verb}: error: {e}", file=sys.stderr, flush=True)
+    except Exception as e:  # noqa: BLE001 - only ours (or a Ray wrapper of ours) is handled
+        error = find_error(e)
+        if error is None:
+            raise
+        if not ray_was_up and _ray_is_up():
+            sys.modules["ray"].shutdown()  # so that no line of Ray's logs comes after ours
+        print(f"ray-ingest {args.verb}: error: {error}", file=sys.stderr, flush=True)
         return 2
+
+
+def _ray_is_up() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
 
 
 if __name__ == "__main__":

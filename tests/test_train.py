@@ -7,12 +7,15 @@ import json
 import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from ray_ingest.errors import ConfigError, RunExistsError, TrainingStalledError
+from ray_ingest.errors import ConfigError, RecordCorruptError, RunExistsError, TrainingStalledError
 from ray_ingest.format.manifest import read_manifest
 from ray_ingest.train import TrainConfig, train
 
@@ -228,3 +231,75 @@ def test_a_model_missing_from_a_framework_is_refused_at_once(monkeypatch):
     TrainConfig(data="x", framework="torch", model="resnet18")
     with pytest.raises(ConfigError, match="stall_timeout"):
         TrainConfig(data="x", stall_timeout=-1)
+
+
+def _damage(data, dst, count: int):
+    """A copy of ``data`` whose first train shard has a flipped byte in records 1..count; the
+    shard, and the byte offset of record 1."""
+    from ray_ingest.format.framing import scan_records
+
+    shutil.copytree(data, dst)
+    m = read_manifest(str(dst))
+    shard = dst / m.shards("train")[0].file
+    raw = bytearray(shard.read_bytes())
+    views, _ = scan_records(bytes(raw))
+    starts = [0]
+    for v in views:
+        starts.append(starts[-1] + len(v) + 16)
+    for k in range(1, count + 1):
+        raw[starts[k] + 40] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    return shard, starts[1]
+
+
+@pytest.mark.torch
+def test_a_corrupt_shard_stops_training_with_the_workers_error(learnable, tmp_path):
+    """Not Ray Train's WorkerGroupError: the worker's own error, which it keeps as the cause."""
+    pytest.importorskip("torch")
+    from ray.train import WorkerGroupError
+
+    shard, offset = _damage(learnable, tmp_path / "data", 1)
+    with pytest.raises(RecordCorruptError) as info:
+        train(_cfg(tmp_path / "data", tmp_path, framework="torch", epochs=1),
+              progress=lambda s: None)
+    assert type(info.value) is RecordCorruptError
+    assert (info.value.path, info.value.offset) == (str(shard), offset)
+    assert str(info.value) == f"{shard}: corrupt TFRecord at byte offset {offset}: data CRC mismatch"
+    assert isinstance(info.value.__cause__, WorkerGroupError)
+
+
+@pytest.mark.torch
+def test_skip_corrupt_training_skips_the_records_and_reports_them(learnable, tmp_path):
+    pytest.importorskip("torch")
+    batch = 32
+    train_records = read_manifest(str(learnable)).num_records("train")
+    # One more damaged record than an epoch leaves over: the stream ends a step early.
+    count = train_records % batch + 1
+    shard, offset = _damage(learnable, tmp_path / "data", count)
+    lines = []
+    final = train(_cfg(tmp_path / "data", tmp_path, framework="torch", epochs=2,
+                       batch_size=batch, skip_corrupt=True), progress=lines.append)
+    assert final["epochs"] == 2
+    assert final["skipped_records"]["records"] == count  # every epoch skips them; counted once
+    (r,) = final["skipped_records"]["ranges"]
+    assert (r["path"], r["first"], r["last"], r["offset"]) == (str(shard), 1, count, offset)
+    assert json.loads((tmp_path / "metrics.json").read_text())["skipped_records"]["records"] == count
+    noun = "record" if count == 1 else "records"
+    assert lines[-1].startswith(f"train: {count} corrupt {noun} skipped: {shard}: records 1..{count} ")
+
+
+@pytest.mark.torch
+def test_cli_last_line_names_the_shard_and_offset(learnable, tmp_path):
+    pytest.importorskip("torch")
+    shard, offset = _damage(learnable, tmp_path / "data", 1)
+    cmd = [str(Path(sys.executable).parent / "ray-ingest"), "train", str(tmp_path / "data"),
+           "--framework", "torch", "--epochs", "1", "--batch-size", "32",
+           "--storage-path", str(tmp_path / "runs")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-3000:]
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1] == (f"ray-ingest train: error: {shard}: corrupt TFRecord at byte offset "
+                         f"{offset}: data CRC mismatch"), r.stderr[-3000:]
+    # No traceback of this process (Ray's worker logs, prefixed with their process, may show
+    # the worker's).
+    assert not any(line.startswith("Traceback") for line in lines), r.stderr[-3000:]

@@ -3,10 +3,12 @@
 :mod:`api` holds the public functions (:func:`read_records`, :func:`iter_images`),
 :mod:`options` what a read may be asked for, :mod:`plan` the cut into read tasks, :mod:`task`
 one read task (framing, CRC, manifest checks, blocks), :mod:`decode` JPEG decoding into batch
-arrays, and :mod:`datasource` the ``Datasource`` that ties them to Ray Data.
+arrays, :mod:`skips` the report of what ``skip_corrupt`` skipped, and :mod:`datasource` the
+``Datasource`` that ties them to Ray Data.
 """
 
 from ray_ingest.read.api import iter_images, read_records
 from ray_ingest.read.options import ReadOptions
+from ray_ingest.read.skips import SkipReport, skip_report
 
-__all__ = ["ReadOptions", "iter_images", "read_records"]
+__all__ = ["ReadOptions", "SkipReport", "iter_images", "read_records", "skip_report"]

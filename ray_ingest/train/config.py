@@ -51,6 +51,9 @@ class TrainConfig:
     synthetic_data: bool = False  # train on one batch kept on the device (upper bound)
     steps_per_epoch: Optional[int] = None  # cap (for tests and quick looks)
     stall_timeout: float = DEFAULT_STALL_TIMEOUT  # 0: wait forever
+    # Skip damaged records of the train split (each one alone) instead of failing; the final
+    # report says how many and where. Off: a damaged record stops the run, naming it.
+    skip_corrupt: bool = False
     attempt_id: str = field(default="")  # set by the driver; names this fit's attempts
 
     def __post_init__(self):

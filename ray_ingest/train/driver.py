@@ -12,7 +12,8 @@ from dataclasses import replace
 from typing import Any, Callable, Dict, Tuple
 
 from ray_ingest import fs
-from ray_ingest.errors import CheckpointError, ConfigError, RunExistsError, TrainingStalledError
+from ray_ingest.errors import (CheckpointError, ConfigError, RunExistsError,
+                               TrainingStalledError, find_error)
 from ray_ingest.format import keys
 from ray_ingest.format.manifest import read_manifest
 import ray_ingest.train.checkpoint as checkpoint
@@ -30,11 +31,16 @@ def resolve_resources(cfg: TrainConfig) -> Tuple[bool, float]:
     GPUs are used when the cluster has one per worker (unless told otherwise). On CPU-only
     machines the training workers share all but one CPU, which Ray Data keeps for reading and
     decoding (a worker that reserved a whole core each would leave none on a small machine).
+    A run that may restart (``max_failures``) counts only the CPUs left after losing the
+    largest other node than this one: the restarted group must fit on the nodes left with a
+    CPU to spare, or its reader never runs.
     """
     import ray
 
     res = ray.cluster_resources()
     gpus, cpus = res.get("GPU", 0.0), res.get("CPU", 1.0)
+    if cfg.max_failures != 0:
+        cpus -= _largest_other_node_cpus()
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus >= cfg.num_workers
     if use_gpu and gpus < cfg.num_workers:
         raise ConfigError(f"--use-gpu with {cfg.num_workers} workers needs {cfg.num_workers} "
@@ -45,6 +51,15 @@ def resolve_resources(cfg: TrainConfig) -> Tuple[bool, float]:
         return True, 1.0
     share = (cpus - 1.0) / cfg.num_workers if cpus > 1 else cpus / (2 * cfg.num_workers)
     return False, max(0.1, min(1.0, math.floor(share * 20) / 20))
+
+
+def _largest_other_node_cpus() -> float:
+    """CPUs of the largest alive node other than this process's (0 on one node)."""
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    return max((n["Resources"].get("CPU", 0.0) for n in ray.nodes()
+                if n.get("Alive") and n["NodeID"] != here), default=0.0)
 
 
 def _trainer_class(framework: str):
@@ -68,6 +83,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
 
     from ray_ingest import quiet
     from ray_ingest.read.api import read_records
+    from ray_ingest.read.skips import skip_report
     from ray_ingest.runtime import ensure_ray
     from ray_ingest.train.loop import train_loop_per_worker
     from ray_ingest.train.watchdog import stall_summary
@@ -108,7 +124,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     if not cfg.synthetic_data:
         datasets[train_split] = read_records(
             cfg.data, train_split, shuffle_files=True, shuffle_records=True, seed=cfg.seed,
-            block_rows=stream.block_rows(cfg))
+            block_rows=stream.block_rows(cfg), skip_corrupt=cfg.skip_corrupt)
     # Ray Train's controller and workers get the storage filesystem resolved here (with its
     # endpoint settings), and the workers our storage settings for their own files.
     storage_fs, storage_root = fs.filesystem_to_hand_over(cfg.storage_path)
@@ -148,6 +164,9 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
             progress(f"resume: {resume_command}")
         if stalled:
             raise TrainingStalledError(stalled) from error
+        ours = find_error(error)  # a worker's error of ours, inside Ray Train's wrapper
+        if ours is not None and ours is not error:
+            raise ours from error
         raise error
     if stalled:  # a stalled worker group that Ray Train restarted (--max-failures)
         logger.warning("%s", stalled)
@@ -183,9 +202,14 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         "tensorboard": rundir.tensorboard_dir(cfg.storage_path, cfg.name),
         "resume_command": resume_command,
     }
+    skipped = skip_report(datasets[train_split]) if cfg.skip_corrupt and datasets else None
+    if skipped is not None:
+        final["skipped_records"] = skipped.to_dict()
     if cfg.metrics_out:
         with open(cfg.metrics_out, "w") as f:
             json.dump(final, f, indent=2)
     for line in console.summary(final):
         progress(line)
+    if skipped is not None:
+        progress(f"train: {skipped.summary()}")
     return final

@@ -117,8 +117,11 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         batches, next_stream = next_stream, None
         for step in range(steps):
             t0 = time.perf_counter()
-            images, labels = to_batch(stream.next_training_batch(batches, rank, step, steps,
-                                                                 epoch))
+            batch = stream.next_training_batch(batches, rank, step, steps, epoch,
+                                               may_end=cfg.skip_corrupt)
+            if batch is None:  # skipped records made the epoch shorter, on every worker
+                break
+            images, labels = to_batch(batch)
             t1 = time.perf_counter()
             loss, correct = backend.train_step(images, labels, epoch, step)
             meter.add(batch_size, t1 - t0, time.perf_counter() - t0, loss, correct)
