@@ -1,6 +1,8 @@
 """Soak: convert, then stream several epochs, while a background loop SIGKILLs a random Ray
-worker every few seconds; count every image in and out. Must end with zero lost and zero
-duplicated records (exit status 1 otherwise).
+worker every few seconds; then convert and stream once more while a whole worker node (its
+raylet, object store and every worker) is taken down mid-phase and added back after it. Count
+every image in and out. Must end with zero lost and zero duplicated records (exit status 1
+otherwise).
 
     python benchmarks/soak.py [--images 20000] [--epochs 3] [--kill-every 1.5] [--json benchmarks/results/soak.json]
 
@@ -13,14 +15,44 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 TITLES = ("ray::MapBatches", "ray::Write", "ray::ReadTFRecordShards")
+
+
+def counted(phase, expected, names, seconds, kills=0, nodes_lost=0):
+    """A row of the table: what went in, what came out, lost and duplicated."""
+    c = Counter(names)
+    return {"phase": phase, "images_in": len(expected), "images_out": len(names),
+            "lost": len(set(expected) - set(c)),
+            "duplicated": sum(v - 1 for v in c.values() if v > 1),
+            "kills": kills, "nodes_lost": nodes_lost, "seconds": round(seconds, 1)}
+
+
+def with_a_node_lost(cluster, titles, seed, work):
+    """Runs ``work()`` while a worker node that runs a process of ``titles`` is taken down;
+    adds a node back after it. ``(work's result, the removal or None, work's seconds)``."""
+    from ray_ingest.tools.chaos import remove_node_running
+
+    removed = []
+    t = threading.Thread(target=lambda: removed.append(
+        remove_node_running(cluster, titles, random.Random(seed), timeout=60)), daemon=True)
+    t.start()
+    started = time.time()
+    result = work()
+    seconds = time.time() - started
+    t.join()
+    if removed[0] is not None:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+    return result, removed[0], seconds
 
 
 def main(argv=None):
@@ -63,42 +95,68 @@ def main(argv=None):
                                               val_fraction=0.0))
     killer.stop()
     names = [r.filename for r in iter_records(out, "train")]
-    c = Counter(names)
-    rows.append({"phase": "convert", "images_in": len(inputs), "images_out": len(names),
-                 "lost": len(inputs - set(c)), "duplicated": sum(v - 1 for v in c.values() if v > 1),
-                 "kills": killer.count("convert"), "seconds": round(time.time() - t, 1)})
+    rows.append(counted("convert", inputs, names, time.time() - t, killer.count("convert")))
     print(report.summary_line(), flush=True)
 
     expected = set(names)
     ds = read_records(out, "train", shuffle_files=True, shuffle_records=True, with_filename=True)
+
+    def stream(dataset=ds):
+        seen = []
+        for b in dataset.iter_batches(batch_size=256, batch_format="numpy"):
+            seen.extend(b["filename"].tolist())
+            time.sleep(args.step_ms / 1000.0)
+        return seen
+
     for epoch in range(args.epochs):
         phase = f"stream epoch {epoch + 1}"
         killer.start(phase)
         t = time.time()
-        seen = Counter()
-        for b in ds.iter_batches(batch_size=256, batch_format="numpy"):
-            seen.update(b["filename"].tolist())
-            time.sleep(args.step_ms / 1000.0)
+        seen = stream()
         killer.stop()
-        rows.append({"phase": phase, "images_in": len(expected), "images_out": sum(seen.values()),
-                     "lost": len(expected - set(seen)),
-                     "duplicated": sum(v - 1 for v in seen.values() if v > 1),
-                     "kills": killer.count(phase), "seconds": round(time.time() - t, 1)})
+        rows.append(counted(phase, expected, seen, time.time() - t, killer.count(phase)))
         print(rows[-1], flush=True)
 
+    # A whole node lost mid-phase: its tasks and the blocks in its object store go with it.
+    lost_nodes = []
+
+    def convert_once():
+        return convert(src, f"{work}/shards-node", ConvertOptions(
+            size=32, encoding="jpeg", shard_size_mb=2, val_fraction=0.0))
+
+    _, removed, seconds = with_a_node_lost(cluster, ("ray::MapBatches", "ray::Write"),
+                                           args.seed, convert_once)
+    lost_nodes += [removed] if removed else []
+    names = [r.filename for r in iter_records(f"{work}/shards-node", "train")]
+    rows.append(counted("convert, node lost", inputs, names, seconds,
+                        nodes_lost=int(removed is not None)))
+    print(rows[-1], flush=True)
+    # Many small read tasks, as a large split has: some run on the node when it goes, and
+    # blocks it made wait in its object store for the consumer.
+    small_tasks = read_records(out, "train", shuffle_files=True, shuffle_records=True,
+                               with_filename=True, records_per_task=512)
+    seen, removed, seconds = with_a_node_lost(cluster, ("ray::ReadTFRecordShards",), args.seed,
+                                              lambda: stream(small_tasks))
+    lost_nodes += [removed] if removed else []
+    rows.append(counted("stream, node lost", expected, seen, seconds,
+                        nodes_lost=int(removed is not None)))
+    print(rows[-1], flush=True)
+
     print()
-    print(f"{'phase':<18}{'images in':>10}{'images out':>11}{'lost':>6}{'dup':>6}{'kills':>7}{'s':>7}")
+    print(f"{'phase':<20}{'images in':>10}{'images out':>11}{'lost':>6}{'dup':>6}{'kills':>7}"
+          f"{'nodes lost':>11}{'s':>7}")
     for r in rows:
-        print(f"{r['phase']:<18}{r['images_in']:>10}{r['images_out']:>11}{r['lost']:>6}"
-              f"{r['duplicated']:>6}{r['kills']:>7}{r['seconds']:>7}")
-    ok = all(r["lost"] == 0 and r["duplicated"] == 0 for r in rows)
+        print(f"{r['phase']:<20}{r['images_in']:>10}{r['images_out']:>11}{r['lost']:>6}"
+              f"{r['duplicated']:>6}{r['kills']:>7}{r['nodes_lost']:>11}{r['seconds']:>7}")
+    ok = all(r["lost"] == 0 and r["duplicated"] == 0 for r in rows) and len(lost_nodes) == 2
     total_kills = len(killer.kills)
-    print(f"\n{'PASS' if ok else 'FAIL'}: {total_kills} workers killed; "
-          f"{sum(r['lost'] for r in rows)} lost, {sum(r['duplicated'] for r in rows)} duplicated")
+    print(f"\n{'PASS' if ok else 'FAIL'}: {total_kills} workers killed, {len(lost_nodes)} of 2 "
+          f"nodes lost as planned; {sum(r['lost'] for r in rows)} lost, "
+          f"{sum(r['duplicated'] for r in rows)} duplicated")
     with open(args.json, "w") as f:
         json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "images": args.images,
                    "kill_every_s": args.kill_every, "rows": rows, "kills": killer.kills,
-                   "pass": ok}, f, indent=2)
+                   "nodes_lost": lost_nodes, "pass": ok}, f, indent=2)
     ray.shutdown()
     cluster.shutdown()
     return 0 if ok else 1

@@ -3,11 +3,15 @@
 The public API, imported lazily so that ``import ray_ingest`` stays cheap:
 
 * ``convert(src, out, options=None, **kwargs)`` and :class:`ConvertOptions`;
-* ``read_records(path, split, options=None, **kwargs)``, :class:`ReadOptions` and
-  ``iter_images(dataset_or_iterator, ...)``;
-* ``train(TrainConfig(...))``;
+* ``convert_dataset(ds, out, options=None, image_column=..., label_column=..., ...)``: any
+  Ray Dataset of images and labels;
+* ``read_records(path, split, options=None, **kwargs)``, :class:`ReadOptions`,
+  ``iter_images(dataset_or_iterator, ...)`` and ``skip_report(dataset)`` (what
+  ``skip_corrupt`` skipped);
+* ``train(TrainConfig(...))`` and ``evaluate(data, model, split="val")`` (a saved model);
 * ``synthesize(SynthSpec(...))``;
-* the errors, all subclasses of :class:`RayIngestError`.
+* the errors, all subclasses of :class:`RayIngestError`, and ``find_error`` (ours inside
+  Ray's wrappers).
 
 The core (format, convert, read) needs neither TensorFlow nor torch.
 """
@@ -23,11 +27,15 @@ _API = {
     "convert": ("ray_ingest.convert", None),  # the package is the function
     "ConvertOptions": ("ray_ingest.convert", "ConvertOptions"),
     "ConvertReport": ("ray_ingest.convert", "ConvertReport"),
+    "convert_dataset": ("ray_ingest.convert.from_dataset", "convert_dataset"),
     "read_records": ("ray_ingest.read", "read_records"),
     "iter_images": ("ray_ingest.read", "iter_images"),
     "ReadOptions": ("ray_ingest.read", "ReadOptions"),
+    "SkipReport": ("ray_ingest.read", "SkipReport"),
+    "skip_report": ("ray_ingest.read", "skip_report"),
     "train": ("ray_ingest.train", None),  # the package is the function
     "TrainConfig": ("ray_ingest.train", "TrainConfig"),
+    "evaluate": ("ray_ingest.train.evaluate", "evaluate"),
     "synthesize": ("ray_ingest.tools.synth", "synthesize"),
     "SynthSpec": ("ray_ingest.tools.synth", "SynthSpec"),
 }

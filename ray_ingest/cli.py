@@ -1,8 +1,8 @@
 """``ray-ingest <verb>``: the command line. Each verb parses its arguments into the library's
 config (one way: :func:`config_from_args`) and calls the library function that
 ``jobs/<job>.py`` and the benchmarks call too. A :class:`~ray_ingest.errors.RayIngestError`
-is the user's to fix: one line and exit status 2; anything else is a bug and keeps its
-traceback."""
+(also one raised in a Ray task or a Ray Train worker) is the user's to fix: its message as the
+last line and exit status 2; anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
@@ -24,9 +24,29 @@ def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any):
     return cls(**values)
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show: flags, and options
+    whose help says what their absence means."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _verbose_parent() -> argparse.ArgumentParser:
+    """``-v`` before or after the verb (``jobs/*.py`` pass their arguments after it)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show Ray's, Ray Data's, Ray Train's and TensorFlow's own logs and "
+                        "start-up banners (default: only ray-ingest's lines, warnings and "
+                        "errors, and a progress display per stage)")
+    return p
+
+
 def _parser(sub, name: str, help: str, run) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help, description=help,
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(name, help=help, description=help, parents=[_verbose_parent()],
+                       formatter_class=_DefaultsFormatter)
     p.set_defaults(func=run)
     return p
 
@@ -39,16 +59,24 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     from ray_ingest.convert.images import EXIF_MODES, RESIZE_MODES
 
     d = ConvertOptions()
-    p.add_argument("src", help="class-folder tree, or a .csv/.jsonl list of path,label (path or URI)")
+    p.add_argument("src", help="class-folder tree, a .csv/.jsonl list of path,label, or a Parquet "
+                               "file or folder (path or URI)")
     p.add_argument("out", help="output folder (path or URI)")
     p.add_argument("--size", type=int, default=d.size, help="square output side")
-    p.add_argument("--resize-mode", choices=RESIZE_MODES, default=d.resize_mode)
-    p.add_argument("--encoding", choices=keys.ENCODINGS, default=d.encoding)
+    p.add_argument("--resize-mode", choices=RESIZE_MODES, default=d.resize_mode,
+                   help="center-crop: crop to a square, then resize; squash: resize the whole "
+                        "image; pad: fit inside the square and pad")
+    p.add_argument("--encoding", choices=keys.ENCODINGS, default=d.encoding,
+                   help="how records store the pixels: JPEG bytes or raw uint8 HxWx3")
     p.add_argument("--quality", type=int, default=d.quality, help="JPEG quality")
-    p.add_argument("--shard-size-mb", type=float, default=d.shard_size_mb)
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--max-reject-fraction", type=float, default=d.max_reject_fraction)
+    p.add_argument("--shard-size-mb", type=float, default=d.shard_size_mb,
+                   help="largest size of a shard file")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="share of the inputs in the val split (a stable hash of each name)")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of the split and of the order of the inputs in the shards")
+    p.add_argument("--max-reject-fraction", type=float, default=d.max_reject_fraction,
+                   help="fail (and write no manifest) when more inputs than this are rejected")
     p.add_argument("--max-pixels", type=int, default=d.max_pixels,
                    help="reject images with more pixels, before decoding")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
@@ -64,12 +92,42 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checksums", action="store_true",
                    help="store each shard's SHA-256 in the manifest")
     p.add_argument("--report-json", help="also write the conversion summary to this JSON file")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the classes, images per class and split, the expected shards "
+                        "and what would be ignored or rejected; write nothing, start no Ray")
+    p.add_argument("--image-column", default="image",
+                   help="Parquet SRC: column of encoded images (or paths, or pixel arrays)")
+    p.add_argument("--label-column", default="label",
+                   help="Parquet SRC: column of class ids (integers) or class names (strings)")
+    p.add_argument("--id-column", default=None,
+                   help="Parquet SRC: column naming each row (its record's image/filename and "
+                        "the key of its split; default: a hash of the image)")
 
 
 def _run_convert(args) -> int:
     from ray_ingest.convert import ConvertOptions, convert
+    from ray_ingest.convert.from_dataset import convert_parquet, is_parquet_source
+    from ray_ingest.errors import ConfigError
 
-    report = convert(args.src, args.out, config_from_args(ConvertOptions, args))
+    opts = config_from_args(ConvertOptions, args)
+    parquet = is_parquet_source(args.src)
+    if not parquet and (args.image_column, args.label_column, args.id_column) != (
+            "image", "label", None):
+        raise ConfigError(f"{args.src}: --image-column/--label-column/--id-column apply to a "
+                          "Parquet source (a .parquet file or a folder of them)")
+    if args.dry_run:
+        if parquet:
+            raise ConfigError("--dry-run plans a conversion of files; a Parquet source is "
+                              "planned by converting it")
+        from ray_ingest.convert.dryrun import format_plan, plan_conversion
+
+        print("\n".join(format_plan(plan_conversion(args.src, args.out, opts), opts)))
+        return 0
+    if parquet:
+        report = convert_parquet(args.src, args.out, opts, image_column=args.image_column,
+                                 label_column=args.label_column, id_column=args.id_column)
+    else:
+        report = convert(args.src, args.out, opts)
     print(report.summary_line(), flush=True)
     m = report.manifest
     if m["conversions"]:
@@ -87,16 +145,48 @@ def _run_convert(args) -> int:
     return 0
 
 
+# ---- inspect -------------------------------------------------------------------------------
+
+
+def _add_inspect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="a conversion output (path or URI)")
+    p.add_argument("--verify", action="store_true",
+                   help="read every shard and check framing, CRCs, indexes, records and "
+                        "counts against the manifest (exit status 2 at the first problem)")
+    p.add_argument("--threads", type=int, default=4, help="shards verified at once")
+    p.add_argument("--grid", metavar="FILE.png", help="write a contact sheet of sample images")
+    p.add_argument("--per-class", type=int, default=8, help="grid: images per class")
+    p.add_argument("--grid-split", choices=keys.SPLITS, default=None,
+                   help="grid: samples from this split only (default: any split)")
+    p.add_argument("--max-classes", type=int, default=32, help="grid: classes shown")
+    p.add_argument("--json", action="store_true", help="print the inspection as JSON")
+
+
+def _run_inspect(args) -> int:
+    from ray_ingest.tools.inspect import format_inspection, inspect_output, to_dict, write_grid
+
+    insp = inspect_output(args.data, verify=args.verify, threads=args.threads)
+    print(json.dumps(to_dict(insp), indent=2) if args.json else format_inspection(insp),
+          flush=True)
+    if args.grid:
+        classes, images = write_grid(args.data, args.grid, per_class=args.per_class,
+                                     split=args.grid_split, max_classes=args.max_classes)
+        print(f"grid: {images} images of {classes} classes -> {args.grid}",
+              file=sys.stderr if args.json else sys.stdout, flush=True)
+    return 0
+
+
 # ---- synth ---------------------------------------------------------------------------------
 
 
 def _add_synth_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("out")
-    p.add_argument("--num-images", type=int, default=2000)
-    p.add_argument("--classes", dest="num_classes", type=int, default=10)
+    p.add_argument("out", help="output folder of class folders of JPEGs (path or URI)")
+    p.add_argument("--num-images", type=int, default=2000, help="images to draw")
+    p.add_argument("--classes", dest="num_classes", type=int, default=10,
+                   help="number of classes (kinds of shapes)")
     p.add_argument("--size", default="320x240", help="WxH")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quality", type=int, default=90)
+    p.add_argument("--seed", type=int, default=0, help="the same seed draws the same images")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality")
 
 
 def _run_synth(args) -> int:
@@ -117,11 +207,13 @@ def _run_synth(args) -> int:
 
 
 def _add_demo_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workdir", default="demo-data")
-    p.add_argument("--num-images", type=int, default=3000)
-    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--workdir", default="demo-data",
+                   help="folder of the demo's images, shards and runs")
+    p.add_argument("--num-images", type=int, default=3000, help="synthetic images to draw")
+    p.add_argument("--classes", type=int, default=10, help="number of classes")
     p.add_argument("--epochs", type=int, default=6, help="training epochs")
-    p.add_argument("--framework", choices=("tf", "torch"), default="tf")
+    p.add_argument("--framework", choices=("tf", "torch"), default="tf",
+                   help="TensorFlow/Keras or PyTorch")
 
 
 def _run_demo(args) -> int:
@@ -140,10 +232,11 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 
     d = BenchConfig(data="")
     p.add_argument("data", help="a conversion output (path or URI)")
-    p.add_argument("--split", default=d.split)
+    p.add_argument("--split", default=d.split, help="split of the shards to read")
     p.add_argument("--images", type=int, default=d.images, help="images timed per run")
     p.add_argument("--warmup", type=int, default=d.warmup, help="images skipped before timing")
-    p.add_argument("--repeats", type=int, default=d.repeats)
+    p.add_argument("--repeats", type=int, default=d.repeats,
+                   help="timed rounds (every row once per round; the report gives the median)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size of Ray rows")
     p.add_argument("--rows", type=lambda s: [r.strip() for r in s.split(",") if r.strip()],
                    help="comma-separated row names (default: all this machine can run)")
@@ -168,37 +261,47 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
     d = TrainConfig(data="")
     p.add_argument("data", help="a conversion output (path or URI)")
-    p.add_argument("--framework", choices=FRAMEWORKS, default=d.framework)
-    p.add_argument("--model", choices=MODELS, default=d.model)
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--framework", choices=FRAMEWORKS, default=d.framework,
+                   help="TensorFlow/Keras (MultiWorkerMirroredStrategy) or PyTorch (DDP)")
+    p.add_argument("--model", choices=MODELS, default=d.model, help="model architecture")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the train split")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
-    p.add_argument("--num-workers", type=int, default=d.num_workers)
+    p.add_argument("--num-workers", type=int, default=d.num_workers,
+                   help="Ray Train workers (data-parallel replicas)")
     p.add_argument("--use-gpu", action=argparse.BooleanOptionalAction, default=None,
                    help="default: use GPUs when the cluster has one per worker")
     p.add_argument("--cpus-per-worker", type=float, default=None,
                    help="default: chosen from the cluster")
-    p.add_argument("--storage-path", default=d.storage_path)
+    p.add_argument("--storage-path", default=d.storage_path,
+                   help="folder or URI of the runs (checkpoints, TensorBoard logs)")
     p.add_argument("--name", default=d.name, help="run name (folder under --storage-path)")
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     p.add_argument("--metrics-out", help="write the final metrics to this JSON file")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of the shuffling, the augmentation and the initial weights")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     p.add_argument("--image-size", type=int, default=None,
                    help="training resolution (default: the stored size)")
-    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="train on the stored images as they are (default: random resized crop, "
+                        "flip and colour jitter)")
     p.add_argument("--crop-scale", type=float, default=d.crop_scale,
                    help="random resized crop: smallest area fraction")
     p.add_argument("--crop-ratio", type=float, default=d.crop_ratio,
                    help="random resized crop: largest aspect-ratio change")
     p.add_argument("--max-failures", type=int, default=d.max_failures,
                    help="worker-group restarts allowed (-1: unlimited)")
-    p.add_argument("--prefetch-batches", type=int, default=d.prefetch_batches)
+    p.add_argument("--prefetch-batches", type=int, default=d.prefetch_batches,
+                   help="batches each worker's stream prepares ahead of the step")
     p.add_argument("--shuffle-buffer", type=int, default=d.shuffle_buffer,
                    help="rows of Ray Data's local shuffle buffer (0: off)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d.precision)
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d.precision,
+                   help="auto: bf16 on an accelerator, fp32 on CPUs")
     p.add_argument("--synthetic-data", action="store_true",
                    help="train on one batch kept on the device: the step's upper bound")
-    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="steps per epoch (default: one pass over each worker's part of the "
+                        "train split)")
     p.add_argument("--decode", choices=DECODE_MODES, default=d.decode,
                    help="where JPEG records are decoded: in the read tasks (workers), in threads "
                         "of each training worker (consumer), on its GPU (gpu), or chosen from "
@@ -209,6 +312,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stall-timeout", type=float, default=d.stall_timeout,
                    help="seconds without training progress before the run is stopped with a "
                         "stack dump of each worker (0: wait forever)")
+    p.add_argument("--skip-corrupt", action="store_true",
+                   help="skip damaged records of the train split instead of stopping; the "
+                        "final report says how many and where")
 
 
 def _run_train(args) -> int:
@@ -218,24 +324,58 @@ def _run_train(args) -> int:
     return 0
 
 
+# ---- evaluate ------------------------------------------------------------------------------
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="a conversion output (path or URI)")
+    p.add_argument("--model", required=True, default=argparse.SUPPRESS,
+                   help="a saved model (model.keras or model.pt2), a checkpoint folder, a run "
+                        "folder (its best checkpoint) or a run's best.json/latest.json")
+    p.add_argument("--split", choices=keys.SPLITS, default=keys.SPLITS[1], help="split to evaluate")
+    p.add_argument("--batch-size", type=int, default=256, help="images per inference batch")
+    p.add_argument("--out", default=argparse.SUPPRESS,
+                   help="folder for evaluation-SPLIT.json and confusion-SPLIT.png (when not "
+                        "given: the model's folder)")
+
+
+def _run_evaluate(args) -> int:
+    from ray_ingest.train.evaluate import evaluate
+
+    r = evaluate(args.data, args.model, split=args.split, batch_size=args.batch_size,
+                 out=getattr(args, "out", None))
+    print(f"evaluate: {r.model} ({r.framework}) on {r.data}, split {r.split}: {r.images} "
+          f"images, accuracy {r.accuracy:.3f}")
+    print(r.table())
+    print(f"wrote {r.png_path}\n      {r.json_path}", flush=True)
+    return 0
+
+
 # ---- main ----------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ray_ingest import __version__
+
     parser = argparse.ArgumentParser(
         prog="ray-ingest",
         description="Ray-based ingestion and training for image models.",
+        parents=[_verbose_parent()],
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_synth_arguments(_parser(sub, "synth", "draw a learnable synthetic dataset of JPEGs",
                                  _run_synth))
     add_convert_arguments(_parser(sub, "convert", "convert images to TFRecord shards on Ray Data",
                                   _run_convert))
+    _add_inspect_arguments(_parser(sub, "inspect", "what a conversion output holds: summary, "
+                                   "images per class, rejects; --verify, --grid", _run_inspect))
     add_bench_arguments(_parser(sub, "bench", "throughput: the tf.data study next to the Ray "
                                 "variants", _run_bench))
     add_train_arguments(_parser(sub, "train", "train on Ray Train (TensorFlow/Keras or PyTorch)",
                                 _run_train))
+    add_evaluate_arguments(_parser(sub, "evaluate", "evaluate a saved model on a split: accuracy "
+                                   "per class and a confusion matrix", _run_evaluate))
     _add_demo_arguments(_parser(sub, "demo", "run the main job end to end on synthetic data",
                                 _run_demo))
     return parser
@@ -244,17 +384,34 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    from ray_ingest import quiet
+
+    quiet.configure(verbose=verbose)
+    # Quiet: other libraries' warnings and errors, and ray-ingest's own lines from INFO up.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from ray_ingest.errors import RayIngestError
+    logging.getLogger("ray_ingest").setLevel(logging.DEBUG if verbose else logging.INFO)
+    from ray_ingest.errors import find_error
 
+    ray_was_up = _ray_is_up()
     try:
         return int(args.func(args) or 0)
-    except RayIngestError as e:
-        print(f"ray-ingest {args.verb}: error: {e}", file=sys.stderr, flush=True)
+    except Exception as e:  # noqa: BLE001 - only ours (or a Ray wrapper of ours) is handled
+        error = find_error(e)
+        if error is None:
+            raise
+        if not ray_was_up and _ray_is_up():
+            sys.modules["ray"].shutdown()  # so that no line of Ray's logs comes after ours
+        print(f"ray-ingest {args.verb}: error: {error}", file=sys.stderr, flush=True)
         return 2
+
+
+def _ray_is_up() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
 
 
 if __name__ == "__main__":

@@ -5,13 +5,20 @@ with status 2, while anything else is a bug and keeps its traceback. Each also d
 built-in type it refines (``ValueError``, ``RuntimeError``), so generic handlers still work.
 
 They cross process boundaries (Ray tasks, Ray Train workers): :meth:`RayIngestError.__reduce__`
-rebuilds any subclass from its message and fields, whatever its ``__init__`` takes, so
-``except RecordCorruptError`` works around a Ray call and ``e.path`` is still there.
+rebuilds any subclass from its message and fields, whatever its ``__init__`` takes. Ray raises a
+task's exception in the caller as ``RayTaskError(<its class>)``, an instance of both classes, so
+``except RecordCorruptError`` works around ``ray.get`` and ``Dataset.iter_batches`` and
+``e.path`` is still there (that instance's ``str`` is the remote traceback; the original is its
+``cause``). Ray Train wraps a worker's exception in a ``WorkerGroupError``; :func:`find_error`
+finds ours inside any of these wrappers (the training driver and the CLI use it).
+
+The message is fixed when the error is made: Ray Data appends retry advice to the ``args`` of
+an exception that fails a task, which ``str`` ignores.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 
 def _rebuild(cls: type, args: Tuple[Any, ...], state: Dict[str, Any]) -> "RayIngestError":
@@ -24,8 +31,42 @@ def _rebuild(cls: type, args: Tuple[Any, ...], state: Dict[str, Any]) -> "RayIng
 class RayIngestError(Exception):
     """Base class of the package's errors."""
 
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.message = str(args[0]) if args else ""
+
+    def __str__(self) -> str:
+        message = self.__dict__.get("message")
+        return message if message is not None else super().__str__()
+
     def __reduce__(self):
         return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+def find_error(error: Optional[BaseException]) -> Optional[RayIngestError]:
+    """The package's error that ``error`` is or carries, else None.
+
+    Looks through Ray's wrappers: a ``RayTaskError`` (its ``cause``), Ray Train's
+    ``WorkerGroupError`` (each failed worker's exception in ``worker_failures``, lowest rank
+    first) and explicit chaining (``__cause__``)."""
+    seen = set()
+    todo = [error]
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        cause = getattr(e, "__dict__", {}).get("cause")
+        if isinstance(cause, BaseException):  # a Ray wrapper, even one that is also ours
+            todo.insert(0, cause)
+            continue
+        if isinstance(e, RayIngestError):
+            return e
+        failures = getattr(e, "worker_failures", None)
+        if isinstance(failures, dict):
+            todo[0:0] = [failures[rank] for rank in sorted(failures)]
+        todo.append(e.__cause__)
+    return None
 
 
 class ConfigError(RayIngestError, ValueError):
@@ -67,11 +108,17 @@ class RunExistsError(RayIngestError, ValueError):
     """A training run folder already holds a run (or ``--resume`` names none)."""
 
 
+class CheckpointError(RayIngestError, ValueError):
+    """A checkpoint or saved model is missing, unreadable, of an unknown kind, or does not fit
+    the model or the data it is used with."""
+
+
 class TrainingStalledError(RayIngestError, RuntimeError):
     """A training run was stopped because its progress stopped for ``stall_timeout`` s."""
 
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "ConversionError",
     "ExampleDecodeError",
@@ -82,4 +129,5 @@ __all__ = [
     "RunExistsError",
     "SourceError",
     "TrainingStalledError",
+    "find_error",
 ]

@@ -1,7 +1,15 @@
 """Paths and URIs: local paths, ``file://``, ``s3://``, ``gs://``, ``hdfs://`` through pyarrow's
 native filesystems, and any other fsspec protocol (``memory://``, ``az://``, ...) through
 pyarrow's fsspec handler. Everything passes URIs as strings between processes and resolves them
-where they are used (cached per process)."""
+where they are used (cached per process).
+
+S3 is configured the standard way of the AWS SDKs, by environment: ``AWS_ENDPOINT_URL_S3`` or
+``AWS_ENDPOINT_URL`` for an S3-compatible server (MinIO, Ceph, ...), ``AWS_REGION``, the
+credential chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, an instance
+role). pyarrow reads them when it resolves a URI. The non-secret ones (:data:`STORAGE_ENV_VARS`)
+travel with every Ray task and worker this package starts (:func:`task_runtime_env`), so a
+setting made in the calling process holds in the workers too, however Ray was started.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ import os
 import posixpath
 import uuid
 from dataclasses import dataclass, field
-from typing import List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pyarrow.fs as pafs
 
@@ -35,9 +43,43 @@ def normalize(path: str) -> str:
 
 _BUCKETED = {"s3", "gs", "gcs"}
 
+#: Where object storage is and how to reach it, as the AWS SDKs and pyarrow read them from the
+#: environment: copied into the runtime environment of our Ray tasks and training workers.
+#: Credentials are not copied (a runtime environment is visible in Ray's dashboard and state
+#: API): each node takes them from its own chain (variables where Ray was started, a
+#: credentials file, an instance role), or a job passes them in its own runtime environment.
+STORAGE_ENV_VARS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CA_BUNDLE",
+)
+
+
+def storage_env() -> Dict[str, str]:
+    """The :data:`STORAGE_ENV_VARS` set in this process."""
+    return {k: os.environ[k] for k in STORAGE_ENV_VARS if os.environ.get(k)}
+
+
+def task_runtime_env() -> Optional[Dict[str, Any]]:
+    """The runtime environment of the Ray tasks and workers that touch storage: this
+    process's storage settings (Ray merges it into the job's), or None when none is set."""
+    env = storage_env()
+    return {"env_vars": env} if env else None
+
+
+def _bucket_filesystem(scheme: str, bucket: str) -> pafs.FileSystem:
+    # Keyed by the storage settings too: a filesystem resolved before a change of endpoint
+    # must not be reused after it.
+    return _cached_bucket_filesystem(scheme, bucket, tuple(sorted(storage_env().items())))
+
 
 @functools.lru_cache(maxsize=64)
-def _bucket_filesystem(scheme: str, bucket: str) -> pafs.FileSystem:
+def _cached_bucket_filesystem(scheme: str, bucket: str, _settings) -> pafs.FileSystem:
     fs, _ = pafs.FileSystem.from_uri(f"{scheme}://{bucket}")
     return fs
 
@@ -47,6 +89,17 @@ def _fsspec_filesystem(scheme: str) -> pafs.FileSystem:
     import fsspec
 
     return pafs.PyFileSystem(pafs.FSSpecHandler(fsspec.filesystem(scheme)))
+
+
+def filesystem_to_hand_over(path: str) -> Tuple[Optional[pafs.FileSystem], str]:
+    """``(filesystem, path within it)`` for a library that would otherwise resolve the URI
+    itself in other processes (Ray Train's ``storage_filesystem``): for an object store, the
+    filesystem resolved here, which keeps its endpoint and region when pickled; for anything
+    else ``(None, path)``."""
+    path = normalize(path)
+    if is_uri(path) and path.split("://", 1)[0] in _BUCKETED:
+        return resolve(path)
+    return None, path
 
 
 def resolve(path: str) -> Tuple[pafs.FileSystem, str]:

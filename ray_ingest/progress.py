@@ -16,6 +16,13 @@ import time
 from typing import Optional, TextIO
 
 
+def _rate(per_second: float) -> str:
+    """``1,234/s``; a slow rate keeps two significant digits (``0.27/s``)."""
+    if per_second >= 10 or per_second == 0:
+        return f"{per_second:,.0f}/s"
+    return f"{per_second:.2g}/s"
+
+
 def _duration(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     if seconds < 60:
@@ -74,13 +81,13 @@ class Progress:
             left = (self.total - self.count) / rate if rate > 0 else None
             eta = f", {_duration(left)} left" if left is not None and self.count < self.total else ""
             text = (f"{self.count:,}/{self.total:,} {self.unit} ({done:.0%}), "
-                    f"{rate:,.0f}/s{eta}")
+                    f"{_rate(rate)}{eta}")
             if self.live:
                 width = 24
                 filled = int(done * width)
                 return f"{self.desc} [{'#' * filled}{'.' * (width - filled)}] {text}"
             return f"{self.desc}: {text}"
-        return f"{self.desc}: {self.count:,} {self.unit}, {rate:,.0f}/s"
+        return f"{self.desc}: {self.count:,} {self.unit}, {_rate(rate)}"
 
     def _draw(self, now: float) -> None:
         if self.live:
@@ -99,7 +106,7 @@ class Progress:
                 return
             now = time.monotonic()
             text = summary or (f"{self.desc}: {self.count:,} {self.unit} in "
-                               f"{_duration(now - self.started)} ({self.rate(now):,.0f}/s)")
+                               f"{_duration(now - self.started)} ({_rate(self.rate(now))})")
             self.stream.write(("\r\x1b[2K" if self.live else "") + text + "\n")
             self.stream.flush()
 
@@ -108,3 +115,79 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ---- counted in Ray tasks ------------------------------------------------------------------
+
+
+class _Counter:
+    """The count of a :class:`RemoteProgress`, in a Ray actor that tasks anywhere add to."""
+
+    def __init__(self):
+        self.count = 0
+
+    def add(self, n: int) -> None:
+        self.count += int(n)
+
+    def get(self) -> int:
+        return self.count
+
+
+class RemoteProgress:
+    """A :class:`Progress` fed from Ray tasks on any node of the cluster.
+
+        with RemoteProgress("convert", total=n) as progress:
+            ds.map_batches(functools.partial(fn, counter=progress.counter)) ...
+            # inside fn, per batch:  counter.add.remote(len(batch))
+
+    ``counter`` is a handle of a small actor (no CPU reserved; restarted if its process
+    dies, which only loses count); a thread here reads it every ``poll`` seconds and draws.
+    Disabled, nothing is started and ``counter`` is None. Leaving the block draws the last
+    line (``summary``, or the count, time and rate) and ends the actor.
+    """
+
+    def __init__(self, desc: str, total: Optional[int] = None, unit: str = "images", *,
+                 enabled: bool = True, poll: float = 0.5, summary: Optional[str] = None,
+                 **kwargs):
+        self.bar = Progress(desc, total, unit, enabled=enabled, **kwargs)
+        self.poll, self.summary = poll, summary
+        self.counter = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def __enter__(self) -> "RemoteProgress":
+        if self.bar.enabled:
+            import ray
+
+            actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(_Counter)
+            self.counter = actor.remote()
+            self._thread = threading.Thread(target=self._follow, name="progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def _read(self, timeout: float) -> None:
+        import ray
+
+        try:
+            count = ray.get(self.counter.get.remote(), timeout=timeout)
+        except Exception:  # noqa: BLE001 - a display: a late or restarted counter is skipped
+            return
+        # Retried tasks count twice: the display never runs past the total.
+        self.bar.set(min(count, self.bar.total) if self.bar.total else count)
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll):
+            self._read(timeout=max(1.0, 4 * self.poll))
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if self.counter is None:
+            self.bar.close(self.summary)
+            return
+        import ray
+
+        self._stop.set()
+        self._thread.join()
+        if exc_type is None:
+            self._read(timeout=10.0)
+        self.bar.close(self.summary if exc_type is None else None)
+        ray.kill(self.counter)

@@ -14,22 +14,34 @@ def ensure_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None)
     """Connects to Ray once per process.
 
     Inside ``ray job submit`` (``RAY_ADDRESS`` set) or with ``address``, joins that cluster;
-    otherwise starts an embedded local instance, the default for the CLI and the demo — a new
-    one even when a ``ray start`` cluster runs on this machine (``RAY_ADDRESS=auto`` joins that).
+    otherwise starts an embedded local instance, the default for the CLI and the demo. Unless
+    :mod:`ray_ingest.quiet` was set verbose, the job is quiet: this process and, through the
+    job's runtime environment, every worker (see that module).
     """
     import ray
 
+    from ray_ingest import quiet
+
     if ray.is_initialized():
         return
+    if not quiet.is_verbose():
+        quiet.quiet_this_process()
     address = address or os.environ.get("RAY_ADDRESS")
-    kwargs = {"log_to_driver": True, "logging_level": logging.WARNING}
+    kwargs = {"log_to_driver": True, "logging_level": quiet.ray_log_level(),
+              "runtime_env": quiet.runtime_env() or None}
     if address:
         ray.init(address=address, **kwargs)
     else:
         cpus = num_cpus or os.cpu_count() or 1
-        ray.init(address="local", include_dashboard=False, num_cpus=num_cpus,
+        # "local": a new instance even where a `ray start` cluster runs on this machine
+        # (which ray.init() would join). The dashboard serves the State API, which Ray Train
+        # asks about its controller; it listens on loopback only.
+        ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1",
+                 num_cpus=num_cpus,
                  _system_config={"num_workers_soft_limit": worker_soft_limit(cpus)}, **kwargs)
-    _quiet_data_context()
+    if not quiet.is_verbose():
+        quiet.filter_worker_logs()
+    _quiet_data_context(verbose=quiet.is_verbose())
 
 
 def worker_soft_limit(cpus: int) -> int:
@@ -44,12 +56,14 @@ def worker_soft_limit(cpus: int) -> int:
     return max(16, 2 * cpus)
 
 
-def _quiet_data_context() -> None:
+def _quiet_data_context(verbose: bool) -> None:
     import ray
 
     ctx = ray.data.DataContext.get_current()
-    # Errors in our map functions carry the file name; Ray's long internal traces add noise.
-    ctx.log_internal_stack_trace_to_stdout = False
+    if not verbose:
+        # Our own display (ray_ingest.progress) shows each long stage once.
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
 
 
 @contextlib.contextmanager

@@ -11,6 +11,13 @@ from helpers import make_synth_tree
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+# Object storage in tests is a local S3 server (test_s3.py): fake credentials and no instance
+# metadata lookups, in this process and in every Ray worker started from it, so that nothing
+# ever reaches a real cloud account.
+os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                  AWS_EC2_METADATA_DISABLED="true")
+for _var in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+    os.environ.pop(_var, None)
 
 
 @pytest.fixture(scope="session")
@@ -23,8 +30,15 @@ def ray_session():
         path = os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         from ray_ingest.runtime import worker_soft_limit
 
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
-                 log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}},
+        # address="local": a new instance even when a `ray start` cluster runs on this machine
+        # (ray.init() would join that one).
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
+                 log_to_driver=False,
+                 # The setup hook tells each worker its cluster, as the CLI does: Ray Train's
+                 # placement-group cleaner would otherwise guess among the Ray instances of a
+                 # shared machine.
+                 runtime_env={"env_vars": {"PYTHONPATH": path},
+                              "worker_process_setup_hook": "ray_ingest.quiet.setup_worker"},
                  _system_config={"num_workers_soft_limit": worker_soft_limit(2)})
     yield ray
     # Left running for the rest of the session; pytest's exit stops it.

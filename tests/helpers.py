@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -79,3 +83,85 @@ def make_synth_tree(root: Path, num_images: int, num_classes: int, width: int, h
     synthesize(SynthSpec(out=str(root), num_images=num_images, num_classes=num_classes,
                          width=width, height=height, seed=seed), parallel=parallel)
     return root
+
+
+# ---- the command line in a subprocess ------------------------------------------------------
+
+#: Lines of Ray, Ray Data, Ray Train and TensorFlow that quiet output leaves out: Ray Data's
+#: execution and progress logs, Ray Train's report dumps and checkpoint notes, TensorFlow's
+#: INFO logs and load banners, Ray Train's cleaner failing to reach the State API, Ray core's
+#: note on Ray Train's own actors.
+NOISE = re.compile(r"Starting execution|Execution plan|logging_progress|TrainingReport\(|"
+                   r"Checkpoint successfully|oneDNN custom operations|absl::InitializeLog|"
+                   r"INFO:tensorflow|I\d{4} [\d:.]+\s+\d+ \S+:\d+\]|PlacementGroupCleaner|"
+                   r"Started a local Ray instance|has constructor arguments in the object store|"
+                   r"does not have any available CPUs")
+
+
+def fresh_env() -> Dict[str, str]:
+    """A new shell's environment: none of the RAY_* or TF_CPP_* variables this test session
+    set, and the virtual environment's tools first on PATH (as when it is activated)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "TF_CPP_"))}
+    env.pop("PYTHONPATH", None)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run_cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``ray-ingest ARGS`` in a fresh environment, stdout and stderr into one pipe (a log)."""
+    return subprocess.run([str(Path(sys.executable).parent / "ray-ingest"), *args],
+                          env=fresh_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout)
+_LOAD_ELSEWHERE = r"""
+import importlib.abc
+import sys
+
+
+class _NoRayIngest(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "ray_ingest":
+            raise ModuleNotFoundError("ray_ingest is not importable in this process")
+
+
+sys.meta_path.insert(0, _NoRayIngest())
+import numpy as np
+
+framework, model_path, inputs_path, out_path = sys.argv[1:]
+with np.load(inputs_path) as z:
+    batches = [z[f"arr_{i}"] for i in range(len(z.files))]
+if framework == "tf":
+    import keras
+
+    model = keras.models.load_model(model_path)
+    logits = [np.asarray(model(images)) for images in batches]
+else:
+    import torch
+
+    model = torch.export.load(model_path).module()
+    with torch.no_grad():
+        logits = [model(torch.from_numpy(images)).numpy() for images in batches]
+assert not [m for m in sys.modules if m.split(".")[0] == "ray_ingest"]
+np.savez(out_path, *logits)
+"""
+
+
+def predict_elsewhere(framework: str, model_path, batches: List[np.ndarray],
+                      tmp: Path) -> List[np.ndarray]:
+    """Logits of a saved model file for each batch of ``batches``, computed in a fresh Python
+    process where ``ray_ingest`` cannot be imported (isolated mode, no PYTHONPATH, an import
+    hook refusing it): what a user who only has Keras or torch gets."""
+    import os
+    import subprocess
+    import sys
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    script, inputs, out = tmp / "load_model.py", tmp / "batches.npz", tmp / "logits.npz"
+    script.write_text(_LOAD_ELSEWHERE)
+    np.savez(inputs, *batches)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-I", str(script), framework, str(model_path),
+                        str(inputs), str(out)], cwd=tmp, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    with np.load(out) as z:
+        return [z[f"arr_{i}"] for i in range(len(batches))]

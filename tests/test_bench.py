@@ -29,7 +29,7 @@ def test_bench_job_writes_its_three_files(converted, tmp_path):
         LIMIT, BATCHED_ROW, RAY_STOCK, OURS_ITER, OURS_CONSUMER, OURS_TRAIN_CONSUMER)]
     cfg = BenchConfig(data=str(converted["jpeg"]), images=48, warmup=8, repeats=1,
                       batch_size=16, out=str(out), rows=rows)
-    report = run_bench(cfg, progress=lambda s: None)
+    report = run_bench(cfg, show_progress=False)
     names = [r["name"] for r in report["rows"]]
     assert names == rows and LIMIT in names and OURS_TRAIN_CONSUMER in names
     for r in report["rows"]:

@@ -1,11 +1,14 @@
-"""Jobs on a real Ray cluster: ``ray start --head`` on loopback, ``ray job submit`` of the convert,
-train and throughput jobs, their status and outputs; and the cluster launcher config."""
+"""Jobs on a real Ray cluster: the README's cluster block run as printed (on loopback ports and a
+temp dir of its own), its outputs and its quiet logs, a failing job's status; and the cluster
+launcher config."""
 
 from __future__ import annotations
 
 import copy
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import make_synth_tree
+from helpers import NOISE, fresh_env, make_synth_tree
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -80,32 +83,27 @@ def _pids_with(marker: str):
 
 
 class LocalHead:
-    """``ray start --head`` on loopback with its own ports and temp dir; stopped by stopping
-    exactly the processes it started (``ray stop`` would stop every Ray on the machine)."""
+    """Ports and a temp dir of its own for a ``ray start --head`` on loopback, and a stop that
+    stops exactly the processes started with that temp dir (``ray stop`` would stop every Ray
+    on the machine)."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self):
         self.temp_dir = f"/tmp/ri-{uuid.uuid4().hex[:8]}"  # short: it holds unix sockets
         # Every port of its own: the defaults (client server 10001, agent 52365, ...) would
         # collide with the test session's embedded Ray instance.
         (self.port, self.dashboard_port, self.client_port, self.agent_http, self.agent_grpc,
          self.env_agent, self.metrics) = _free_ports(7)
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
-        self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-                    "RAY_ADDRESS": self.address, "RAY_USAGE_STATS_ENABLED": "0",
-                    # Ray 2.60 guards clusters with a token (~/.ray/auth_token, made if missing).
-                    "RAY_AUTH_MODE": "token"}
-        self.env.pop("RAY_JOB_ID", None)
 
-    def start(self) -> None:
-        cmd = [str(BIN / "ray"), "start", "--head", f"--port={self.port}",
-               "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=true",
-               "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
-               f"--ray-client-server-port={self.client_port}",
-               f"--dashboard-agent-listen-port={self.agent_http}",
-               f"--dashboard-agent-grpc-port={self.agent_grpc}",
-               f"--runtime-env-agent-port={self.env_agent}", f"--metrics-export-port={self.metrics}",
-               f"--temp-dir={self.temp_dir}", "--disable-usage-stats"]
-        subprocess.run(cmd, check=True, env=self.env, capture_output=True, timeout=180)
+    def start_flags(self) -> str:
+        return " ".join([
+            f"--port={self.port}", "--node-ip-address=127.0.0.1",
+            f"--dashboard-port={self.dashboard_port}",
+            f"--ray-client-server-port={self.client_port}",
+            f"--dashboard-agent-listen-port={self.agent_http}",
+            f"--dashboard-agent-grpc-port={self.agent_grpc}",
+            f"--runtime-env-agent-port={self.env_agent}", f"--metrics-export-port={self.metrics}",
+            f"--temp-dir={self.temp_dir}", "--disable-usage-stats"])
 
     def stop(self) -> None:
         import psutil
@@ -123,18 +121,52 @@ class LocalHead:
             except psutil.Error:
                 pass
 
-    def submit(self, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-        cmd = [str(BIN / "ray"), "job", "submit", "--address", self.address,
-               "--working-dir", str(REPO), "--", "python", *args]
-        return subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout,
-                              cwd=str(REPO))
+
+README_ADDRESS = "http://127.0.0.1:8265"
 
 
-def _job_status(head: LocalHead, out: str) -> str:
+def readme_cluster_block() -> str:
+    """The first fenced block of README.md's "Jobs on a Ray cluster" section, as printed."""
+    section = (REPO / "README.md").read_text().split("## Jobs on a Ray cluster", 1)[1]
+    return section.split("```", 2)[1].strip("\n")
+
+
+def shell_commands(block: str):
+    """The block's commands, continuation lines joined."""
+    return [c.strip() for c in block.replace("\\\n", " ").splitlines() if c.strip()]
+
+
+def on_test_ports(commands, head: LocalHead):
+    """The commands on the head's own ports and temp dir; ``ray stop`` left out (it would stop
+    every Ray on the machine: the test stops the processes it started instead)."""
+    assert commands[-1] == "ray stop", commands
+    starts = [i for i, c in enumerate(commands) if c.startswith("ray start --head")]
+    assert len(starts) == 1, commands
+    out = []
+    for c in commands[:-1]:
+        if c.startswith("ray start --head"):
+            c = f"{c} {head.start_flags()}"
+        out.append(c.replace(README_ADDRESS, head.address))
+    assert sum(head.address in c for c in out) == sum(README_ADDRESS in c for c in commands)
+    return out
+
+
+def _project(tmp: Path) -> Path:
+    """A checkout with ``make demo``'s images: the package, the jobs, .gitignore, and a small
+    ``demo-data/images``."""
+    proj = tmp / "proj"
+    for name in ("ray_ingest", "jobs"):
+        shutil.copytree(REPO / name, proj / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / ".gitignore", proj / ".gitignore")
+    make_synth_tree(proj / "demo-data" / "images", 300, 4, 48, 40, seed=0)
+    return proj
+
+
+def _job_status(address: str, env, out: str) -> str:
     """``ray job status`` of the job a ``ray job submit`` output names."""
     job_id = out.split("Job '", 1)[1].split("'", 1)[0]
-    r = subprocess.run([str(BIN / "ray"), "job", "status", "--address", head.address, job_id],
-                       env=head.env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([str(BIN / "ray"), "job", "status", "--address", address, job_id],
+                       env=env, capture_output=True, text=True, timeout=120)
     text = r.stdout + r.stderr
     for word, status in (("succeeded", "SUCCEEDED"), ("failed", "FAILED"),
                          ("stopped", "STOPPED"), ("running", "RUNNING"), ("pending", "PENDING")):
@@ -143,38 +175,48 @@ def _job_status(head: LocalHead, out: str) -> str:
     raise AssertionError(text)
 
 
+def test_readme_cluster_block_parses_into_the_commands_the_test_runs():
+    head = LocalHead()
+    commands = on_test_ports(shell_commands(readme_cluster_block()), head)
+    assert commands[0] == "export RAY_AUTH_MODE=token"
+    submits = [c for c in commands if c.startswith("ray job submit")]
+    assert [c.split(" -- ", 1)[1].split()[1] for c in submits] == [
+        "jobs/convert.py", "jobs/train.py", "jobs/throughput.py"]
+    assert all(f"--address {head.address} " in c for c in submits)
+
+
 @pytest.mark.slow
-def test_ray_job_submit_convert_train_throughput(tmp_path):
-    src, shards, runs = tmp_path / "src", tmp_path / "shards", tmp_path / "runs"
-    make_synth_tree(src, 600, 4, 48, 40, seed=0)
-    head = LocalHead(tmp_path)
-    head.start()
+def test_readme_cluster_block_runs_as_printed(tmp_path):
+    proj = _project(tmp_path)
+    head = LocalHead()
+    commands = on_test_ports(shell_commands(readme_cluster_block()), head)
+    script = tmp_path / "readme-cluster.sh"
+    script.write_text("set -euo pipefail\n" + "\n".join(commands) + "\n")
+    env = fresh_env()
     try:
-        r = head.submit("jobs/convert.py", str(src), str(shards), "--size", "32")
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert "600 images in, 600 written" in r.stdout
-        assert _job_status(head, r.stdout) == "SUCCEEDED"
-        manifest = json.loads((shards / "manifest.json").read_text())
-        assert manifest["num_written"] == 600
+        r = subprocess.run(["bash", str(script)], cwd=proj, env=env, capture_output=True,
+                           text=True, timeout=1500)
+        out = r.stdout + r.stderr
+        (tmp_path / "readme-cluster.log").write_text(out)
+        assert r.returncode == 0, out[-6000:]
+        manifest = json.loads((proj / "demo-data" / "shards-64" / "manifest.json").read_text())
+        assert manifest["num_written"] == 300 and manifest["height"] == 64
+        assert "300 images in, 300 written" in out
+        assert re.search(r"^\s*3/3\s", out, re.M) and "done: 3 epochs" in out, out[-3000:]
+        assert list((proj / "runs").iterdir())
+        assert json.loads((proj / "bench-report" / "report.json").read_text())["rows"]
+        # Quiet on a cluster too: the jobs join it through RAY_ADDRESS.
+        assert not NOISE.search(out), NOISE.search(out)
 
-        r = head.submit("jobs/train.py", str(shards), "--epochs", "2", "--batch-size", "32",
-                        "--num-workers", "2", "--storage-path", str(runs), "--name", "job",
-                        "--metrics-out", str(tmp_path / "m.json"))
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert _job_status(head, r.stdout) == "SUCCEEDED"
-        metrics = json.loads((tmp_path / "m.json").read_text())
-        assert metrics["epochs"] == 2 and metrics["num_workers"] == 2
-        assert "epoch 2/2" in r.stdout
-
-        r = head.submit("jobs/throughput.py", str(shards), "--rows", "ray-ingest iter_batches",
-                        "--images", "64", "--warmup", "16", "--repeats", "1", "--batch-size",
-                        "16", "--out", str(tmp_path / "bench"))
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert (tmp_path / "bench" / "report.json").exists()
-
-        r = head.submit("jobs/convert.py", str(src), str(shards))  # exists: refused
-        assert "--overwrite" in r.stdout + r.stderr
-        assert _job_status(head, r.stdout) == "FAILED"
+        # A job that ends in a user error fails as a job, with the error's one line.
+        env = {**env, "RAY_AUTH_MODE": "token"}  # what the block exported
+        again = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", head.address, "--working-dir", ".",
+             "--", "python", "jobs/convert.py", str(proj / "demo-data" / "images"),
+             str(proj / "demo-data" / "shards-64")],
+            cwd=proj, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode != 0 and "--overwrite" in again.stdout + again.stderr
+        assert _job_status(head.address, env, again.stdout) == "FAILED"
     finally:
         head.stop()
     assert not _pids_with(head.temp_dir)

@@ -22,6 +22,7 @@ from ray_ingest.format.framing import (
     masked_crc32c,
     read_index,
     scan_records,
+    scan_resync,
 )
 from ray_ingest.format.records import iter_shard
 
@@ -158,6 +159,62 @@ def test_corruption_names_file_and_offset():
     bad_len[0:8] = struct.pack("<Q", 10**12)
     with pytest.raises(RecordCorruptError, match="length CRC"):
         scan_records(bytes(bad_len))
+
+
+def _framed_with_index(n=8):
+    recs = [r for _, r in _records(n)]
+    framed = [frame_record(r) for r in recs]
+    offsets = np.cumsum([0] + [len(f) for f in framed])
+    entries = [(int(o), len(f)) for o, f in zip(offsets, framed)]
+    return recs, bytearray(b"".join(framed)), entries
+
+
+def _resynced(buf, entries, first=0, base=0, verify=True):
+    runs, skipped = scan_resync(bytes(buf), entries, first, path="s.tfrecord", base_offset=base,
+                                verify=verify)
+    got = {start + i: bytes(v) for start, views in runs for i, v in enumerate(views)}
+    return got, [(s.first, s.last, s.offset, s.end, s.reason) for s in skipped]
+
+
+def test_resync_skips_each_damaged_record_alone():
+    recs, raw, entries = _framed_with_index(8)
+    raw[entries[2][0] + 20] ^= 0x01  # record 2's data
+    raw[entries[3][0] + 9] ^= 0x01  # record 3's length CRC
+    raw[entries[6][0] + 3] ^= 0x40  # record 6's length field
+    got, skipped = _resynced(raw, entries)
+    assert sorted(got) == [0, 1, 4, 5, 7] and all(got[i] == recs[i] for i in got)
+    assert skipped == [(2, 2, entries[2][0], entries[3][0], "data CRC mismatch"),
+                       (3, 3, entries[3][0], entries[4][0], "length CRC mismatch"),
+                       (6, 6, entries[6][0], entries[7][0], "length CRC mismatch")]
+    # Undamaged: one run of every record, nothing skipped.
+    got, skipped = _resynced(_framed_with_index(8)[1], entries)
+    assert sorted(got) == list(range(8)) and skipped == []
+
+
+def test_resync_loses_only_the_records_past_the_end_of_a_truncated_buffer():
+    recs, raw, entries = _framed_with_index(8)
+    cut = entries[5][0] + 7  # inside record 5's header
+    got, skipped = _resynced(raw[:cut], entries)
+    assert sorted(got) == [0, 1, 2, 3, 4]
+    assert skipped == [(5, 7, entries[5][0], entries[7][0] + entries[7][1],
+                        f"truncated: the file ends at byte {cut}")]
+    # Cut at a record boundary, and a damaged record before the cut.
+    raw[entries[1][0] + 30] ^= 0x01
+    got, skipped = _resynced(raw[:entries[6][0]], entries)
+    assert sorted(got) == [0, 2, 3, 4, 5]
+    assert [s[:2] for s in skipped] == [(1, 1), (6, 7)]
+    # Bytes past the last record the index lists are no records of ours: ignored.
+    got, skipped = _resynced(_framed_with_index(8)[1] + b"junk", entries)
+    assert sorted(got) == list(range(8)) and skipped == []
+
+
+def test_resync_of_a_piece_numbers_records_and_bytes_in_the_file():
+    recs, raw, entries = _framed_with_index(8)
+    raw[entries[4][0] + 25] ^= 0x01
+    begin, end = entries[3][0], entries[6][0] + entries[6][1]  # records 3..6 of the file
+    got, skipped = _resynced(raw[begin:end], entries[3:7], first=3, base=begin)
+    assert sorted(got) == [3, 5, 6] and all(got[i] == recs[i] for i in got)
+    assert skipped == [(4, 4, entries[4][0], entries[5][0], "data CRC mismatch")]
 
 
 @pytest.mark.tf

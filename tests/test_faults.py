@@ -1,5 +1,5 @@
-"""Reliability under faults: nothing lost and nothing twice when workers or the driver die,
-training that survives a lost worker, and inputs that cannot escape OUT."""
+"""Reliability under faults: nothing lost and nothing twice when workers, whole nodes or the
+driver die, training that survives a lost worker or node, and inputs that cannot escape OUT."""
 
 from __future__ import annotations
 
@@ -45,17 +45,50 @@ def fault_src(tmp_path_factory):
     return make_synth_tree(tmp_path_factory.mktemp("fault-src"), 1500, 6, 48, 40, seed=5)
 
 
-@pytest.mark.slow
-def test_killed_worker_during_conversion_loses_and_duplicates_nothing(fault_src, tmp_path):
-    out = tmp_path / "out"
-    r = subprocess.run([sys.executable, str(HERE / "fault_scenarios.py"), "kill-convert-worker",
-                        str(fault_src), str(out)], capture_output=True, text=True, timeout=600)
+def _scenario(name, *args):
+    r = subprocess.run([sys.executable, str(HERE / "fault_scenarios.py"), name,
+                        *map(str, args)], capture_output=True, text=True, timeout=800)
     line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert line, r.stdout[-3000:] + r.stderr[-3000:]
     result = json.loads(line[len("RESULT "):])
+    result["log_tail"] = r.stderr[-3000:]  # shown by a failing assertion on the result
+    return result
+
+
+@pytest.mark.slow
+def test_killed_worker_during_conversion_loses_and_duplicates_nothing(fault_src, tmp_path):
+    out = tmp_path / "out"
+    result = _scenario("kill-convert-worker", fault_src, out)
     assert [k["title"] for k in result["killed"]] == ["ray::Write", "ray::MapBatches"], result
     assert result["num_written"] == result["num_inputs"] == 1500
     _assert_exactly_once(fault_src, out)
+
+
+@pytest.mark.slow
+def test_a_node_lost_during_conversion_loses_and_duplicates_nothing(fault_src, tmp_path):
+    """A whole worker node (raylet, object store, every worker) goes while it writes shards:
+    its tasks run again elsewhere and the commit still takes each input exactly once. Then,
+    with the node back, a read that skips a damaged record reports it from every node."""
+    out = tmp_path / "out"
+    result = _scenario("remove-node-convert", fault_src, out)
+    assert result["removed"] and "error" not in result, result
+    assert result["num_written"] == result["num_inputs"] == 1500
+    _assert_exactly_once(fault_src, out)
+    skipped = result["skipped"]
+    assert skipped["records"] == 1 and result["read_rows"] == mf.read_manifest(
+        str(out)).num_records("train") - 1, result
+    assert [(r["path"], r["first"]) for r in skipped["ranges"]] == [(result["damaged_shard"], 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_training_continues_on_the_nodes_left_after_a_node_is_lost(learnable, tmp_path):
+    """The node of a training worker goes mid-epoch; with max_failures the run restarts from
+    its last checkpoint on the node left, which has room for the group and its reader."""
+    pytest.importorskip("torch")
+    result = _scenario("remove-node-train", learnable, tmp_path / "runs")
+    assert result["removed"], result
+    assert result["epochs"] == 3 and result["restarts"] == 1, result
 
 
 @pytest.mark.slow
@@ -98,10 +131,11 @@ def test_training_survives_a_killed_worker(ray_session, learnable, tmp_path):
     killed = []
 
     def killer():
-        # After the second epoch's checkpoint, kill one training worker mid-epoch 3.
+        # After the second epoch, kill one training worker mid-epoch 3.
         deadline = time.time() + 600
+        history = runs / "ft" / "history.jsonl"
         while time.time() < deadline and not killed:
-            if len(list((runs / "ft").glob("checkpoint_*"))) >= 2:
+            if history.exists() and len(history.read_text().splitlines()) >= 2:
                 time.sleep(1.0)
                 victim = wait_and_kill_one(["ray::RayTrainWorker"], random.Random(0), 5.0)
                 if victim:

@@ -56,3 +56,41 @@ def test_disabled_writes_nothing():
     with Progress("x", total=5, stream=s, interval=0.0, enabled=False) as p:
         p.update(5)
     assert s.getvalue() == ""
+
+
+def test_slow_rates_keep_two_digits():
+    s = io.StringIO()
+    p = Progress("bench", total=10, unit="runs", stream=s, interval=3600)
+    p.started -= 40.0  # 4 runs in 40 s
+    p.count = 4
+    assert "4/10 runs (40%), 0.1/s" in p.line()
+
+
+def test_remote_progress_shows_what_ray_tasks_count(ray_session):
+    import ray
+
+    from ray_ingest.progress import RemoteProgress
+
+    @ray.remote
+    def work(counter, n):
+        ray.get(counter.add.remote(n))
+        return n
+
+    s = io.StringIO()
+    with RemoteProgress("convert", total=60, stream=s, interval=0.0, poll=0.05) as p:
+        assert sum(ray.get([work.remote(p.counter, 20) for _ in range(3)])) == 60
+    assert p.bar.count == 60
+    assert s.getvalue().splitlines()[-1].startswith("convert: 60 images in ")
+    # Retried tasks count twice: the display stops at the total.
+    with RemoteProgress("convert", total=10, stream=io.StringIO(), poll=0.05) as p:
+        ray.get(work.remote(p.counter, 15))
+    assert p.bar.count == 10
+
+
+def test_remote_progress_disabled_starts_nothing():
+    from ray_ingest.progress import RemoteProgress
+
+    s = io.StringIO()
+    with RemoteProgress("convert", total=5, stream=s, enabled=False) as p:
+        assert p.counter is None
+    assert s.getvalue() == ""

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from helpers import pixel_key as _key, stored as _stored
-from ray_ingest.errors import ConfigError, ExampleDecodeError, ManifestError
+from ray_ingest.errors import (
+    ConfigError,
+    ExampleDecodeError,
+    ManifestError,
+    RecordCorruptError,
+    find_error,
+)
 from ray_ingest.format import manifest as mf
 from ray_ingest.format.example import encode_image_example
 from ray_ingest.format.framing import frame_record, scan_records
@@ -146,6 +152,10 @@ def test_manifest_mismatches_are_named(converted, tmp_path):
 
     d = _copy(converted["raw"], tmp_path / "c")
     _edit_manifest(d, lambda m: m.update(class_names=m["class_names"][:2]))
+    with pytest.raises(ManifestError, match=r"class_counts \[.*\]; expected 2 counts"):
+        read_records(str(d))  # the manifest's own per-class counts contradict it
+    for split in ("train", "val"):  # a manifest without them: the records are checked
+        _edit_manifest(d, lambda m: m["splits"][split].pop("class_counts"))
     with pytest.raises(Exception, match=r"image/class/label is \d+, the manifest says '0..1'"):
         _n(read_records(str(d)))
 
@@ -197,22 +207,79 @@ def _corrupt(d, how):
 def test_corrupt_shard_error_names_file_and_offset(converted, tmp_path, how):
     d = _copy(converted["raw"], tmp_path / "a")
     shard, offset, _ = _corrupt(d, how)
-    with pytest.raises(Exception) as e:
+    # Ray Data raises RayTaskError(RecordCorruptError): caught by our class, fields intact.
+    with pytest.raises(RecordCorruptError) as e:
         _n(read_records(str(d)))
-    msg = str(e.value)
-    assert str(shard) in msg
+    assert e.value.path == str(shard)
+    error = find_error(e.value)  # the error itself, without Ray's traceback and retry advice
+    assert type(error) is RecordCorruptError and error.path == str(shard)
     if how == "flip":
-        assert f"corrupt TFRecord at byte offset {offset}: data CRC mismatch" in msg
+        assert (error.offset, error.reason) == (offset, "data CRC mismatch")
+        assert str(error) == f"{shard}: corrupt TFRecord at byte offset {offset}: data CRC mismatch"
     else:
-        assert "truncated" in msg
+        assert error.offset == offset + 30 and "truncated" in str(error)
 
 
-@pytest.mark.parametrize("how", ["flip", "truncate"])
-def test_skip_corrupt_skips_the_rest_of_the_shard(converted, tmp_path, how):
+def _filenames(ds):
+    return [f for b in ds.iter_batches(batch_size=None, batch_format="numpy")
+            for f in b["filename"].tolist()]
+
+
+def _shard_records(shard):
+    """``image/filename`` of each record of a shard, and where each record starts."""
+    from ray_ingest.format.example import decode_image_example
+
+    views, _ = scan_records(shard.read_bytes())
+    offsets = np.cumsum([0] + [len(v) + 16 for v in views])
+    return [decode_image_example(v).filename for v in views], offsets
+
+
+@pytest.mark.parametrize("decode", ["workers", "consumer"])
+def test_skip_corrupt_skips_exactly_the_damaged_records_and_reports_them(converted, tmp_path,
+                                                                         decode):
+    from ray_ingest.read import skip_report
+
+    d = _copy(converted["jpeg"], tmp_path / "a")
+    shard = sorted(d.glob("train-*.tfrecord"))[1]
+    names, offsets = _shard_records(shard)
+    assert len(names) >= 4
+    everything = _filenames(read_records(str(d), with_filename=True))
+    raw = bytearray(shard.read_bytes())
+    for k in (1, 2):  # two neighbours: a data byte of one, the length CRC of the other
+        raw[offsets[k] + (60 if k == 1 else 9)] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    # Small tasks: the damaged shard is cut into pieces; only the damaged records go.
+    ds = read_records(str(d), with_filename=True, skip_corrupt=True, records_per_task=3,
+                      decode=decode)
+    got = _filenames(ds)
+    assert sorted(got) == sorted(set(everything) - {names[1], names[2]})
+    report = skip_report(ds)
+    assert report.records == 2
+    ((r,),) = [report.ranges]
+    assert (r.path, r.first, r.last, r.offset, r.end) == (str(shard), 1, 2, offsets[1], offsets[3])
+    assert r.reason == "data CRC mismatch; length CRC mismatch"
+    # Another pass skips the same records again; the report counts them once.
+    _filenames(ds)
+    assert skip_report(ds).records == 2
+    assert report.summary().startswith(f"2 corrupt records skipped: {shard}: records 1..2 ")
+
+
+def test_skip_corrupt_on_a_truncated_shard_loses_only_the_records_past_the_end(converted,
+                                                                                tmp_path):
+    from ray_ingest.read import skip_report
+
     d = _copy(converted["raw"], tmp_path / "a")
-    _, _, in_shard = _corrupt(d, how)
+    shard, second, in_shard = _corrupt(d, "truncate")  # cut 30 bytes into record 1
     n = mf.read_manifest(str(d)).num_records("train")
-    assert _n(read_records(str(d), skip_corrupt=True)) == n - (in_shard - 1)
+    ds = read_records(str(d), skip_corrupt=True)
+    assert _n(ds) == n - (in_shard - 1)
+    report = skip_report(ds)
+    assert report.records == in_shard - 1
+    ((r,),) = [report.ranges]
+    assert (r.path, r.first, r.last, r.offset) == (str(shard), 1, in_shard - 1, second)
+    assert r.reason == f"truncated: the file ends at byte {second + 30}"
+    with pytest.raises(ConfigError, match="skip_corrupt=True"):
+        skip_report(read_records(str(d)))
 
 
 def test_crc_verification_can_be_turned_off(converted, tmp_path):

@@ -5,11 +5,17 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
-from ray_ingest.errors import ConfigError, RunExistsError, TrainingStalledError
+from ray_ingest.errors import ConfigError, RecordCorruptError, RunExistsError, TrainingStalledError
 from ray_ingest.format.manifest import read_manifest
 from ray_ingest.train import TrainConfig, train
 
@@ -21,6 +27,40 @@ KEYS = {"val_accuracy", "val_loss", "images_per_second", "data_wait_share", "epo
 
 def _staged_checkpoints():
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "ray-ingest-ckpt-*")))
+
+
+def _run_outputs(run: Path):
+    """``(best.json, latest.json, history rows)`` of a run folder."""
+    best, latest = (json.loads((run / f"{k}.json").read_text()) for k in ("best", "latest"))
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    return best, latest, history
+
+
+def _check_portable_best_model(data, run: Path, framework: str, tmp_path):
+    """The run keeps its best and latest checkpoints only, and the best model, loaded from its
+    file as a user would (``keras.models.load_model``, ``torch.export.load``), scores the run's
+    own validation accuracy of that epoch."""
+    from ray_ingest.train.checkpoint import MODEL_FILES, OPTIMIZER_FILES
+    from ray_ingest.train.evaluate import evaluate
+
+    best, latest, history = _run_outputs(run)
+    kept = {p.name for p in run.glob("checkpoint_*") if p.is_dir()}
+    assert kept == {Path(best["checkpoint"]).name, Path(latest["checkpoint"]).name}
+    for name in kept:
+        assert {MODEL_FILES[framework], OPTIMIZER_FILES[framework], "meta.json"} <= set(
+            os.listdir(run / name))
+    assert latest["epoch"] == history[-1]["epoch"]
+    assert best["metrics"]["val_accuracy"] == max(h["val_accuracy"] for h in history)
+    report = evaluate(str(data), str(run), out=str(tmp_path / "eval"))
+    assert report.model == best["model_path"] and report.framework == framework
+    assert report.images == best["metrics"]["val_images"]
+    assert abs(report.accuracy - best["metrics"]["val_accuracy"]) <= 1 / report.images + 1e-9
+    return best, latest, history
+
+
+def _rows(lines):
+    """The epoch column of the driver's epoch table."""
+    return [line.split()[0] for line in lines if re.match(r"\s*\d+/\d+\s", line)]
 
 
 def _cfg(data, tmp_path, **kw):
@@ -38,9 +78,12 @@ def test_tf_one_worker_learns(learnable, tmp_path):
                   progress=lambda s: None)
     assert final["decode"] == "workers"
     assert _staged_checkpoints() <= staged  # local staging folders are removed after upload
-    kept = [p for p in glob.glob(str(tmp_path / "runs" / "run" / "checkpoint_*")) if os.path.isdir(p)]
-    assert len(kept) == 2, kept  # CheckpointConfig(num_to_keep=2)
+    best, latest, history = _check_portable_best_model(learnable, tmp_path / "runs" / "run",
+                                                       "tf", tmp_path)
+    assert [h["epoch"] for h in history] == list(range(1, 11)) and latest["epoch"] == 10
     written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["best"]["epoch"] == best["epoch"]
+    assert written["best"]["model_path"] == best["model_path"]
     assert KEYS <= set(written) and written["epochs"] == 10 and written["restarts"] == 0
     assert final["val_images"] > 350  # all of the validation split, not a part
     assert final["val_accuracy"] >= 2 * CHANCE, final  # a misaligned pipeline stays at chance
@@ -51,13 +94,35 @@ def test_tf_one_worker_learns(learnable, tmp_path):
 @pytest.mark.tf
 def test_tf_two_workers_learn_and_resume(learnable, tmp_path):
     pytest.importorskip("tensorflow")
+    from ray_ingest.cli import build_parser, config_from_args
+
     val_total = read_manifest(str(learnable)).num_records("val")
-    first = train(_cfg(learnable, tmp_path, num_workers=2, epochs=4), progress=lambda s: None)
+    lines = []
+    first = train(_cfg(learnable, tmp_path, num_workers=2, epochs=4), progress=lines.append)
     assert first["epochs"] == 4 and first["val_images"] == val_total  # split, all of it
+    # The driver's own lines: a start line, the table (one header, a row per epoch, in
+    # order), the summary. Nothing else, and few.
+    assert _rows(lines) == ["1/4", "2/4", "3/4", "4/4"], lines
+    assert sum(line.split()[:2] == ["epoch", "loss"] for line in lines) == 1
+    assert len(lines) <= 4 + 9, lines
+    text = "\n".join(lines)
+    assert f"tensorboard --logdir {tmp_path / 'runs' / 'run' / 'tensorboard'}" in text
+    assert first["best"]["model_path"] in text and first["resume_command"] in text
     with pytest.raises(RunExistsError, match="--resume"):
         train(_cfg(learnable, tmp_path, num_workers=2), progress=lambda s: None)
-    final = train(_cfg(learnable, tmp_path, num_workers=2, resume=True), progress=lambda s: None)
+    # The printed command resumes the run (here, with more epochs).
+    words = shlex.split(first["resume_command"])
+    words[words.index("--epochs") + 1] = "10"
+    lines.clear()
+    final = train(config_from_args(TrainConfig, build_parser().parse_args(words[1:])),
+                  progress=lines.append)
     assert final["epochs"] == 10 and final["restarts"] == 0
+    assert _rows(lines) == [f"{e}/10" for e in range(5, 11)], lines
+    assert any(line.startswith("resuming after epoch 4 from ") for line in lines), lines
+    _, _, history = _run_outputs(tmp_path / "runs" / "run")
+    assert [h["epoch"] for h in history] == list(range(1, 11))
+    with pytest.raises(RunExistsError, match="already finished 10 epochs"):
+        train(_cfg(learnable, tmp_path, num_workers=2, resume=True), progress=lambda s: None)
     assert final["val_accuracy"] >= 2 * CHANCE, final
     with pytest.raises(RunExistsError, match="no run"):
         train(_cfg(learnable, tmp_path, name="other", resume=True), progress=lambda s: None)
@@ -86,6 +151,7 @@ def test_torch_one_worker_learns_and_resumes(learnable, tmp_path):
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert KEYS <= set(written) and written["epochs"] == 10 and written["framework"] == "torch"
     assert final["val_accuracy"] >= 2 * CHANCE, final
+    _check_portable_best_model(learnable, tmp_path / "runs" / "run", "torch", tmp_path)
 
 
 @pytest.mark.torch
@@ -186,3 +252,73 @@ def test_gpu_decode_without_a_gpu_is_refused_clearly(learnable, tmp_path):
         train(_cfg(learnable, tmp_path, decode="gpu", use_gpu=False), progress=lambda s: None)
     with pytest.raises(ConfigError, match="decode must be one of"):
         TrainConfig(data="x", decode="fpga")
+def _damage(data, dst, count: int):
+    """A copy of ``data`` whose first train shard has a flipped byte in records 1..count; the
+    shard, and the byte offset of record 1."""
+    from ray_ingest.format.framing import scan_records
+
+    shutil.copytree(data, dst)
+    m = read_manifest(str(dst))
+    shard = dst / m.shards("train")[0].file
+    raw = bytearray(shard.read_bytes())
+    views, _ = scan_records(bytes(raw))
+    starts = [0]
+    for v in views:
+        starts.append(starts[-1] + len(v) + 16)
+    for k in range(1, count + 1):
+        raw[starts[k] + 40] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    return shard, starts[1]
+
+
+@pytest.mark.torch
+def test_a_corrupt_shard_stops_training_with_the_workers_error(learnable, tmp_path):
+    """Not Ray Train's WorkerGroupError: the worker's own error, which it keeps as the cause."""
+    pytest.importorskip("torch")
+    from ray.train import WorkerGroupError
+
+    shard, offset = _damage(learnable, tmp_path / "data", 1)
+    with pytest.raises(RecordCorruptError) as info:
+        train(_cfg(tmp_path / "data", tmp_path, framework="torch", epochs=1),
+              progress=lambda s: None)
+    assert type(info.value) is RecordCorruptError
+    assert (info.value.path, info.value.offset) == (str(shard), offset)
+    assert str(info.value) == f"{shard}: corrupt TFRecord at byte offset {offset}: data CRC mismatch"
+    assert isinstance(info.value.__cause__, WorkerGroupError)
+
+
+@pytest.mark.torch
+def test_skip_corrupt_training_skips_the_records_and_reports_them(learnable, tmp_path):
+    pytest.importorskip("torch")
+    batch = 32
+    train_records = read_manifest(str(learnable)).num_records("train")
+    # One more damaged record than an epoch leaves over: the stream ends a step early.
+    count = train_records % batch + 1
+    shard, offset = _damage(learnable, tmp_path / "data", count)
+    lines = []
+    final = train(_cfg(tmp_path / "data", tmp_path, framework="torch", epochs=2,
+                       batch_size=batch, skip_corrupt=True), progress=lines.append)
+    assert final["epochs"] == 2
+    assert final["skipped_records"]["records"] == count  # every epoch skips them; counted once
+    (r,) = final["skipped_records"]["ranges"]
+    assert (r["path"], r["first"], r["last"], r["offset"]) == (str(shard), 1, count, offset)
+    assert json.loads((tmp_path / "metrics.json").read_text())["skipped_records"]["records"] == count
+    noun = "record" if count == 1 else "records"
+    assert lines[-1].startswith(f"train: {count} corrupt {noun} skipped: {shard}: records 1..{count} ")
+
+
+@pytest.mark.torch
+def test_cli_last_line_names_the_shard_and_offset(learnable, tmp_path):
+    pytest.importorskip("torch")
+    shard, offset = _damage(learnable, tmp_path / "data", 1)
+    cmd = [str(Path(sys.executable).parent / "ray-ingest"), "train", str(tmp_path / "data"),
+           "--framework", "torch", "--epochs", "1", "--batch-size", "32",
+           "--storage-path", str(tmp_path / "runs")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-3000:]
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1] == (f"ray-ingest train: error: {shard}: corrupt TFRecord at byte offset "
+                         f"{offset}: data CRC mismatch"), r.stderr[-3000:]
+    # No traceback of this process (Ray's worker logs, prefixed with their process, may show
+    # the worker's).
+    assert not any(line.startswith("Traceback") for line in lines), r.stderr[-3000:]

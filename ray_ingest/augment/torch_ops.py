@@ -99,10 +99,13 @@ def augment(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
     return apply(images, sample_params(images.shape[0], cfg, generator, images.device), cfg)
 
 
-def evaluate(images: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
-    """Validation transform: the whole image resized to ``S x S`` (bilinear), normalised."""
+def evaluate(images: torch.Tensor, cfg: AugmentConfig, resize_always: bool = False) -> torch.Tensor:
+    """Validation transform: the whole image resized to ``S x S`` (bilinear), normalised.
+
+    ``resize_always`` resizes images that are ``S x S`` already too (the identity then): one
+    graph for every input size, without a branch on the input's shape (an exported model)."""
     x = images.permute(0, 3, 1, 2).float()
-    if x.shape[-1] != cfg.size or x.shape[-2] != cfg.size:
+    if resize_always or x.shape[-1] != cfg.size or x.shape[-2] != cfg.size:
         x = F.interpolate(x, size=(cfg.size, cfg.size), mode="bilinear", align_corners=False,
                           antialias=True)
     mean = torch.tensor(cfg.mean, device=x.device).view(1, 3, 1, 1) * 255.0

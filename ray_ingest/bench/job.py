@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from ray_ingest.bench.measure import measure_round_robin
 from ray_ingest.bench.report import Row, make_report, write_report
@@ -41,7 +41,7 @@ class BenchConfig:
             raise ConfigError(f"unknown rows {unknown}; rows are: {', '.join(ALL_ROWS)}")
 
 
-def run_bench(cfg: BenchConfig, progress: Callable[[str], None] = print) -> Dict:
+def run_bench(cfg: BenchConfig, show_progress: bool = True) -> Dict:
     from ray_ingest.runtime import ensure_ray
 
     m = read_manifest(cfg.data)
@@ -58,7 +58,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] = print) -> Dict
                           "need JPEG records, TensorFlow or a GPU decoder)")
     ensure_ray()
     variants = [ROWS[name](ctx) for name in (cfg.rows or possible)]
-    measure_round_robin(variants, cfg.images, cfg.repeats, progress)
+    measure_round_robin(variants, cfg.images, cfg.repeats, show_progress)
     results = [Row(v.name, v.group, cfg.images, v.runs, v.cpu_seconds, bytes_per_image, v.note)
                for v in variants]
     report = make_report(cfg, m, results)

@@ -145,21 +145,25 @@ class Variant:
 
 
 def measure_round_robin(variants: List[Variant], images: int, repeats: int,
-                        progress: Callable[[str], None] = print) -> None:
+                        show_progress: bool = True) -> None:
     """Runs every variant once per round, ``repeats`` rounds: slow drifts of a shared machine
     then fall on every row alike instead of on whichever ran last. An untimed round first
     starts every row's worker processes and imports (a fresh Ray instance pays seconds of CPU
-    for those on its first stream)."""
+    for those on its first stream). One progress display counts the runs."""
+    from ray_ingest.progress import Progress
+
     try:
-        for v in variants:
-            v.run_once(max(v.warmup, 1))
-            v.runs.clear()
-            v.cpus.clear()
-        progress("  (warm-up round done)")
-        for r in range(repeats):
+        with Progress("bench", total=len(variants) * (repeats + 1), unit="runs",
+                      enabled=show_progress) as bar:
             for v in variants:
-                rate = v.run_once(images)
-                progress(f"  round {r + 1}/{repeats}  {v.name:<44} {rate:8.0f} images/s")
+                v.run_once(max(v.warmup, 1))
+                v.runs.clear()
+                v.cpus.clear()
+                bar.update()
+            for _ in range(repeats):
+                for v in variants:
+                    v.run_once(images)
+                    bar.update()
     finally:
         for v in variants:
             v.close()

@@ -280,3 +280,37 @@ def process_image(data: bytes, spec: ImageSpec) -> Tuple[bytes, Optional[str]]:
     """decode → resize → encode one image. Returns the encoded pixels and a conversion note."""
     arr, note = decode_image(data, spec)
     return encode_pixels(resize_image(arr, spec), spec), note
+
+
+def pixels_to_rgb(arr, spec: ImageSpec) -> Tuple[np.ndarray, Optional[str]]:
+    """An already decoded image (``uint8`` ``[H, W]``, ``[H, W, 1]``, ``[H, W, 3]`` or
+    ``[H, W, 4]``, as Ray's ``read_images`` gives) as ``uint8[H, W, 3]``, with a note when it
+    had to be converted; anything else is rejected."""
+    arr = np.asarray(arr)
+    if arr.dtype != np.uint8:
+        raise ImageRejected(R_NOT_IMAGE, f"pixel array of dtype {arr.dtype}; expected uint8")
+    if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
+        channels = arr.shape[2]
+    elif arr.ndim == 2:
+        channels = 1
+    else:
+        raise ImageRejected(R_NOT_IMAGE, f"pixel array of shape {tuple(arr.shape)}; expected "
+                                         "[H, W], [H, W, 1], [H, W, 3] or [H, W, 4]")
+    _check_pixels(arr.shape[1], arr.shape[0], spec)
+    if channels == 3:
+        return arr, None
+    if channels == 4:  # composited on black, as RGBA files are
+        from PIL import Image
+
+        img = Image.alpha_composite(Image.new("RGBA", (arr.shape[1], arr.shape[0]),
+                                              (0, 0, 0, 255)),
+                                    Image.fromarray(np.ascontiguousarray(arr), "RGBA"))
+        return np.asarray(img.convert("RGB"), dtype=np.uint8), "array:rgba->rgb"
+    gray = arr.reshape(arr.shape[0], arr.shape[1], 1)
+    return np.repeat(gray, 3, axis=2), "array:gray->rgb"
+
+
+def process_pixels(arr, spec: ImageSpec) -> Tuple[bytes, Optional[str]]:
+    """resize → encode one decoded image. Returns the encoded pixels and a conversion note."""
+    rgb, note = pixels_to_rgb(arr, spec)
+    return encode_pixels(resize_image(np.ascontiguousarray(rgb), spec), spec), note

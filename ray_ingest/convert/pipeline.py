@@ -17,40 +17,20 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import pyarrow as pa
 
 from ray_ingest import fs
-from ray_ingest.convert.images import ImageRejected, ImageSpec, R_READ, process_image
+from ray_ingest.convert.images import ImageRejected, ImageSpec, R_READ
 from ray_ingest.convert.lock import OutputLock
-from ray_ingest.convert.sink import (
-    COL_FILENAME,
-    COL_MESSAGE,
-    COL_NOTE,
-    COL_RECORD,
-    COL_REJECT,
-    COL_SPLIT,
-    TFRecordDatasink,
-)
+from ray_ingest.convert.rows import encode_rows
+from ray_ingest.convert.sink import TFRecordDatasink
 from ray_ingest.convert.sources import list_source, split_of
 from ray_ingest.errors import ConfigError, ConversionError
 from ray_ingest.format import keys, manifest as mf
-from ray_ingest.format.example import encode_image_example
 
 logger = logging.getLogger("ray_ingest")
-
-_OUT_SCHEMA = pa.schema(
-    [
-        (COL_RECORD, pa.binary()),
-        (COL_SPLIT, pa.string()),
-        (COL_FILENAME, pa.string()),
-        (COL_REJECT, pa.string()),
-        (COL_MESSAGE, pa.string()),
-        (COL_NOTE, pa.string()),
-    ]
-)
-R_ERROR = "error"
 
 
 @dataclass(frozen=True)
@@ -139,50 +119,21 @@ def _read_all(paths: List[str], threads: int) -> List[Any]:
         return list(pool.map(read, paths))
 
 
-def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str]) -> pa.Table:
-    """``map_batches`` function: reads, decodes, resizes and encodes each input of the batch."""
+def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str],
+                  counter=None) -> pa.Table:
+    """``map_batches`` function: reads, decodes, resizes and encodes each input of the batch
+    (and adds their number to ``counter``, a :class:`~ray_ingest.progress.RemoteProgress`
+    counter, when given)."""
     paths = batch.column("path").to_pylist()
-    rels = batch.column("relpath").to_pylist()
-    labels = batch.column("label").to_pylist()
-    splits = batch.column("split").to_pylist()
     remote = bool(paths) and fs.is_uri(paths[0])
-    contents = _read_all(paths, 16 if remote else 1)
-    records, rejects, messages, notes = [], [], [], []
-    for rel, label, data in zip(rels, labels, contents):
-        record = reject = message = note = None
-        try:
-            if isinstance(data, Exception):
-                raise ImageRejected(R_READ, f"cannot read: {data}")
-            encoded, note = process_image(data, spec)
-            record = encode_image_example(
-                encoded=encoded,
-                image_format=spec.encoding,
-                height=spec.size,
-                width=spec.size,
-                channels=3,
-                label=label,
-                class_text=class_names[label],
-                filename=rel,
-            )
-        except ImageRejected as e:
-            reject, message = e.reason, e.message
-        except Exception as e:  # noqa: BLE001 - one bad input never kills the job
-            reject, message = R_ERROR, f"{type(e).__name__}: {e}"
-        records.append(record)
-        rejects.append(reject)
-        messages.append(message)
-        notes.append(note)
-    return pa.Table.from_arrays(
-        [
-            pa.array(records, pa.binary()),
-            pa.array(splits, pa.string()),
-            pa.array(rels, pa.string()),
-            pa.array(rejects, pa.string()),
-            pa.array(messages, pa.string()),
-            pa.array(notes, pa.string()),
-        ],
-        schema=_OUT_SCHEMA,
-    )
+    contents = [ImageRejected(R_READ, f"cannot read: {data}") if isinstance(data, Exception)
+                else data for data in _read_all(paths, 16 if remote else 1)]
+    rows = encode_rows(contents, batch.column("relpath").to_pylist(),
+                       batch.column("label").to_pylist(), batch.column("split").to_pylist(),
+                       spec, class_names)
+    if counter is not None:
+        counter.add.remote(len(paths))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,13 +174,15 @@ def convert(
     options: Optional[ConvertOptions] = None,
     *,
     datasink_cls: type = TFRecordDatasink,
+    show_progress: bool = True,
     **kwargs,
 ) -> ConvertReport:
     """Converts SRC (class folders or a CSV/JSONL list) into TFRecord shards under OUT.
 
     Holds OUT's lock from before the listing to the end: a second conversion into OUT fails
-    at once, naming this one.
-    ``datasink_cls`` exists for fault-injection tests (a subclass of ``TFRecordDatasink``).
+    at once, naming this one. ``show_progress``: one progress display of the images converted
+    (on stderr). ``datasink_cls`` exists for fault-injection tests (a subclass of
+    ``TFRecordDatasink``).
     """
     if options is not None and kwargs:
         raise TypeError("pass either options or keyword arguments, not both")
@@ -237,14 +190,14 @@ def convert(
     src, out = fs.normalize(src), fs.normalize(out)
     run_id = uuid.uuid4().hex[:12]
     with OutputLock(out, run_id):
-        return _convert_locked(src, out, opts, run_id, datasink_cls)
+        return _convert_locked(src, out, opts, run_id, datasink_cls, show_progress)
 
 
 def _convert_locked(src: str, out: str, opts: ConvertOptions, run_id: str,
-                    datasink_cls: type) -> ConvertReport:
+                    datasink_cls: type, show_progress: bool) -> ConvertReport:
     import ray
 
-    from ray_ingest.runtime import PIPELINE_CONTEXT, data_context, ensure_ray
+    from ray_ingest.runtime import ensure_ray
 
     started = time.time()
     prepare_output(out, opts.overwrite)
@@ -257,32 +210,65 @@ def _convert_locked(src: str, out: str, opts: ConvertOptions, run_id: str,
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     rows_per_block = max(opts.batch_size, min(1024, math.ceil(n / (4 * cpus))))
     blocks = [table.slice(i, rows_per_block) for i in range(0, n, rows_per_block)]
+
+    def converted(counter):
+        return ray.data.from_arrow(blocks).map_batches(
+            functools.partial(convert_batch, spec=spec, class_names=listing.class_names,
+                              counter=counter),
+            batch_size=opts.batch_size,
+            batch_format="pyarrow",
+            zero_copy_batch=True,
+            runtime_env=fs.task_runtime_env(),
+        )
+
+    ignored = [{"path": x.path, "reason": x.reason, "message": x.message}
+               for x in listing.ignored]
+    return write_shards(converted, out, opts, run_id=run_id, num_inputs=n,
+                        class_names=listing.class_names, source=src, ignored=ignored,
+                        datasink_cls=datasink_cls, started=started,
+                        show_progress=show_progress,
+                        manifest_extra={"follow_links": opts.follow_links})
+
+
+def write_shards(converted: Callable[[Any], Any], out: str, opts: ConvertOptions, *,
+                 run_id: str, num_inputs: int, class_names: List[str], source: str,
+                 ignored: List[Dict[str, str]], datasink_cls: type = TFRecordDatasink,
+                 started: Optional[float] = None, show_progress: bool = True,
+                 manifest_extra: Optional[Dict[str, Any]] = None) -> ConvertReport:
+    """Writes and commits the shards of one conversion (either kind of source), holding OUT's
+    lock for run ``run_id`` (the caller took it).
+
+    ``converted(counter)`` builds the Ray Dataset of the writer's rows (see
+    :mod:`~ray_ingest.convert.rows`) that ``num_inputs`` inputs become, its tasks adding the
+    inputs they did to ``counter`` (the progress display's); it is called inside our Ray Data
+    settings, which a Dataset captures when it is built.
+    """
+    from ray_ingest.progress import RemoteProgress
+    from ray_ingest.runtime import PIPELINE_CONTEXT, data_context
+
+    started = time.time() if started is None else started
     manifest_fields = mf.header(
-        source=src, encoding=opts.encoding, size=opts.size, resize_mode=opts.resize_mode,
+        source=source, encoding=opts.encoding, size=opts.size, resize_mode=opts.resize_mode,
         quality=opts.quality, seed=opts.seed, val_fraction=opts.val_fraction,
-        shard_size_mb=opts.shard_size_mb, class_names=listing.class_names,
-        exif_orientation=opts.exif, follow_links=opts.follow_links)
+        shard_size_mb=opts.shard_size_mb, class_names=class_names,
+        exif_orientation=opts.exif, **(manifest_extra or {}))
     sink = datasink_cls(
         out=out,
         run_id=run_id,
         shard_size_bytes=int(opts.shard_size_mb * 1e6),
-        num_inputs=n,
+        num_inputs=num_inputs,
         max_reject_fraction=opts.max_reject_fraction,
         manifest_fields=manifest_fields,
-        ignored=[{"path": x.path, "reason": x.reason, "message": x.message}
-                 for x in listing.ignored],
+        ignored=ignored,
         overwrite=opts.overwrite,
         checksums=opts.checksums,
         locked=True,
     )
-    with data_context(**PIPELINE_CONTEXT):
-        ds = ray.data.from_arrow(blocks).map_batches(
-            functools.partial(convert_batch, spec=spec, class_names=listing.class_names),
-            batch_size=opts.batch_size,
-            batch_format="pyarrow",
-            zero_copy_batch=True,
-        )
-        ds.write_datasink(sink)
+    with data_context(**PIPELINE_CONTEXT), RemoteProgress(
+            "convert", total=num_inputs, unit="images", enabled=show_progress) as progress:
+        env = fs.task_runtime_env()
+        converted(progress.counter).write_datasink(
+            sink, ray_remote_args={"runtime_env": env} if env else None)
     data = sink.result
     if data is None:
         raise ConversionError(f"{out}: the shard writer finished without committing")
@@ -290,7 +276,7 @@ def _convert_locked(src: str, out: str, opts: ConvertOptions, run_id: str,
     nbytes = sum(s["num_bytes"] for s in data["splits"].values())
     return ConvertReport(
         out=out,
-        num_inputs=n,
+        num_inputs=num_inputs,
         num_written=data["num_written"],
         num_rejected=data["num_rejected"],
         num_ignored=data["num_ignored"],

@@ -38,11 +38,13 @@ from ray_ingest.format.keys import SPLITS
 logger = logging.getLogger("ray_ingest")
 
 #: Columns of the converted rows the sink consumes (the conversion's ``map_batches`` output):
-#: the serialized record, its split, its input's name, and for an input that was not
-#: converted the reject reason and message; a conversion note (e.g. "png->rgb") otherwise.
+#: the serialized record, its split, its input's name, its class id, and for an input that
+#: was not converted the reject reason and message; a conversion note (e.g. "png->rgb")
+#: otherwise.
 COL_RECORD = "record"
 COL_SPLIT = "split"
 COL_FILENAME = "filename"
+COL_LABEL = "label"
 COL_REJECT = "reject"
 COL_MESSAGE = "message"
 COL_NOTE = "note"
@@ -65,6 +67,8 @@ class TaskResult:
     shards: List[StagedShard] = field(default_factory=list)
     rejects: List[Dict[str, str]] = field(default_factory=list)
     notes: Counter = field(default_factory=Counter)
+    #: Records written per (split, class id).
+    class_counts: Counter = field(default_factory=Counter)
     written: int = 0
 
 
@@ -203,6 +207,7 @@ class TFRecordDatasink(Datasink):
                 notes = table.column(COL_NOTE).to_pylist()
                 names = table.column(COL_FILENAME).to_pylist()
                 messages = table.column(COL_MESSAGE).to_pylist()
+                labels = table.column(COL_LABEL).to_pylist()
                 for i, split in enumerate(splits):
                     if rejects[i]:
                         result.rejects.append(
@@ -216,6 +221,7 @@ class TFRecordDatasink(Datasink):
                             self.checksums)
                     roller.write(records[i])
                     result.written += 1
+                    result.class_counts[(split, labels[i])] += 1
                     if notes[i]:
                         result.notes[notes[i]] += 1
             for roller in rollers.values():
@@ -238,15 +244,17 @@ class TFRecordDatasink(Datasink):
         shards = [s for r in returns for s in r.shards]
         rejects = [x for r in returns for x in r.rejects]
         notes: Counter = Counter()
+        class_counts: Counter = Counter()
         for r in returns:
             notes.update(r.notes)
+            class_counts.update(r.class_counts)
         written = sum(r.written for r in returns)
-        self._commit(shards, rejects, notes, written)
+        self._commit(shards, rejects, notes, written, class_counts)
 
     def on_write_failed(self, error: Exception) -> None:
         fs.delete_dir(self.staging)
 
-    def _commit(self, shards, rejects, notes, written) -> None:
+    def _commit(self, shards, rejects, notes, written, class_counts) -> None:
         out = self.out
         accounted = written + len(rejects)
         if accounted != self.num_inputs:
@@ -289,7 +297,9 @@ class TFRecordDatasink(Datasink):
                                 "num_records": s.num_records, "num_bytes": s.num_bytes})
                 if s.sha256 is not None:
                     entries[-1]["sha256"] = s.sha256
-            splits[split] = mf.split_entry(entries)
+            counts = [class_counts.get((split, c), 0)
+                      for c in range(len(self.manifest_fields["class_names"]))]
+            splits[split] = mf.split_entry(entries, class_counts=counts)
         fs.write_atomic(rejects_path, ("\n".join(lines) + "\n" if lines else "").encode())
         fs.delete_dir(self.staging)
         # 3. The manifest, last.

@@ -16,7 +16,9 @@ NVIDIA DALI's ``tfrecord2idx`` writes it.
 
 from __future__ import annotations
 
+import bisect
 import struct
+from dataclasses import dataclass
 from typing import BinaryIO, List, Optional, Sequence, Tuple
 
 import crc32c as _crc32c
@@ -150,3 +152,79 @@ def scan_records(
     if error is not None and not skip_corrupt:
         raise error
     return out, error
+
+
+@dataclass(frozen=True)
+class SkippedRecords:
+    """Records ``first..last`` (record numbers in the file) of ``path`` that a scan skipped:
+    bytes ``offset`` to ``end`` of the file, and why."""
+
+    path: str
+    first: int
+    last: int
+    offset: int
+    end: int
+    reason: str
+
+    @property
+    def count(self) -> int:
+        return self.last - self.first + 1
+
+
+def scan_resync(
+    buf,
+    entries: Sequence[Tuple[int, int]],
+    first: int,
+    *,
+    path: str = "<buffer>",
+    base_offset: int = 0,
+    verify: bool = True,
+) -> Tuple[List[Tuple[int, List[memoryview]]], List[SkippedRecords]]:
+    """Scans a buffer of framed records past damage, using the index to find where each
+    record starts.
+
+    ``entries`` are the ``.idx`` entries ``(byte_offset, record_length)`` of the records the
+    buffer should hold, records ``first``, ``first + 1``, ...; ``base_offset`` is the file
+    offset of the buffer's first byte. A damaged record (a CRC mismatch, a bad header) is
+    skipped and the scan goes on at the next record the index lists; a buffer that ends early
+    (a truncated file) loses only the records it does not hold whole. Returns the good records
+    as runs ``(record number of the run's first, [views])`` and what was skipped.
+    """
+    mv = memoryview(buf)
+    if mv.ndim != 1 or mv.itemsize != 1:
+        mv = mv.cast("B")
+    n = len(entries)
+    if n == 0:
+        return [], []
+    starts = [offset for offset, _ in entries]
+    stop = entries[-1][0] + entries[-1][1] - base_offset  # bytes after the last are no records'
+    have = min(len(mv), stop)
+    runs: List[Tuple[int, List[memoryview]]] = []
+    skipped: List[SkippedRecords] = []
+
+    def lose(k: int, j: int, reason: str) -> None:
+        skipped.append(SkippedRecords(path, first + k, first + j, entries[k][0],
+                                      entries[j][0] + entries[j][1], reason))
+
+    k = 0
+    while k < n:
+        start = entries[k][0] - base_offset
+        if entries[k][0] + entries[k][1] - base_offset > have:  # the buffer ends in record k
+            lose(k, n - 1, f"truncated: the file ends at byte {base_offset + have}")
+            break
+        views, error = scan_records(mv[start:have], path=path, base_offset=base_offset + start,
+                                    verify=verify, skip_corrupt=True)
+        if views:
+            runs.append((first + k, views))
+        k += len(views)
+        if error is None:
+            continue  # a run to the end, or a buffer cut at a record boundary (seen next)
+        # Skip the record the damage is in (the scan stopped at its start) and go on at the
+        # next one; a header that lied about its length may have misled the scan further.
+        j = min(n - 1, max(k, bisect.bisect_right(starts, error.offset) - 1))
+        if entries[j][0] + entries[j][1] - base_offset > have:
+            lose(k, n - 1, f"truncated: the file ends at byte {base_offset + have}")
+            break
+        lose(k, j, error.reason)
+        k = j + 1
+    return runs, skipped

@@ -75,6 +75,12 @@ class Manifest:
     def splits(self) -> List[str]:
         return list(self.data["splits"])
 
+    def class_counts(self, split: str) -> Optional[List[int]]:
+        """Records per class id of a split, when the manifest records them."""
+        self.shards(split)  # names a missing split
+        counts = self.data["splits"][split].get("class_counts")
+        return list(counts) if counts is not None else None
+
     def shards(self, split: str) -> List[ShardInfo]:
         if split not in self.data["splits"]:
             raise ManifestError(
@@ -131,6 +137,15 @@ def validate(data: Dict[str, Any], path: str) -> None:
                 raise ManifestError(
                     f"{path}: split {split!r} says {total} {info[total]}, its shards add up "
                     f"to {listed}")
+        counts = info.get("class_counts")
+        if counts is not None:  # optional: records per class id
+            listed = sum(s["num_records"] for s in info["shards"])
+            if (not isinstance(counts, list) or len(counts) != len(data["class_names"])
+                    or not all(isinstance(c, int) and c >= 0 for c in counts)
+                    or sum(counts) != listed):
+                raise ManifestError(
+                    f"{path}: split {split!r} has class_counts {counts!r}; expected "
+                    f"{len(data['class_names'])} counts adding up to its {listed} records")
 
 
 def read_manifest(root: str) -> Manifest:
@@ -174,12 +189,16 @@ def header(*, source: str, encoding: str, size: int, resize_mode: str, quality: 
     }
 
 
-def split_entry(shards: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+def split_entry(shards: Sequence[Dict[str, Any]],
+                class_counts: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """A split's manifest entry from its shard entries (``file``, ``index``, ``num_records``,
-    ``num_bytes``, optionally ``sha256``), with the totals."""
-    return {"num_records": sum(e["num_records"] for e in shards),
-            "num_bytes": sum(e["num_bytes"] for e in shards),
-            "shards": list(shards)}
+    ``num_bytes``), with the totals and, when given, the records per class id."""
+    entry = {"num_records": sum(e["num_records"] for e in shards),
+             "num_bytes": sum(e["num_bytes"] for e in shards)}
+    if class_counts is not None:
+        entry["class_counts"] = [int(c) for c in class_counts]
+    entry["shards"] = list(shards)
+    return entry
 
 
 def write_manifest(root: str, data: Dict[str, Any]) -> None:

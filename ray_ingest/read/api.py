@@ -7,6 +7,7 @@ from typing import Dict, Iterator, Optional
 import numpy as np
 
 from ray_ingest.errors import ManifestError
+from ray_ingest import fs
 from ray_ingest.format.manifest import read_manifest
 from ray_ingest.read.decode import decode_ahead
 from ray_ingest.read.options import ReadOptions, RecordSpec, block_rows_for
@@ -21,8 +22,11 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
     (a :class:`ReadOptions`, or its fields as keyword arguments):
     ``verify_crc`` checks every record's CRC; ``verify_checksums`` checks each shard's
     SHA-256 against the manifest (a conversion made with checksums; read tasks then read
-    whole shards and hash every byte); ``skip_corrupt`` skips the rest of a corrupt
-    shard piece (logged) instead of failing; ``shuffle_files`` shuffles the order of shards
+    whole shards and hash every byte); ``skip_corrupt`` skips damaged records instead
+    of failing (each one alone: the scan resumes where the shard's ``.idx`` says the next
+    record starts; a truncated shard loses the records past its end) and reports them —
+    :func:`~ray_ingest.read.skips.skip_report` of the dataset gives the count and the ranges;
+    ``shuffle_files`` shuffles the order of shards
     and ``shuffle_records`` the records within each read task (seeded by ``seed``; a new order
     each plan without one); ``limit`` caps the number of rows; ``repeat`` streams the split
     that many times in one execution (like ``tf.data``'s ``repeat``); ``block_rows`` is the rows
@@ -41,6 +45,7 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
     import ray
 
     from ray_ingest.read.datasource import TFRecordShardDatasource
+    from ray_ingest.read.skips import start_skip_log
     from ray_ingest.runtime import PIPELINE_CONTEXT, data_context, ensure_ray
 
     if options is not None and kwargs:
@@ -52,7 +57,8 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
         raise ManifestError(f"{manifest.path}: verify_checksums, but the shards of split "
                             f"{split!r} have no SHA-256 (convert with --checksums)")
     ensure_ray()
-    source = TFRecordShardDatasource(manifest, split, opts)
+    skip_log = start_skip_log() if opts.skip_corrupt else None
+    source = TFRecordShardDatasource(manifest, split, opts, skip_log)
     num_blocks = opts.override_num_blocks
     if num_blocks is None:
         # One block stream per planned task. Left to Ray Data, a read of fewer tasks than its
@@ -66,7 +72,8 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
     block_bytes = max(1 << 20, block_rows_for(spec, opts.block_rows) * spec.row_bytes)
     with data_context(**PIPELINE_CONTEXT, target_max_block_size=block_bytes):
         ds = ray.data.read_datasource(source, concurrency=opts.concurrency,
-                                      override_num_blocks=max(1, num_blocks))
+                                      override_num_blocks=max(1, num_blocks),
+                                      runtime_env=fs.task_runtime_env())
         if opts.limit is not None:
             ds = ds.limit(opts.limit)
     return ds

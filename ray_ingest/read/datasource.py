@@ -20,6 +20,7 @@ from ray_ingest import fs
 from ray_ingest.format.manifest import Manifest
 from ray_ingest.read.options import ReadOptions, RecordSpec
 from ray_ingest.read.plan import plan_tasks
+from ray_ingest.read.skips import reporter
 from ray_ingest.read.task import read_task
 from ray_ingest.runtime import tune_malloc
 
@@ -27,11 +28,14 @@ from ray_ingest.runtime import tune_malloc
 class TFRecordShardDatasource(Datasource):
     """Reads one split of a ray-ingest conversion output."""
 
-    def __init__(self, manifest: Manifest, split: str, options: ReadOptions):
+    def __init__(self, manifest: Manifest, split: str, options: ReadOptions, skip_log=None):
         super().__init__()
         self.manifest = manifest
         self.split = split
         self.options = options
+        #: With ``skip_corrupt``: the :class:`~ray_ingest.read.skips.SkipLog` actor the read
+        #: tasks report skipped records to.
+        self.skip_log = skip_log
         self.spec = RecordSpec.of(manifest)
         self._plans = 0  # a seeded shuffle differs per execution (epoch), reproducibly
 
@@ -59,13 +63,14 @@ class TFRecordShardDatasource(Datasource):
         opts = self.plan_options()
         plan = plan_tasks(self.manifest, self.split, max(1, parallelism // opts.repeat), opts)
         root, spec = self.manifest.root, self.spec
+        on_skip = reporter(self.skip_log) if self.skip_log is not None else None
         tasks = []
         for k, pieces in enumerate(plan):
             seed = None if opts.seed is None else opts.seed * 1_000_003 + k
 
             def read_fn(pieces=pieces, seed=seed):
                 tune_malloc()
-                for batch in read_task(root, pieces, spec, opts, seed):
+                for batch in read_task(root, pieces, spec, opts, seed, on_skip):
                     yield batch if isinstance(batch, pa.Table) else \
                         BlockAccessor.batch_to_block(batch)
 

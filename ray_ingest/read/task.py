@@ -11,7 +11,7 @@ Pure functions of their arguments: testable without Ray.
 from __future__ import annotations
 
 import logging
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from ray_ingest.errors import (
 )
 from ray_ingest.format import keys
 from ray_ingest.format.example import parse_example, split_encoded
-from ray_ingest.format.framing import read_index, scan_records
+from ray_ingest.format.framing import SkippedRecords, read_index, scan_records, scan_resync
 from ray_ingest.format.manifest import ShardInfo
 from ray_ingest.format.records import check_shard_bytes
 import ray_ingest.read.decode as dec
@@ -42,24 +42,19 @@ def read_range_bytes(root: str, r: ShardRange, skip_corrupt: bool,
     record scan reports where it ends). A whole shard is checked against its SHA-256 with
     ``verify_checksum`` (a mismatch that no record's CRC shows is never skipped)."""
     path = fs.join(root, r.file)
-    try:
-        if r.whole:
+    if r.whole:
+        try:
             data = fs.read_bytes(path)
-            info = ShardInfo(r.file, r.index, r.shard_records, r.shard_bytes, r.sha256)
-            try:
-                check_shard_bytes(path, data, info, checksum=verify_checksum)
-            except RecordCorruptError:
-                if not skip_corrupt:
-                    raise
-            return data, 0
-        idx_path = fs.join(root, r.index)
-        entries = read_index(fs.read_bytes(idx_path).decode("ascii"), idx_path)
-    except FileNotFoundError as e:
-        raise ManifestError(f"{e.filename or path}: listed in the manifest but missing") from None
-    if len(entries) != r.shard_records:
-        raise ManifestError(
-            f"{idx_path}: {len(entries)} index entries, the manifest says {r.shard_records} records"
-        )
+        except FileNotFoundError:
+            raise ManifestError(f"{path}: listed in the manifest but missing") from None
+        info = ShardInfo(r.file, r.index, r.shard_records, r.shard_bytes, r.sha256)
+        try:
+            check_shard_bytes(path, data, info, checksum=verify_checksum)
+        except RecordCorruptError:
+            if not skip_corrupt:
+                raise
+        return data, 0
+    entries = read_shard_index(root, r)
     begin = entries[r.start][0]
     end = entries[r.stop - 1][0] + entries[r.stop - 1][1]
     data = fs.read_range(path, begin, end - begin)
@@ -67,6 +62,38 @@ def read_range_bytes(root: str, r: ShardRange, skip_corrupt: bool,
         raise RecordCorruptError(path, begin + len(data),
                                  f"file ends inside records {r.start}..{r.stop - 1}")
     return data, begin
+
+
+def read_shard_index(root: str, r: ShardRange) -> List[Tuple[int, int]]:
+    """The ``.idx`` entries of the piece's shard, checked against the manifest's count."""
+    idx_path = fs.join(root, r.index)
+    try:
+        entries = read_index(fs.read_bytes(idx_path).decode("ascii"), idx_path)
+    except FileNotFoundError:
+        raise ManifestError(f"{idx_path}: listed in the manifest but missing") from None
+    if len(entries) != r.shard_records:
+        raise ManifestError(
+            f"{idx_path}: {len(entries)} index entries, the manifest says {r.shard_records} records"
+        )
+    return entries
+
+
+def skip_damage(root: str, r: ShardRange, data, base: int, verify: bool,
+                on_skip: Optional[Callable[[List[SkippedRecords]], None]]
+                ) -> List[Tuple[int, List[memoryview]]]:
+    """The good records of a damaged piece, as runs ``(first record number, views)``: each
+    damaged record is skipped and the scan resumes where the shard's index says the next one
+    starts. What was skipped goes to the worker log and to ``on_skip``."""
+    path = fs.join(root, r.file)
+    entries = read_shard_index(root, r)[r.start : r.stop]
+    runs, skipped = scan_resync(data, entries, r.start, path=path, base_offset=base,
+                                verify=verify)
+    for s in skipped:
+        logger.warning("skipping records %d..%d (bytes %d..%d) of %s: %s", s.first, s.last,
+                       s.offset, s.end, s.path, s.reason)
+    if skipped and on_skip is not None:
+        on_skip(skipped)
+    return runs
 
 
 def _mismatch(path: str, rec_no: int, what: str, got, want) -> RecordMismatchError:
@@ -110,10 +137,16 @@ class _Record:
 
 
 def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadOptions,
-              seed: Optional[int]) -> Iterator[Dict[str, np.ndarray]]:
-    """Reads one task's pieces and yields blocks of ``block_rows`` rows (the last may be short)."""
+              seed: Optional[int],
+              on_skip: Optional[Callable[[List[SkippedRecords]], None]] = None
+              ) -> Iterator[Dict[str, np.ndarray]]:
+    """Reads one task's pieces and yields blocks of ``block_rows`` rows (the last may be short).
+
+    With ``opts.skip_corrupt``, damaged records are skipped (:func:`skip_damage`) and reported
+    to ``on_skip`` before the first block is yielded."""
     views: List[memoryview] = []
-    # Per piece: (path, record number of its first view, index of its first view).
+    # Per run of consecutive records: (path, record number of its first view, index of that
+    # view).
     where: List[Tuple[str, int, int]] = []
     owners: List[int] = []
     for r in pieces:
@@ -121,15 +154,16 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
         data, base = read_range_bytes(root, r, opts.skip_corrupt, opts.verify_checksums)
         got, error = scan_records(data, path=path, base_offset=base, verify=opts.verify_crc,
                                   skip_corrupt=opts.skip_corrupt)
-        if error is not None:
-            logger.warning("skipping the rest of records %d..%d of %s: %s", r.start + len(got),
-                           r.stop - 1, path, error)
+        runs = [(r.start, got)]
+        if opts.skip_corrupt and (error is not None or len(got) != r.num_records):
+            runs = skip_damage(root, r, data, base, opts.verify_crc, on_skip)
         elif len(got) != r.num_records:
             raise ManifestError(f"{path}: records {r.start}..{r.stop - 1} hold {len(got)} "
                                 f"records, expected {r.num_records}")
-        owners.extend([len(where)] * len(got))
-        where.append((path, r.start, len(views)))
-        views.extend(got)
+        for start, run in runs:  # one run per stretch of consecutive records
+            owners.extend([len(where)] * len(run))
+            where.append((path, start, len(views)))
+            views.extend(run)
     order = np.arange(len(views))
     if opts.shuffle_records:
         np.random.default_rng(seed).shuffle(order)

@@ -1,8 +1,12 @@
 """Fault injection for robustness tests and soaks: find Ray worker processes by their title,
-SIGKILL one, keep killing on a schedule, or take down a whole process tree.
+SIGKILL one, keep killing on a schedule, take down a whole process tree, or take down a whole
+node of a local multi-node cluster (``ray.cluster_utils.Cluster``) while it runs a given kind of
+work.
 
 Ray names a worker process after what it runs (``ray::MapBatches``, ``ray::Write``,
-``ray::ReadTFRecordShards->...``, ``ray::RayTrainWorker``), which is how a victim is chosen.
+``ray::ReadTFRecordShards->...``, ``ray::RayTrainWorker``), which is how a victim is chosen;
+only among this process's descendants (the Ray instance it started), so that other Ray
+instances on a shared machine are never hit.
 """
 
 from __future__ import annotations
@@ -16,13 +20,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 
 def ray_workers(titles: Sequence[str]) -> List[Tuple[int, str]]:
-    """``(pid, title)`` of every process whose command line starts with one of ``titles``."""
+    """``(pid, title)`` of every descendant of this process whose command line starts with one
+    of ``titles``."""
     import psutil
 
     found = []
-    for p in psutil.process_iter(["cmdline"]):
+    try:
+        procs = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return found
+    for p in procs:
         try:
-            cmd = " ".join(p.info["cmdline"] or [])
+            cmd = " ".join(p.cmdline() or [])
         except psutil.Error:
             continue
         if cmd.startswith(tuple(titles)):
@@ -105,3 +114,46 @@ class Killer:
 
     def count(self, phase: str) -> int:
         return sum(1 for k in self.kills if k["phase"] == phase)
+
+
+# ---- whole nodes of a local cluster (ray.cluster_utils.Cluster) ------------------------------
+
+
+def raylet_pid(node) -> Optional[int]:
+    """The pid of a ``ray._private.node.Node``'s raylet (None once it is gone)."""
+    procs = getattr(node, "all_processes", {}).get("raylet") or []
+    return procs[0].process.pid if procs else None
+
+
+def node_running(nodes: Sequence, titles: Sequence[str], rng: random.Random):
+    """One of ``nodes`` (random, if several) on which a process of ``titles`` runs: a Ray
+    worker is a child of its node's raylet. None if no such process runs on them."""
+    import psutil
+
+    by_raylet = {raylet_pid(n): n for n in nodes}
+    found = []
+    for pid, _ in ray_workers(titles):
+        try:
+            parent = psutil.Process(pid).ppid()
+        except psutil.Error:
+            continue
+        if parent in by_raylet and by_raylet[parent] not in found:
+            found.append(by_raylet[parent])
+    return rng.choice(found) if found else None
+
+
+def remove_node_running(cluster, titles: Sequence[str], rng: random.Random,
+                        timeout: float = 120.0) -> Optional[Dict]:
+    """Waits up to ``timeout`` s for a process of ``titles`` on a worker node of ``cluster``
+    (not the head: the driver is connected to it), then takes that whole node down at once
+    (its raylet, object store and every worker, no graceful exit): a machine lost."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        workers = [n for n in cluster.list_all_nodes() if n is not cluster.head_node]
+        node = node_running(workers, titles, rng)
+        if node is not None:
+            info = {"node_id": node.node_id, "titles": list(titles), "t": round(time.time(), 2)}
+            cluster.remove_node(node, allow_graceful=False)
+            return info
+        time.sleep(0.05)
+    return None

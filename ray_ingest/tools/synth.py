@@ -221,8 +221,9 @@ def write_images(spec: SynthSpec, indices) -> int:
     return len(indices)
 
 
-def synthesize(spec: SynthSpec, *, parallel: bool = True) -> int:
-    """Writes the whole dataset (in parallel as Ray tasks when ``parallel``); returns the count."""
+def synthesize(spec: SynthSpec, *, parallel: bool = True, show_progress: bool = True) -> int:
+    """Writes the whole dataset (in parallel as Ray tasks when ``parallel``, with a progress
+    display when ``show_progress``); returns the count."""
     out = fs.normalize(spec.out)
     spec = SynthSpec(**{**spec.__dict__, "out": out})
     for name in class_names(spec.num_classes):
@@ -236,6 +237,15 @@ def synthesize(spec: SynthSpec, *, parallel: bool = True) -> int:
     ensure_ray()
     draw = ray.remote(write_images).options(num_cpus=1)
     chunk = max(16, min(256, spec.num_images // (4 * max(1, int(ray.cluster_resources().get("CPU", 1))))))
-    refs = [draw.remote(spec, range(i, min(spec.num_images, i + chunk)))
-            for i in range(0, spec.num_images, chunk)]
-    return sum(ray.get(refs))
+    from ray_ingest.progress import Progress
+
+    pending = [draw.remote(spec, range(i, min(spec.num_images, i + chunk)))
+               for i in range(0, spec.num_images, chunk)]
+    written = 0
+    with Progress("synth", total=spec.num_images, unit="images", enabled=show_progress) as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            n = ray.get(done[0])
+            written += n
+            bar.update(n)
+    return written

@@ -4,8 +4,9 @@
 it and returns the final metrics; :mod:`loop` is the one per-worker loop, with the framework
 specifics in :mod:`backend_tf` / :mod:`backend_torch` and the models in :mod:`models_tf` /
 :mod:`models_torch`; :mod:`stream`, :mod:`metrics`, :mod:`checkpoint`, :mod:`rundir` and
-:mod:`watchdog` hold what the loop needs. The package is also the function:
-``ray_ingest.train(TrainConfig(...))`` is :func:`driver.train`.
+:mod:`watchdog` hold what the loop needs; :mod:`console` is what the driver prints (the epoch
+table, the summary); :mod:`evaluate` runs a saved model on a split. The package is also the
+function: ``ray_ingest.train(TrainConfig(...))`` is :func:`driver.train`.
 """
 
 from ray_ingest._callable import make_package_callable

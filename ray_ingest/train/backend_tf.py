@@ -8,12 +8,15 @@ batches. Mixed bf16 on GPU when the precision asks for it.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+import os
+from typing import Dict, List, Tuple
 
 import numpy as np
 
+from ray_ingest.errors import CheckpointError
 from ray_ingest.format import keys
 from ray_ingest.read.decode import is_encoded, labels_of
+import ray_ingest.train.checkpoint as checkpoint
 
 
 class TFBackend:
@@ -23,7 +26,7 @@ class TFBackend:
         import tensorflow as tf
 
         from ray_ingest.augment import tf_ops
-        from ray_ingest.train.models_tf import build_model
+        from ray_ingest.train.models_tf import InferenceModel, build_model
 
         self.cfg, self.rank, self.world = cfg, rank, world
         gpus = tf.config.list_physical_devices("GPU")
@@ -49,6 +52,7 @@ class TFBackend:
             self.optimizer = optimizer = keras.optimizers.AdamW(
                 learning_rate=schedule, weight_decay=cfg.weight_decay)
             optimizer.build(model.trainable_variables)
+        self.export = InferenceModel(model, cfg.model, len(manifest.class_names), aug)
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
         self._tf = tf
 
@@ -118,15 +122,29 @@ class TFBackend:
     def all_reduce(self, values: List[float]) -> np.ndarray:
         return self._all_reduce(self._tf.constant(values, self._tf.float64)).numpy()
 
-    def state(self, epoch: int) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
-        weights = self.model.get_weights()
-        arrays = {f"w{i}": w for i, w in enumerate(weights)}
-        arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(self.optimizer.variables)})
-        return arrays, {"epoch": epoch, "num_weights": len(weights), "framework": "tf",
-                        "model": self.cfg.model}
+    def save_state(self, directory: str) -> None:
+        """The model as ``model.keras`` (portable: uint8 images in, logits out) and the
+        optimizer's state as ``optimizer.npz``."""
+        self.export.save(os.path.join(directory, checkpoint.MODEL_FILES[self.framework]))
+        save_optimizer(self.optimizer,
+                       os.path.join(directory, checkpoint.OPTIMIZER_FILES[self.framework]))
 
-    def load_state(self, arrays: Dict[str, np.ndarray], meta: Dict[str, Any]) -> int:
-        self.model.set_weights([arrays[f"w{i}"] for i in range(meta["num_weights"])])
-        for i, v in enumerate(self.optimizer.variables):
-            v.assign(arrays[f"o{i}"])
-        return int(meta["epoch"])
+    def load_state(self, directory: str) -> None:
+        self.export.load_weights(os.path.join(directory, checkpoint.MODEL_FILES[self.framework]))
+        load_optimizer(self.optimizer,
+                       os.path.join(directory, checkpoint.OPTIMIZER_FILES[self.framework]))
+
+
+def save_optimizer(optimizer, path: str) -> None:
+    """A Keras optimizer's variables (step count, moments, ...), in order, as ``.npz``."""
+    np.savez(path, *[np.asarray(v) for v in optimizer.variables])
+
+
+def load_optimizer(optimizer, path: str) -> None:
+    """The variables of :func:`save_optimizer`'s file into ``optimizer`` (built), exactly."""
+    with np.load(path) as z:
+        if len(z.files) != len(optimizer.variables):
+            raise CheckpointError(f"{path}: {len(z.files)} optimizer variables, this optimizer "
+                                  f"has {len(optimizer.variables)}")
+        for i, v in enumerate(optimizer.variables):
+            v.assign(z[f"arr_{i}"])

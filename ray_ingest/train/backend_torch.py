@@ -11,12 +11,14 @@ rank alike.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Tuple
+import os
+from typing import Dict, List, Tuple
 
 import numpy as np
 
 from ray_ingest.format import keys
 from ray_ingest.read.decode import is_encoded, labels_of
+import ray_ingest.train.checkpoint as checkpoint
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -47,8 +49,9 @@ class TorchBackend:
         self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
         self.memory_format = torch.channels_last if self.cuda else torch.contiguous_format
         self.aug = cfg.augment_config(cfg.image_size or manifest.height)
+        self.num_classes = len(manifest.class_names)
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg.model, len(manifest.class_names)).to(
+        model = build_model(cfg.model, self.num_classes).to(
             device, memory_format=self.memory_format)
         self.model = ray.train.torch.prepare_model(model)
         self.bare = self.model.module if hasattr(self.model, "module") else self.model
@@ -134,26 +137,36 @@ class TorchBackend:
             dist.all_reduce(sums)
         return sums.cpu().numpy()
 
-    def state(self, epoch: int) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
-        torch = self.torch
-        arrays = {f"m.{k}": v.detach().cpu().numpy() for k, v in self.bare.state_dict().items()}
-        opt = self.optimizer.state_dict()
-        names: Dict[str, List[str]] = {}
-        for k, state in opt["state"].items():
-            names[str(k)] = []
-            for n, v in state.items():
-                arrays[f"o.{k}.{n}"] = torch.as_tensor(v).cpu().numpy()
-                names[str(k)].append(n)
-        return arrays, {"epoch": epoch, "framework": "torch", "model": self.cfg.model,
-                        "optimizer": {"param_groups": opt["param_groups"]},
-                        "optimizer_state_names": names, "scheduler": self.scheduler.state_dict()}
+    def save_state(self, directory: str) -> None:
+        """The model as a ``torch.export`` program ``model.pt2`` (portable: uint8 images in,
+        logits out; its weights are the training model's, exactly) and the optimizer's and the
+        learning-rate schedule's state as ``optimizer.pt``."""
+        from ray_ingest.train.models_torch import export_model
 
-    def load_state(self, arrays: Dict[str, np.ndarray], meta: Dict[str, Any]) -> int:
-        torch = self.torch
-        self.bare.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in arrays.items()
-                                   if k.startswith("m.")})
-        self.optimizer.load_state_dict(meta["optimizer"] | {"state": {
-            int(k): {n: torch.from_numpy(arrays[f"o.{k}.{n}"]) for n in names}
-            for k, names in meta["optimizer_state_names"].items()}})
-        self.scheduler.load_state_dict(meta["scheduler"])
-        return int(meta["epoch"])
+        export_model(self.bare, self.cfg.model, self.num_classes, self.aug,
+                     os.path.join(directory, checkpoint.MODEL_FILES[self.framework]))
+        save_optimizer(self.optimizer, self.scheduler,
+                       os.path.join(directory, checkpoint.OPTIMIZER_FILES[self.framework]))
+
+    def load_state(self, directory: str) -> None:
+        from ray_ingest.train.models_torch import load_exported_weights
+
+        load_exported_weights(os.path.join(directory, checkpoint.MODEL_FILES[self.framework]),
+                              self.bare)
+        load_optimizer(self.optimizer, self.scheduler,
+                       os.path.join(directory, checkpoint.OPTIMIZER_FILES[self.framework]))
+
+
+def save_optimizer(optimizer, scheduler, path: str) -> None:
+    """The optimizer's and the learning-rate schedule's ``state_dict`` (``torch.save``)."""
+    import torch
+
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, path)
+
+
+def load_optimizer(optimizer, scheduler, path: str) -> None:
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])

@@ -1,40 +1,165 @@
-"""Checkpoints: plain numpy arrays and JSON, framework-neutral on disk."""
+"""Checkpoints: the model in its framework's standard format, the optimizer's state, ``meta.json``.
+
+A checkpoint folder holds
+
+* ``model.keras`` (TensorFlow/Keras) or ``model.pt2`` (PyTorch, a ``torch.export`` program):
+  uint8 images ``[N, H, W, 3]`` as stored in the shards in, logits out, the evaluation
+  transform inside; loadable without this package (``keras.models.load_model``,
+  ``torch.export.load(...).module()``);
+* ``optimizer.npz`` (Keras: the optimizer's variables) or ``optimizer.pt`` (torch: the
+  optimizer's and the learning-rate schedule's ``state_dict``), for resuming;
+* ``meta.json``: epoch, the epoch's metrics, framework, architecture, class names, sizes.
+
+The backends write and read the framework files (``save_state`` / ``load_state``); this module
+stages and reports a checkpoint, finds a run's best (validation accuracy) and latest
+checkpoints from the folders themselves, writes the pointers ``best.json`` / ``latest.json``
+into the run folder, and resolves what a user names as a model.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from typing import Any, Dict, Optional, Tuple
+import zipfile
+from typing import Any, Callable, Dict, Optional, Tuple
 
-import numpy as np
+from ray_ingest import fs
+from ray_ingest.errors import CheckpointError
 
-CHECKPOINT_ARRAYS = "state.npz"
-CHECKPOINT_META = "meta.json"
+MODEL_FILES = {"tf": "model.keras", "torch": "model.pt2"}
+OPTIMIZER_FILES = {"tf": "optimizer.npz", "torch": "optimizer.pt"}
+META_FILE = "meta.json"
+#: Ray Train names each checkpoint folder of a run ``checkpoint_<time>``.
+CHECKPOINT_PREFIX = "checkpoint_"
+#: ``<run>/best.json`` and ``<run>/latest.json`` name the run's best and latest checkpoints.
+POINTERS = ("best", "latest")
+#: The metric that ranks checkpoints (higher is better; the later one wins a tie).
+SCORE = "val_accuracy"
 
 
-def report_epoch(metrics: Dict[str, Any], arrays: Optional[Dict[str, np.ndarray]] = None,
+def checkpoint_meta(cfg, manifest, metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """What ``meta.json`` says about the model of an epoch's checkpoint."""
+    return {
+        "epoch": int(metrics["epoch"]),
+        "framework": cfg.framework,
+        "model": cfg.model,
+        "model_file": MODEL_FILES[cfg.framework],
+        "class_names": list(manifest.class_names),
+        "image_size": cfg.image_size or manifest.height,
+        "stored_size": [manifest.height, manifest.width],
+        "input": "uint8 [N, H, W, 3] RGB images (any H and W: resized to image_size inside)",
+        "output": "float32 logits [N, len(class_names)]",
+        "metrics": metrics,
+    }
+
+
+def report_epoch(metrics: Dict[str, Any], save: Optional[Callable[[str], None]] = None,
                  meta: Optional[Dict[str, Any]] = None) -> None:
-    """``ray.train.report`` the epoch's metrics, with a checkpoint when ``arrays`` is given
-    (rank 0). The checkpoint is staged in a local temporary folder that Ray Train copies to
-    storage before ``report`` returns; the folder is removed afterwards."""
+    """``ray.train.report`` the epoch's metrics, with a checkpoint when ``save`` is given
+    (rank 0): ``save(folder)`` writes the framework's files, then ``meta.json``. The checkpoint
+    is staged in a local temporary folder that Ray Train copies to storage before ``report``
+    returns; the folder is removed afterwards."""
     import ray.train
     from ray.train import Checkpoint
 
-    if arrays is None:
+    if save is None:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory(prefix="ray-ingest-ckpt-", ignore_cleanup_errors=True) as d:
-        np.savez(os.path.join(d, CHECKPOINT_ARRAYS), **arrays)
-        with open(os.path.join(d, CHECKPOINT_META), "w") as f:
-            json.dump(meta or {}, f)
+        save(d)
+        with open(os.path.join(d, META_FILE), "w") as f:
+            json.dump(meta or {}, f, indent=1)
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
 
 
-def load_checkpoint(checkpoint) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+def restore(checkpoint, load: Callable[[str], None]) -> int:
+    """Loads a Ray Train checkpoint with ``load(folder)``; returns the epochs it holds."""
     with checkpoint.as_directory() as d:
-        with np.load(os.path.join(d, CHECKPOINT_ARRAYS)) as z:
-            arrays = {k: z[k] for k in z.files}
-        with open(os.path.join(d, CHECKPOINT_META)) as f:
+        with open(os.path.join(d, META_FILE)) as f:
             meta = json.load(f)
-    return arrays, meta
+        load(d)
+    return int(meta["epoch"])
+
+
+def _info(folder: str) -> Optional[Dict[str, Any]]:
+    try:
+        meta = json.loads(fs.read_bytes(fs.join(folder, META_FILE)))
+    except (FileNotFoundError, OSError, ValueError):
+        return None  # being written or deleted
+    if "model_file" not in meta:  # an older layout (state.npz): no portable model
+        return {**meta, "checkpoint": folder, "model_path": None}
+    return {**meta, "checkpoint": folder, "model_path": fs.join(folder, meta["model_file"])}
+
+
+def find_checkpoints(run: str) -> Dict[str, Optional[Dict[str, Any]]]:
+    """``{"best": info, "latest": info}`` of the run folder ``run`` (``None`` without
+    checkpoints): each checkpoint's ``meta.json`` plus ``checkpoint`` (its folder) and
+    ``model_path`` (its model file). Read from the folders, so it holds however the run ended.
+    Latest: the most epochs; best: the highest validation accuracy, the later on a tie (the
+    one Ray Train's ``CheckpointConfig`` keeps)."""
+    found = [i for i in (_info(fs.join(run, n)) for n in fs.list_dir(run)
+                         if n.startswith(CHECKPOINT_PREFIX)) if i is not None]
+    if not found:
+        return {"best": None, "latest": None}
+    return {"best": max(found, key=lambda i: (i.get("metrics", {}).get(SCORE, -1.0),
+                                              i["epoch"])),
+            "latest": max(found, key=lambda i: i["epoch"])}
+
+
+def write_pointers(run: str, found: Dict[str, Optional[Dict[str, Any]]]) -> None:
+    """``<run>/best.json`` and ``<run>/latest.json`` (each replaced atomically)."""
+    for name in POINTERS:
+        if found.get(name) is not None:
+            fs.write_atomic(pointer_path(run, name),
+                            json.dumps(found[name], indent=1).encode())
+
+
+def pointer_path(run: str, name: str) -> str:
+    return fs.join(run, f"{name}.json")
+
+
+def resolve_model(path: str) -> Tuple[str, Optional[Dict[str, Any]]]:
+    """``(model file, its checkpoint's meta or None)`` for what a user names as a model: a
+    model file, a checkpoint folder, a run folder (its best checkpoint) or a pointer file
+    (``best.json`` / ``latest.json``)."""
+    path = fs.normalize(path)
+    if not fs.exists(path):
+        raise CheckpointError(f"{path}: no such model file or folder")
+    if fs.isdir(path):
+        if fs.exists(fs.join(path, META_FILE)):
+            info = _info(path)
+        elif fs.exists(pointer_path(path, "best")):
+            info = json.loads(fs.read_bytes(pointer_path(path, "best")))
+        else:
+            raise CheckpointError(f"{path}: neither a checkpoint folder ({META_FILE}) nor a run "
+                                  "folder (best.json); name a model file, a checkpoint or a run")
+        if info is None or not info.get("model_path"):
+            raise CheckpointError(f"{path}: the checkpoint holds no portable model (an older "
+                                  "layout); train again to get one")
+        return info["model_path"], info
+    if path.endswith(".json"):
+        info = json.loads(fs.read_bytes(path))
+        if "model_path" not in info:
+            raise CheckpointError(f"{path}: not a best.json/latest.json pointer of a run")
+        return info["model_path"], info
+    folder = path.rsplit("/", 1)[0] if fs.is_uri(path) else os.path.dirname(path)
+    info = _info(folder) if fs.exists(fs.join(folder, META_FILE)) else None
+    return path, info
+
+
+def detect_framework(local_path: str) -> str:
+    """``"tf"`` for a Keras ``.keras`` file, ``"torch"`` for a ``torch.export`` program, from
+    the file's contents (both are zip archives)."""
+    try:
+        with zipfile.ZipFile(local_path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"{local_path}: not a saved model (a Keras .keras file or a "
+                              f"torch.export .pt2 program): {e}") from None
+    if "config.json" in names and "metadata.json" in names:
+        return "tf"
+    if any(n.endswith("/archive_format") for n in names):
+        return "torch"
+    raise CheckpointError(f"{local_path}: a zip archive, but neither a Keras .keras file nor a "
+                          "torch.export .pt2 program")

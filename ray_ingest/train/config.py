@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+import shlex
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, Optional
 
 from ray_ingest.errors import ConfigError
@@ -55,6 +56,9 @@ class TrainConfig:
     stall_timeout: float = DEFAULT_STALL_TIMEOUT  # 0: wait forever
     decode: str = "auto"  # one of DECODE_MODES
     decode_threads: Optional[int] = None  # consumer decode threads per worker (None: its share)
+    # Skip damaged records of the train split (each one alone) instead of failing; the final
+    # report says how many and where. Off: a damaged record stops the run, naming it.
+    skip_corrupt: bool = False
     attempt_id: str = field(default="")  # set by the driver; names this fit's attempts
 
     def __post_init__(self):
@@ -116,6 +120,26 @@ class TrainConfig:
     @property
     def per_worker_batch(self) -> int:
         return self.batch_size // self.num_workers
+
+    def command_line(self) -> str:
+        """The ``ray-ingest train`` command of this configuration: the data, ``--epochs``,
+        ``--storage-path`` and ``--name``, and every other field that differs from its default,
+        as its option (``--field-name VALUE``; a flag for booleans: ``--field`` /
+        ``--no-field``)."""
+        default = TrainConfig(data=self.data)
+        parts = ["ray-ingest", "train", shlex.quote(self.data)]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("data", "attempt_id") or (
+                    value == getattr(default, f.name)
+                    and f.name not in ("epochs", "storage_path", "name")):
+                continue
+            option = f.name.replace("_", "-")
+            if isinstance(value, bool):
+                parts.append(f"--{option}" if value else f"--no-{option}")
+            elif value is not None:
+                parts += [f"--{option}", shlex.quote(str(value))]
+        return " ".join(parts)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

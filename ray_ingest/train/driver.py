@@ -12,9 +12,12 @@ from dataclasses import replace
 from typing import Any, Callable, Dict, Tuple
 
 from ray_ingest import fs
-from ray_ingest.errors import ConfigError, RunExistsError, TrainingStalledError
+from ray_ingest.errors import (CheckpointError, ConfigError, RunExistsError,
+                               TrainingStalledError, find_error)
 from ray_ingest.format import keys
 from ray_ingest.format.manifest import read_manifest
+import ray_ingest.train.checkpoint as checkpoint
+import ray_ingest.train.console as console
 import ray_ingest.train.rundir as rundir
 import ray_ingest.train.stream as stream
 from ray_ingest.train.config import TrainConfig
@@ -29,11 +32,16 @@ def resolve_resources(cfg: TrainConfig) -> Tuple[bool, float]:
     GPUs are used when the cluster has one per worker (unless told otherwise). On CPU-only
     machines the training workers share all but one CPU, which Ray Data keeps for reading and
     decoding (a worker that reserved a whole core each would leave none on a small machine).
+    A run that may restart (``max_failures``) counts only the CPUs left after losing the
+    largest other node than this one: the restarted group must fit on the nodes left with a
+    CPU to spare, or its reader never runs.
     """
     import ray
 
     res = ray.cluster_resources()
     gpus, cpus = res.get("GPU", 0.0), res.get("CPU", 1.0)
+    if cfg.max_failures != 0:
+        cpus -= _largest_other_node_cpus()
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus >= cfg.num_workers
     if use_gpu and gpus < cfg.num_workers:
         raise ConfigError(f"--use-gpu with {cfg.num_workers} workers needs {cfg.num_workers} "
@@ -44,6 +52,15 @@ def resolve_resources(cfg: TrainConfig) -> Tuple[bool, float]:
         return True, 1.0
     share = (cpus - 1.0) / cfg.num_workers if cpus > 1 else cpus / (2 * cfg.num_workers)
     return False, max(0.1, min(1.0, math.floor(share * 20) / 20))
+
+
+def _largest_other_node_cpus() -> float:
+    """CPUs of the largest alive node other than this process's (0 on one node)."""
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    return max((n["Resources"].get("CPU", 0.0) for n in ray.nodes()
+                if n.get("Alive") and n["NodeID"] != here), default=0.0)
 
 
 def _trainer_class(framework: str):
@@ -59,10 +76,15 @@ def _trainer_class(framework: str):
 
 
 def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Runs a training job; returns the final metrics (also written to ``cfg.metrics_out``)."""
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    """Runs a training job; returns the final metrics (also written to ``cfg.metrics_out``),
+    with the best and latest checkpoints, the history file and the command that resumes the
+    run. ``progress`` gets the lines to show: a table row per epoch and a summary."""
+    from ray.train import (CheckpointConfig, DataConfig, FailureConfig, LoggingConfig,
+                           RunConfig, ScalingConfig)
 
+    from ray_ingest import quiet
     from ray_ingest.read.api import read_records
+    from ray_ingest.read.skips import skip_report
     from ray_ingest.runtime import ensure_ray
     from ray_ingest.train.loop import train_loop_per_worker
     from ray_ingest.train.watchdog import stall_summary
@@ -80,7 +102,15 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
                              "choose another --name")
     if cfg.resume and not fs.exists(run):
         raise RunExistsError(f"--resume: there is no run at {run}")
-    # Workers print the epoch line themselves; Ray Train's print patch would log it twice.
+    resume_command = replace(cfg, resume=True).command_line()
+    latest = checkpoint.find_checkpoints(run)["latest"] if cfg.resume else None
+    if latest is not None and latest["model_path"] is None:
+        raise CheckpointError(f"{latest['checkpoint']}: a checkpoint of an older layout (no "
+                              "portable model); it cannot be resumed: start a new run (--name)")
+    if latest is not None and latest["epoch"] >= cfg.epochs:
+        raise RunExistsError(f"{run}: nothing to train, the run already finished "
+                             f"{latest['epoch']} epochs; pass a larger --epochs to continue it")
+    # Anything a worker prints reaches the driver once; Ray Train's print patch would log it again.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     ensure_ray()
     use_gpu, cpus = resolve_resources(cfg)
@@ -91,11 +121,17 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     progress(f"train: {cfg.framework} {cfg.model} on {cfg.data} | {cfg.num_workers} workers x "
              f"{'1 GPU' if use_gpu else f'{cpus:g} CPU'} | global batch {cfg.batch_size} | "
              f"{cfg.epochs} epochs | decode: {decode} ({decode_reason}) | run {run}")
+    if latest is not None:
+        progress(f"resuming after epoch {latest['epoch']} from {latest['checkpoint']}")
     datasets = {}
     if not cfg.synthetic_data:
         datasets[train_split] = read_records(
             cfg.data, train_split, shuffle_files=True, shuffle_records=True, seed=cfg.seed,
-            block_rows=stream.block_rows(cfg), decode=stream.read_decode(cfg))
+            block_rows=stream.block_rows(cfg), decode=stream.read_decode(cfg),
+            skip_corrupt=cfg.skip_corrupt)
+    # Ray Train's controller and workers get the storage filesystem resolved here (with its
+    # endpoint settings), and the workers our storage settings for their own files.
+    storage_fs, storage_root = fs.filesystem_to_hand_over(cfg.storage_path)
     trainer = trainer_cls(
         train_loop_per_worker,
         train_loop_config=cfg.to_dict(),
@@ -103,23 +139,38 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
                                      resources_per_worker={"CPU": cpus}),
         run_config=RunConfig(
             name=cfg.name,
-            storage_path=cfg.storage_path,
+            storage_path=storage_root,
+            storage_filesystem=storage_fs,
             failure_config=FailureConfig(max_failures=cfg.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            # The best checkpoint by validation accuracy; Ray Train keeps the latest as well.
+            checkpoint_config=CheckpointConfig(num_to_keep=1,
+                                               checkpoint_score_attribute=checkpoint.SCORE,
+                                               checkpoint_score_order="max"),
+            logging_config=LoggingConfig(log_level=quiet.train_log_level()),
+            worker_runtime_env=fs.task_runtime_env(),
         ),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=[train_split]),
     )
     started = time.time()
-    try:
-        result = trainer.fit()
-        error = result.error
-    except Exception as e:  # noqa: BLE001 - replaced below when a watchdog stopped the run
-        result, error = None, e
+    with console.EpochTable(rundir.history_path(cfg.storage_path, cfg.name), cfg.epochs,
+                            progress):
+        try:
+            result = trainer.fit()
+            error = result.error
+        except Exception as e:  # noqa: BLE001 - replaced below when a watchdog stopped the run
+            result, error = None, e
+    found = checkpoint.find_checkpoints(run)
+    checkpoint.write_pointers(run, found)
     stalled = stall_summary(run, cfg.attempt_id, cfg.stall_timeout)
     if error is not None:
+        if found["latest"] is not None:
+            progress(f"resume: {resume_command}")
         if stalled:
             raise TrainingStalledError(stalled) from error
+        ours = find_error(error)  # a worker's error of ours, inside Ray Train's wrapper
+        if ours is not None and ours is not error:
+            raise ours from error
         raise error
     if stalled:  # a stalled worker group that Ray Train restarted (--max-failures)
         logger.warning("%s", stalled)
@@ -148,15 +199,23 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         "decode": decode,
         "decode_reason": decode_reason,
         "wall_seconds": time.time() - started,
-        "checkpoint": result.checkpoint.path if result.checkpoint else None,
+        "checkpoint": found["latest"]["checkpoint"] if found["latest"] else None,
+        "best": console.model_entry(found["best"]),
+        "latest": console.model_entry(found["latest"]),
         "run_dir": run,
+        "data": cfg.data,
+        "history": rundir.history_path(cfg.storage_path, cfg.name),
+        "tensorboard": rundir.tensorboard_dir(cfg.storage_path, cfg.name),
+        "resume_command": resume_command,
     }
+    skipped = skip_report(datasets[train_split]) if cfg.skip_corrupt and datasets else None
+    if skipped is not None:
+        final["skipped_records"] = skipped.to_dict()
     if cfg.metrics_out:
         with open(cfg.metrics_out, "w") as f:
             json.dump(final, f, indent=2)
-    progress(
-        f"train done: val_accuracy {final['val_accuracy']:.3f} val_loss {final['val_loss']:.4f} | "
-        f"{final['images_per_second']:.0f} images/s | data wait {final['data_wait_share']:.1%} | "
-        f"{final['epochs']} epochs, {final['restarts']} restarts, {final['wall_seconds']:.0f} s"
-    )
+    for line in console.summary(final):
+        progress(line)
+    if skipped is not None:
+        progress(f"train: {skipped.summary()}")
     return final

@@ -1,13 +1,14 @@
 """The per-worker training loop, one for both frameworks (Ray Train's ``TensorflowTrainer`` and
 ``TorchTrainer`` run the same function); the framework specifics sit behind a backend
 (:mod:`backend_tf`, :mod:`backend_torch`): ``to_batch``, ``train_step``, ``eval_step``,
-``all_reduce``, ``state`` / ``load_state``.
+``all_reduce``, ``save_state`` / ``load_state``.
 
 Each epoch: the worker's equal part of the training split streams as numpy batches (the next
 epoch's stream starts while this one validates), each step's wait for its batch is timed; then
 each worker validates a disjoint part of the validation split (parts may differ in size: no
-collective runs per batch), the sums are all-reduced once, and rank 0 prints, logs and
-checkpoints. A watchdog ends the worker if its progress stops.
+collective runs per batch), the sums are all-reduced once, and rank 0 writes the epoch to the
+run's history (the driver prints it from there) and TensorBoard, and checkpoints. A watchdog
+ends the worker if its progress stops.
 """
 
 from __future__ import annotations
@@ -55,6 +56,16 @@ def start_worker(config: Dict[str, Any]) -> Tuple[TrainConfig, int, int, int, St
     return cfg, rank, world, restarts, watchdog
 
 
+def start_line(restarts: int, max_failures: int, start_epoch: int, resumed: bool) -> str:
+    """What rank 0 says when a run does not start afresh: a restart of the worker group (Ray
+    Train logs its restart decisions at INFO, which quiet output leaves out) or a resume."""
+    if restarts:
+        allowed = "unlimited" if max_failures < 0 else str(max_failures)
+        return (f"restart {restarts} (--max-failures {allowed}): the worker group failed and "
+                f"was started again; training goes on at epoch {start_epoch + 1}")
+    return f"resumed from the checkpoint of epoch {start_epoch}" if resumed else ""
+
+
 def synthetic_batches(cfg: TrainConfig, rank: int, manifest, backend) -> Iterator:
     """One random batch, moved to the device once and yielded forever (the step's bound)."""
     rng = np.random.default_rng(cfg.seed + rank)
@@ -78,10 +89,12 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     start_epoch = 0
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
-        start_epoch = backend.load_state(*checkpoint.load_checkpoint(ckpt))
-        if rank == 0:
-            print(f"resumed from the checkpoint of epoch {start_epoch}", flush=True)
+        start_epoch = checkpoint.restore(ckpt, backend.load_state)
+    line = start_line(restarts, cfg.max_failures, start_epoch, ckpt is not None)
+    if rank == 0 and line:
+        print(line, flush=True)
     tb = rundir.TensorBoard(cfg.storage_path, cfg.name, enabled=rank == 0)
+    history = rundir.History(cfg.storage_path, cfg.name) if rank == 0 else None
     batch_size = cfg.per_worker_batch
     if cfg.synthetic_data:
         synthetic = synthetic_batches(cfg, rank, m, backend)
@@ -103,8 +116,11 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         batches, next_stream = next_stream, None
         for step in range(steps):
             t0 = time.perf_counter()
-            images, labels = to_batch(stream.next_training_batch(batches, rank, step, steps,
-                                                                 epoch))
+            batch = stream.next_training_batch(batches, rank, step, steps, epoch,
+                                               may_end=cfg.skip_corrupt)
+            if batch is None:  # skipped records made the epoch shorter, on every worker
+                break
+            images, labels = to_batch(batch)
             t1 = time.perf_counter()
             loss, correct = backend.train_step(images, labels, epoch, step)
             meter.add(batch_size, t1 - t0, time.perf_counter() - t0, loss, correct)
@@ -127,12 +143,12 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         sums = backend.all_reduce(
             metrics.local_sums(meter, (val_loss, val_correct, val_count), restarts))
         epoch_metrics = metrics.epoch_metrics(epoch, sums, train_seconds)
-        arrays = meta = None
+        save = meta = None
         if rank == 0:
-            print(metrics.epoch_line(epoch_metrics, cfg.epochs), flush=True)
+            history.append(epoch_metrics)
             tb.write(epoch_metrics)
-            arrays, meta = backend.state(epoch + 1)
-        checkpoint.report_epoch(epoch_metrics, arrays, meta)
+            save, meta = backend.save_state, checkpoint.checkpoint_meta(cfg, m, epoch_metrics)
+        checkpoint.report_epoch(epoch_metrics, save, meta)
         watchdog.tick("epoch report")
     tb.close()
     watchdog.stop()

@@ -1,5 +1,5 @@
 """The figures of an epoch: each worker's step timing and sums, all-reduced into one set of
-metrics, printed as one line and written to TensorBoard."""
+metrics (written to the run's history and TensorBoard), and the row the driver prints for it."""
 
 from __future__ import annotations
 
@@ -71,11 +71,23 @@ def epoch_metrics(epoch: int, sums, seconds: float) -> Dict[str, Any]:
     }
 
 
-def epoch_line(m: Dict[str, Any], epochs: int) -> str:
-    return (
-        f"epoch {m['epoch']}/{epochs}: loss {m['loss']:.4f} acc {m['accuracy']:.3f} | "
-        f"val_loss {m['val_loss']:.4f} val_acc {m['val_accuracy']:.3f} ({m['val_images']} images) | "
-        f"{m['images_per_second']:.0f} images/s | data wait {m['data_wait_share']:.1%} "
-        f"(after the first batch {m['steady_data_wait_share']:.1%}) | "
-        f"{m['epoch_seconds']:.1f} s"
-    )
+#: The epoch table's columns: (title, width, format of one epoch's metrics).
+_COLUMNS = (
+    ("epoch", 7, lambda m, n: f"{m['epoch']}/{n}"),
+    ("loss", 9, lambda m, n: f"{m['loss']:.4f}"),
+    ("acc", 7, lambda m, n: f"{m['accuracy']:.3f}"),
+    ("val loss", 10, lambda m, n: f"{m['val_loss']:.4f}"),
+    ("val acc", 9, lambda m, n: f"{m['val_accuracy']:.3f}"),
+    ("images/s", 10, lambda m, n: f"{m['images_per_second']:.0f}"),
+    ("data wait", 11, lambda m, n: f"{m['data_wait_share']:.1%}"),
+    ("time", 9, lambda m, n: f"{m['epoch_seconds']:.1f} s"),
+)
+
+
+def table_header() -> str:
+    return "".join(title.rjust(width) for title, width, _ in _COLUMNS)
+
+
+def table_row(m: Dict[str, Any], epochs: int) -> str:
+    """One epoch's row under :func:`table_header` (``m``: :func:`epoch_metrics`)."""
+    return "".join(fmt(m, epochs).rjust(width) for _, width, fmt in _COLUMNS)

@@ -1,10 +1,19 @@
 """Keras models: a small CNN that learns the synthetic data in a few CPU epochs, ResNet-18 (the
 torchvision layout; Keras ships no ResNet-18) and standard Keras architectures
-(``weights=None``). All return logits."""
+(``weights=None``). All return logits.
+
+:class:`InferenceModel` is a trained model's portable form: a Keras model of Keras's own layers
+that takes the images as stored (``uint8[N, H, W, 3]``) and applies the evaluation transform
+itself, saved as ``model.keras`` (``keras.models.load_model(path)(images)`` gives logits in any
+process, without this package).
+"""
 
 from __future__ import annotations
 
-from ray_ingest.errors import ConfigError
+import contextlib
+
+from ray_ingest.augment import AugmentConfig
+from ray_ingest.errors import CheckpointError, ConfigError
 
 
 def build_model(name: str, num_classes: int, size: int):
@@ -54,3 +63,57 @@ def _resnet18(num_classes: int, size: int):
             x = layers.ReLU()(layers.Add()([y, shortcut]))
     x = layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, layers.Dense(num_classes)(x), name="resnet18")
+
+
+@contextlib.contextmanager
+def _global_policy(name: str):
+    import keras
+
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+class InferenceModel:
+    """``uint8[N, H, W, 3]`` images of any size → float32 logits, around a training model.
+
+    The evaluation transform of ``tf_ops.evaluate`` as Keras layers (normalisation as one
+    per-channel ``Rescaling``, which also casts to float; then ``Resizing`` to the training size,
+    bilinear with antialiasing), then the model, so that the saved file needs nothing but Keras.
+    A float32 model is shared (its variables are the training model's); a mixed-precision one is
+    copied into a float32 twin at each :meth:`save`."""
+
+    def __init__(self, model, name: str, num_classes: int, aug: AugmentConfig):
+        import keras
+        from keras import layers
+
+        self.trained = model
+        self.base = model
+        if model.dtype_policy.name != "float32":
+            with _global_policy("float32"):
+                self.base = build_model(name, num_classes, aug.size)
+        inputs = keras.Input((None, None, 3), dtype="uint8", name="image")
+        x = layers.Rescaling([1.0 / (255.0 * s) for s in aug.std],
+                             [-m / s for m, s in zip(aug.mean, aug.std)], name="normalize")(inputs)
+        # Resizing's call defaults to training=True, which Keras would pass on to the batch
+        # normalisation layers after it whenever the model is called without ``training``.
+        x = layers.Resizing(aug.size, aug.size, interpolation="bilinear", antialias=True,
+                            name="resize")(x, training=False)
+        self.model = keras.Model(inputs, self.base(x), name=f"{model.name}_uint8")
+
+    def save(self, path: str) -> None:
+        if self.base is not self.trained:
+            self.base.set_weights(self.trained.get_weights())
+        self.model.save(path)
+
+    def load_weights(self, path: str) -> None:
+        """The weights of a file written by :meth:`save`, exactly, into the training model."""
+        try:
+            self.model.load_weights(path)
+        except ValueError as e:
+            raise CheckpointError(f"{path}: its weights do not fit this model: {e}") from None
+        if self.base is not self.trained:
+            self.trained.set_weights(self.base.get_weights())

@@ -1,14 +1,20 @@
 """torch models: the same small CNN as the Keras one, ResNets and MobileNetV2 (torchvision's
-when it is importable, else plain-torch models of the same layout). All return logits."""
+when it is importable, else plain-torch models of the same layout). All return logits.
+
+:func:`export_model` saves one as a ``torch.export`` program that takes the images as stored
+(``uint8[N, H, W, 3]``) and applies the evaluation transform itself: ``torch.export.load(path)
+.module()(images)`` gives logits in any process, without this package.
+"""
 
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, List
 
 import torch
 from torch import nn
 
-from ray_ingest.errors import ConfigError
+from ray_ingest.augment import AugmentConfig, torch_ops
+from ray_ingest.errors import CheckpointError, ConfigError
 
 
 def small_cnn(num_classes: int) -> nn.Module:
@@ -149,3 +155,47 @@ def build_model(name: str, num_classes: int) -> nn.Module:
         except Exception:  # noqa: BLE001 - not installed, or a build that does not import
             return _plain(name, num_classes)
     raise ConfigError(f"model {name!r} is not available for torch")
+
+
+class Inference(nn.Module):
+    """``uint8[N, H, W, 3]`` images of any size → logits: the evaluation transform (resize to
+    the training size, normalise: ``torch_ops.evaluate``), then ``model``."""
+
+    def __init__(self, model: nn.Module, aug: AugmentConfig):
+        super().__init__()
+        self.model = model
+        self.aug = aug
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(torch_ops.evaluate(images, self.aug, resize_always=True))
+
+
+#: The wrapped model's parameters and buffers in an exported program: ``model.<name>``.
+_PREFIX = "model."
+
+
+def export_model(model: nn.Module, name: str, num_classes: int, aug: AugmentConfig,
+                 path: str) -> None:
+    """Saves ``model`` (the architecture ``name``, on any device, left as it is) to ``path`` as
+    a ``torch.export`` program of :class:`Inference` on the CPU, in float32 and eval mode, with a
+    dynamic batch size, height and width."""
+    copy = build_model(name, num_classes)
+    copy.load_state_dict(model.state_dict())
+    wrapper = Inference(copy.eval(), aug).eval()
+    example = torch.zeros(2, aug.size, aug.size, 3, dtype=torch.uint8)
+    dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("height", min=2),
+            2: torch.export.Dim("width", min=2)}
+    program = torch.export.export(wrapper, (example,), dynamic_shapes=(dims,))
+    torch.export.save(program, path)
+
+
+def load_exported_weights(path: str, model: nn.Module) -> None:
+    """Loads the parameters and buffers of a program saved by :func:`export_model` into
+    ``model`` (the same architecture), exactly."""
+    program = torch.export.load(path)
+    state: Dict[str, torch.Tensor] = {k[len(_PREFIX):]: v for k, v in program.state_dict.items()
+                                      if k.startswith(_PREFIX)}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: its weights do not fit this model: {e}") from None

@@ -1,16 +1,21 @@
 """A training run's folder under ``--storage-path``: where it is, how many times its worker
-group started (attempt markers), and its TensorBoard logs."""
+group started (attempt markers), its per-epoch history and its TensorBoard logs."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
+import time
 import uuid
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from ray_ingest import fs
 
 ATTEMPTS_DIR = "_attempts"
+HISTORY_FILE = "history.jsonl"
+TENSORBOARD_DIR = "tensorboard"
 
 
 def run_dir(storage_path: str, name: str) -> str:
@@ -29,23 +34,61 @@ def count_attempts(storage_path: str, name: str, attempt_id: str) -> int:
     return sum(1 for n in fs.list_dir(d) if n.startswith(attempt_id + "-"))
 
 
+def tensorboard_dir(storage_path: str, name: str) -> str:
+    return fs.join(run_dir(storage_path, name), TENSORBOARD_DIR)
+
+
+def history_path(storage_path: str, name: str) -> str:
+    return fs.join(run_dir(storage_path, name), HISTORY_FILE)
+
+
+def read_history(path: str) -> List[Dict[str, Any]]:
+    """The epochs of a history file (empty if there is none yet)."""
+    try:
+        text = fs.read_bytes(path).decode()
+    except (FileNotFoundError, OSError):
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class History:
+    """The run's metrics, one JSON line per epoch, in ``<run>/history.jsonl``; written by rank
+    0, followed by the driver. Each write replaces the whole file (atomically; object stores
+    cannot append), and an epoch trained again after a restart or a resume replaces its line
+    and any later ones: one line per epoch, in order."""
+
+    def __init__(self, storage_path: str, name: str):
+        fs.makedirs(run_dir(storage_path, name))
+        self.path = history_path(storage_path, name)
+        self.rows = read_history(self.path)
+
+    def append(self, metrics: Dict[str, Any]) -> None:
+        row = {**metrics, "time": time.time()}
+        self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
+        fs.write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.rows).encode())
+
+
 class TensorBoard:
-    """Scalars per epoch under ``<run dir>/tensorboard`` (local storage; elsewhere a local
-    folder named in the log), written by rank 0 only."""
+    """Scalars per epoch under ``<run dir>/tensorboard``, written by rank 0 only.
+
+    The events are written to a local folder: the run's own when the run folder is local,
+    otherwise a temporary one whose files are uploaded to the run folder (a URI such as
+    ``s3://...``) after every epoch, so ``tensorboard --logdir <run>/tensorboard`` follows the
+    run wherever it is stored."""
 
     def __init__(self, storage_path: str, name: str, enabled: bool):
         self.writer = None
+        self.logdir = tensorboard_dir(storage_path, name)
         if not enabled:
             return
         try:
             from tensorboardX import SummaryWriter
         except ImportError:
             return
-        root = run_dir(storage_path, name)
-        logdir = (fs.join(root, "tensorboard") if not fs.is_uri(root)
-                  else os.path.join(tempfile.gettempdir(), "ray-ingest-tb", name))
-        self.writer = SummaryWriter(logdir)
-        self.logdir = logdir
+        self._remote = fs.is_uri(self.logdir)
+        self._local = (tempfile.mkdtemp(prefix="ray-ingest-tb-") if self._remote
+                       else self.logdir)
+        self.writer = SummaryWriter(self._local)
 
     def write(self, metrics: Dict[str, Any]) -> None:
         if self.writer is None:
@@ -55,7 +98,21 @@ class TensorBoard:
             if isinstance(v, (int, float)) and k != "epoch":
                 self.writer.add_scalar(k, v, step)
         self.writer.flush()
+        self._upload()
+
+    def _upload(self) -> None:
+        """Copies every local event file, whole, to the run folder (they are small)."""
+        if not self._remote:
+            return
+        for rel, _ in fs.walk_files(self._local).files:
+            with open(os.path.join(self._local, rel), "rb") as f:
+                data = f.read()
+            fs.write_bytes(fs.join(self.logdir, rel), data)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if self.writer is None:
+            return
+        self.writer.close()
+        self._upload()
+        if self._remote:
+            shutil.rmtree(self._local, ignore_errors=True)

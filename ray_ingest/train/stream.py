@@ -10,13 +10,18 @@ from typing import Any, Callable, Iterator, Optional
 from ray_ingest.format import keys
 
 
-def next_training_batch(batches: Iterator, rank: int, step: int, steps: int, epoch: int):
+def next_training_batch(batches: Iterator, rank: int, step: int, steps: int, epoch: int,
+                        may_end: bool = False):
     """The step's batch. Every worker must take the same number of steps (each one all-reduces
     its gradients): a stream that ends early is an error, not a shorter epoch, since stopping
-    alone would leave the other workers waiting forever."""
+    alone would leave the other workers waiting forever. With ``may_end`` (a read that skips
+    corrupt records, so holds fewer than the manifest says) it returns None instead: the
+    workers' parts are equal splits, so every worker's stream ends at the same step."""
     try:
         return next(batches)
     except StopIteration:
+        if may_end:
+            return None
         raise RuntimeError(f"worker {rank}: the training stream ended after {step} of "
                            f"{steps} steps in epoch {epoch + 1}") from None
 

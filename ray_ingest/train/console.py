@@ -1,0 +1,89 @@
+"""What the driver prints about a training run: one table row per epoch as epochs finish, and a
+summary at the end (best epoch, where the models and logs are, how to resume and evaluate).
+
+The workers print nothing per epoch: rank 0 writes each epoch's metrics to the run's history
+file (:class:`rundir.History`), and :class:`EpochTable` follows that file from a thread of the
+driver while ``trainer.fit()`` runs, so the rows come from the driver wherever the workers run.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Dict, List, Optional
+
+import ray_ingest.train.metrics as metrics
+import ray_ingest.train.rundir as rundir
+
+
+class EpochTable:
+    """Prints a row for each epoch that appears in the history file at ``path`` (epochs already
+    there when it starts — those of a run being resumed — are not printed again; an epoch
+    trained again after a restart is). Use as a context manager around the run; the last
+    rows are printed on exit."""
+
+    def __init__(self, path: str, epochs: int, progress: Callable[[str], None],
+                 interval: float = 1.0):
+        self.path, self.epochs, self.progress, self.interval = path, epochs, progress, interval
+        self.seen = {_key(r) for r in rundir.read_history(path)}
+        self.printed = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._follow, daemon=True,
+                                        name="ray-ingest-epoch-table")
+
+    def __enter__(self) -> "EpochTable":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.poll()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def poll(self) -> None:
+        with self._lock:
+            for row in rundir.read_history(self.path):
+                if _key(row) in self.seen:
+                    continue
+                self.seen.add(_key(row))
+                if self.printed == 0:
+                    self.progress(metrics.table_header())
+                self.printed += 1
+                line = metrics.table_row(row, self.epochs)
+                if row.get("restarts"):
+                    line += f"   (after {row['restarts']} restart{'s' * (row['restarts'] > 1)})"
+                self.progress(line)
+
+
+def _key(row: Dict[str, Any]):
+    return row["epoch"], row.get("time")
+
+
+def summary(final: Dict[str, Any]) -> List[str]:
+    """The lines that end a run (``final``: the driver's report)."""
+    best, latest = final.get("best"), final.get("latest")
+    lines = [f"done: {final['epochs']} epochs in {final['wall_seconds']:.0f} s, "
+             f"{final['restarts']} restarts; last epoch val acc {final['val_accuracy']:.3f}"]
+    same = best is not None and latest is not None and best["checkpoint"] == latest["checkpoint"]
+    if best is not None:
+        lines.append(f"best:    epoch {best['epoch']}, val acc {best['val_accuracy']:.3f}"
+                     f"{' (also the latest)' if same else ''}  {best['model_path']}")
+    if latest is not None and not same:
+        lines.append(f"latest:  epoch {latest['epoch']}  {latest['model_path']}")
+    lines += [f"history: {final['history']}",
+              f"logs:    tensorboard --logdir {final['tensorboard']}",
+              f"resume:  {final['resume_command']}  (raise --epochs to train further)",
+              f"evaluate: ray-ingest evaluate {final['data']} --model {final['run_dir']}"]
+    return lines
+
+
+def model_entry(info: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The report's view of a checkpoint found by ``checkpoint.find_checkpoints``."""
+    if info is None:
+        return None
+    return {"epoch": info["epoch"], "val_accuracy": info.get("metrics", {}).get("val_accuracy"),
+            "checkpoint": info["checkpoint"], "model_path": info["model_path"]}
