@@ -143,7 +143,7 @@ class RemoteProgress:
     ``counter`` is a handle of a small actor (no CPU reserved; restarted if its process
     dies, which only loses count); a thread here reads it every ``poll`` seconds and draws.
     Disabled, nothing is started and ``counter`` is None. Leaving the block draws the last
-    line (``summary``, or the count, time and rate) and ends the actor.
+    line (``summary``, or the count, time and rate) and lets the actor go.
     """
 
     def __init__(self, desc: str, total: Optional[int] = None, unit: str = "images", *,
@@ -183,11 +183,11 @@ class RemoteProgress:
         if self.counter is None:
             self.bar.close(self.summary)
             return
-        import ray
-
         self._stop.set()
         self._thread.join()
         if exc_type is None:
             self._read(timeout=10.0)
         self.bar.close(self.summary if exc_type is None else None)
-        ray.kill(self.counter)
+        # Not killed: a task still adding to it (a failed run's stragglers) would log a retry
+        # per call. The actor ends when the last handle (the tasks' and the dataset's) goes.
+        self.counter = None
