@@ -95,6 +95,32 @@ def test_splitting_shards_by_index_keeps_every_record(converted):
     assert sorted(_key(l, i) for i, l in zip(*a)) == sorted(_key(l, i) for i, l in zip(*b))
 
 
+def test_blocks_of_encoded_records_are_sized_by_their_bytes(converted):
+    from ray_ingest.read.options import (DEFAULT_BLOCK_ROWS, ENCODED_BLOCK_BYTES,
+                                         MAX_BLOCK_BYTES, RecordSpec, block_rows_for)
+
+    spec = RecordSpec("jpeg", 224, 224, 3, 10, record_bytes=11_000)
+    assert block_rows_for(spec, None) == DEFAULT_BLOCK_ROWS  # decoded in the read tasks
+    rows = block_rows_for(spec, None, "consumer")
+    assert rows % DEFAULT_BLOCK_ROWS == 0
+    assert ENCODED_BLOCK_BYTES / 2 < rows * spec.record_bytes <= ENCODED_BLOCK_BYTES
+    assert block_rows_for(spec, 300, "consumer") == 300  # asked for: kept
+    assert block_rows_for(spec, 10**9, "consumer") == MAX_BLOCK_BYTES // 11_000
+    raw = RecordSpec("raw", 224, 224, 3, 10, record_bytes=150_600)
+    assert block_rows_for(raw, None, "consumer") == DEFAULT_BLOCK_ROWS  # nothing to decode
+    # from a real manifest: the mean stored record, and a consumer read of the split in one
+    # block (it is smaller than one)
+    path = str(converted["jpeg"])
+    m = mf.read_manifest(path)
+    got = RecordSpec.of(m)
+    shards = [s for split in m.splits for s in m.shards(split)]
+    assert got.record_bytes == sum(s.num_bytes for s in shards) // sum(
+        s.num_records for s in shards)
+    ds = read_records(path, "train", decode="consumer")
+    assert [b.num_rows for b in ds.iter_batches(batch_size=None, batch_format="pyarrow")] == [
+        m.num_records("train")]
+
+
 def test_limit_repeat_and_count(converted):
     path = str(converted["jpeg"])
     n = mf.read_manifest(path).num_records("train")

@@ -59,7 +59,8 @@ def run_bench(cfg: BenchConfig, show_progress: bool = True) -> Dict:
     ensure_ray()
     variants = [ROWS[name](ctx) for name in (cfg.rows or possible)]
     measure_round_robin(variants, cfg.images, cfg.repeats, show_progress)
-    results = [Row(v.name, v.group, cfg.images, v.runs, v.cpu_seconds, bytes_per_image, v.note)
+    results = [Row(v.name, v.group, cfg.images, v.runs, v.cpu_seconds, bytes_per_image, v.note,
+                   v.windows)
                for v in variants]
     report = make_report(cfg, m, results)
     if cfg.out:

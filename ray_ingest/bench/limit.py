@@ -49,15 +49,21 @@ class DecodeLimit:
                                                  initargs=(list(encoded),))
         self.pool.starmap(_decode, [(1, 0)] * self.processes, chunksize=1)  # all started
 
-    def run(self, warmup: int, images: int) -> Timing:
-        """Decodes ``images`` records split evenly over the processes (after ``warmup``)."""
+    def run(self, warmup: int, images: int, min_seconds: float = 1.0) -> Timing:
+        """Decodes ``images`` records split evenly over the processes (after ``warmup``), and
+        again until at least ``min_seconds`` have passed: with no pipeline to fill, the limit
+        runs many times faster than any feed, and a window of a few tenths of a second would
+        measure the pool's scheduling rather than the decode."""
         if warmup:
             self.pool.starmap(_decode, [(max(1, warmup // self.processes), 0)] * self.processes)
         share = -(-images // self.processes)
         cpu0, t0 = cpu_snapshot(), time.perf_counter()
-        done = sum(self.pool.starmap(_decode, [(share, k * share)
-                                               for k in range(self.processes)], chunksize=1))
-        seconds = time.perf_counter() - t0
+        done, seconds = 0, 0.0
+        while done == 0 or seconds < min_seconds:
+            done += sum(self.pool.starmap(_decode, [(share, k * share + done)
+                                                    for k in range(self.processes)],
+                                          chunksize=1))
+            seconds = time.perf_counter() - t0
         return Timing(done, seconds, cpu_delta(cpu0, cpu_snapshot()))
 
     def close(self) -> None:

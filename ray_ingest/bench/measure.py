@@ -12,7 +12,7 @@ import gc
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 
 def _processes():
@@ -42,12 +42,41 @@ def _processes():
     return procs
 
 
-def cpu_snapshot(skip_idle_workers: bool = False) -> Dict[int, float]:
-    """CPU seconds so far of this process, its children and every ``ray::`` process."""
+def node_processes() -> Callable[[], Dict[int, Any]]:
+    """For code inside a Ray worker: the processes of its Ray node — the raylet's process tree,
+    and the process that started the raylet when that is not the system's init (an embedded
+    ``ray.init()``: the driver and everything it drives)."""
+    import psutil
+
+    root = psutil.Process()
+    try:
+        while root.parent() is not None and root.name() != "raylet":
+            root = root.parent()
+        parent = root.parent()
+        if root.name() == "raylet" and parent is not None and parent.pid != 1:
+            root = parent
+    except psutil.Error:
+        root = psutil.Process()
+
+    def processes() -> Dict[int, Any]:
+        procs = {root.pid: root}
+        try:
+            procs.update((p.pid, p) for p in root.children(recursive=True))
+        except psutil.Error:
+            pass
+        return procs
+
+    return processes
+
+
+def cpu_snapshot(skip_idle_workers: bool = False,
+                 scope: Optional[Callable[[], Dict[int, Any]]] = None) -> Dict[int, float]:
+    """CPU seconds so far of this process, its children and every ``ray::`` process (or of
+    the processes ``scope()`` lists)."""
     import psutil
 
     out = {}
-    for pid, p in _processes().items():
+    for pid, p in (scope or _processes)().items():
         try:
             if skip_idle_workers and p.name() == "ray::IDLE":
                 continue
@@ -89,18 +118,20 @@ class Timing:
     cpu_seconds: float
 
 
-def time_stream(counts: Iterator[int], warmup: int, images: int) -> Timing:
+def time_stream(counts: Iterator[int], warmup: int, images: int,
+                scope: Optional[Callable[[], Dict[int, Any]]] = None) -> Timing:
     """Skips ``warmup`` images of a stream of batch sizes, then times ``images`` more (the last
-    batch may run over; :class:`Variant` scales the run to ``images``)."""
+    batch may run over; :class:`Variant` scales the run to ``images``). CPU time is counted
+    over :func:`cpu_snapshot`'s processes, or ``scope()``'s."""
     seen = 0
     while seen < warmup:
         seen += next(counts)
-    cpu0, t0 = cpu_snapshot(), time.perf_counter()
+    cpu0, t0 = cpu_snapshot(scope=scope), time.perf_counter()
     n = 0
     while n < images:
         n += next(counts)
     seconds = time.perf_counter() - t0
-    return Timing(n, seconds, cpu_delta(cpu0, cpu_snapshot()))
+    return Timing(n, seconds, cpu_delta(cpu0, cpu_snapshot(scope=scope)))
 
 
 def timed_stream(make: Callable[[], Iterator[int]]) -> Callable[[int, int], Timing]:
@@ -127,6 +158,7 @@ class Variant:
         self.name, self.group, self.run, self.warmup, self.note = name, group, run, warmup, note
         self.close = close or (lambda: None)
         self.runs: List[float] = []
+        self.windows: List[float] = []
         self.cpus: List[float] = []
 
     def run_once(self, images: int) -> float:
@@ -134,6 +166,7 @@ class Variant:
         t = self.run(self.warmup, images)
         scale = images / t.images  # normalise a last partial batch away
         self.runs.append(t.seconds * scale)
+        self.windows.append(t.seconds)
         self.cpus.append(t.cpu_seconds * scale)
         gc.collect()
         wait_idle()

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict
 from typing import Any, Callable, Dict
 
-from ray_ingest.bench.measure import Timing, time_stream
+from ray_ingest.bench.measure import Timing, node_processes, time_stream
 from ray_ingest.format import keys
 
 
@@ -42,7 +42,7 @@ def _feed_loop(config: Dict[str, Any]) -> None:
         def counts():
             for b in batches:
                 yield len(labels_of(b))
-    timing = time_stream(counts(), config["warmup"], config["images"])
+    timing = time_stream(counts(), config["warmup"], config["images"], scope=node_processes())
     # Train V2 hands the driver only metrics that come with a checkpoint: attach an empty one.
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as d:
         ray.train.report(asdict(timing), checkpoint=ray.train.Checkpoint.from_directory(d))
@@ -51,12 +51,15 @@ def _feed_loop(config: Dict[str, Any]) -> None:
 def train_feed_run(make_dataset: Callable[[], Any], data: str, batch_size: int, decode: str
                    ) -> Callable[[int, int], Timing]:
     """A row's run: a short Ray Train fit whose one worker streams ``make_dataset()`` with the
-    given decode placement and times it. The worker's CPU figure covers what it saw: itself,
-    its children, every ray:: process."""
+    given decode placement and times it. The CPU figure covers the worker's whole Ray node: its
+    raylet's process tree, and the process that started Ray when that is on the node (the
+    read tasks that decode for ``workers`` run there, not in the worker)."""
 
     def run(warmup: int, images: int) -> Timing:
-        from ray.train import DataConfig, RunConfig, ScalingConfig
+        from ray.train import DataConfig, LoggingConfig, RunConfig, ScalingConfig
         from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+        from ray_ingest import quiet
 
         os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
         storage = tempfile.mkdtemp(prefix="ray-ingest-feed-")
@@ -68,7 +71,8 @@ def train_feed_run(make_dataset: Callable[[], Any], data: str, batch_size: int, 
             scaling_config=ScalingConfig(num_workers=1, use_gpu=gpu,
                                          resources_per_worker={"CPU": 0.01,
                                                                **({"GPU": 1} if gpu else {})}),
-            run_config=RunConfig(storage_path=storage, name=f"feed-{time.time_ns()}"),
+            run_config=RunConfig(storage_path=storage, name=f"feed-{time.time_ns()}",
+                                 logging_config=LoggingConfig(log_level=quiet.train_log_level())),
             datasets={keys.SPLITS[0]: make_dataset()},
             dataset_config=DataConfig(datasets_to_split=[keys.SPLITS[0]]),
         )

@@ -10,7 +10,7 @@ from ray_ingest.errors import ManifestError
 from ray_ingest import fs
 from ray_ingest.format.manifest import read_manifest
 from ray_ingest.read.decode import decode_ahead
-from ray_ingest.read.options import ReadOptions, RecordSpec, block_rows_for
+from ray_ingest.read.options import ReadOptions, RecordSpec, block_bytes_per_row, block_rows_for
 from ray_ingest.read.plan import check_files, plan_tasks
 
 
@@ -30,7 +30,8 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
     and ``shuffle_records`` the records within each read task (seeded by ``seed``; a new order
     each plan without one); ``limit`` caps the number of rows; ``repeat`` streams the split
     that many times in one execution (like ``tf.data``'s ``repeat``); ``block_rows`` is the rows
-    per block (use the consumer's batch size for copy-free batches); ``jpeg_dct`` is ``"fast"``
+    per block (default: 256 decoded images, or ~24 MB of encoded records with
+    ``decode="consumer"``; a multiple of the consumer's batch size gives copy-free batches); ``jpeg_dct`` is ``"fast"``
     (TensorFlow's default decode, pixel for pixel) or ``"accurate"``; ``shard=(i, n)`` keeps a
     disjoint 1/n of the read tasks (the n shards together cover the split once);
     ``with_filename`` adds each record's ``image/filename`` as a ``filename`` column.
@@ -69,7 +70,13 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
     # Emit each block as the read task yields it: with the default 128 MB target, Ray Data
     # would concatenate a task's blocks into one (a copy) and a consumer would have to re-cut
     # batches across block edges (another copy).
-    block_bytes = max(1 << 20, block_rows_for(spec, opts.block_rows) * spec.row_bytes)
+    # Encoded records vary in size: a target a little under a block's mean size still emits
+    # each block alone (Ray Data splits only blocks over 1.5x its target).
+    row = block_bytes_per_row(spec, opts.decode)
+    block_bytes = block_rows_for(spec, opts.block_rows, opts.decode) * row
+    if row != spec.row_bytes:
+        block_bytes = block_bytes * 9 // 10
+    block_bytes = max(1 << 20, block_bytes)
     with data_context(**PIPELINE_CONTEXT, target_max_block_size=block_bytes):
         ds = ray.data.read_datasource(source, concurrency=opts.concurrency,
                                       override_num_blocks=max(1, num_blocks),

@@ -76,30 +76,39 @@ def _binary_views(column) -> Tuple[memoryview, np.ndarray]:
 
 class _Encoded:
     """The encoded images of a batch, whatever its format: indexable views, and where each
-    record came from (for error messages)."""
+    record came from (for error messages, looked up only then)."""
 
     def __init__(self, batch: Batch):
+        self._batch = batch
         if isinstance(batch, dict):
             self._values = batch[ENCODED]
             self._data = self._offsets = None
             self.n = len(self._values)
-            self._shards, self._records = batch.get(SHARD), batch.get(RECORD)
         else:
-            self._data, self._offsets = _binary_views(batch.column(ENCODED))
+            self._data, offsets = _binary_views(batch.column(ENCODED))
+            self._offsets = offsets.tolist()  # Python ints: the fastest slice bounds
             self.n = batch.num_rows
-            names = set(batch.column_names)
-            self._shards = batch.column(SHARD).to_pylist() if SHARD in names else None
-            self._records = batch.column(RECORD).to_numpy() if RECORD in names else None
 
     def __getitem__(self, i: int):
         if self._data is None:
             return self._values[i]
         return self._data[self._offsets[i] : self._offsets[i + 1]]
 
+    def views(self) -> Iterator:
+        """Every record's bytes in order (zero-copy views of an Arrow batch)."""
+        if self._data is None:
+            return iter(self._values)
+        data, offsets = self._data, self._offsets
+        return (data[offsets[i] : offsets[i + 1]] for i in range(self.n))
+
     def where(self, i: int) -> Tuple[str, int]:
-        if self._shards is None or self._records is None:
+        batch = self._batch
+        names = batch if isinstance(batch, dict) else set(batch.column_names)
+        if SHARD not in names or RECORD not in names:
             return "a batch", i
-        return str(self._shards[i]), int(self._records[i])
+        if isinstance(batch, dict):
+            return str(batch[SHARD][i]), int(batch[RECORD][i])
+        return (str(batch.column(SHARD)[i].as_py()), int(batch.column(RECORD)[i].as_py()))
 
 
 def _columns(batch: Batch, names) -> Dict[str, np.ndarray]:
@@ -139,9 +148,10 @@ def decode_batch(batch: Batch, dct: str = "fast", out: Optional[np.ndarray] = No
                 raise undecodable(*enc.where(0), e) from None
             out = np.empty((enc.n, height, width, 3), dtype=np.uint8)
     fast = dct == "fast"
-    for i in range(enc.n):
+    decode = simplejpeg.decode_jpeg
+    for i, data in enumerate(enc.views()):  # the hot loop: one call per image, no objects
         try:
-            decode_jpeg_into(enc[i], out[i], fast)
+            decode(data, colorspace="RGB", fastdct=fast, buffer=out[i])
         except ValueError as e:
             raise undecodable(*enc.where(i), e) from None
     result = {IMAGE: out}

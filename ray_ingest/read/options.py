@@ -10,9 +10,13 @@ from ray_ingest.errors import ConfigError
 from ray_ingest.format import keys
 from ray_ingest.format.manifest import Manifest
 
-#: Rows per output block: batch-sized, so that iter_batches(batch_size=256) slices blocks
-#: without copying them (images over ~512 KB get fewer rows a block).
+#: Rows per output block of decoded images: batch-sized, so that iter_batches(batch_size=256)
+#: slices blocks without copying them (images over ~512 KB get fewer rows a block).
 DEFAULT_BLOCK_ROWS = 256
+#: Blocks of encoded records (``decode="consumer"``) are sized by their bytes instead: a block
+#: costs Ray Data a fixed amount of scheduling, object and iterator work whatever it holds,
+#: and 256 JPEGs of 224x224 are only ~3 MB.
+ENCODED_BLOCK_BYTES = 24 << 20
 MAX_BLOCK_BYTES = 128 << 20
 #: libjpeg-turbo's IDCTs: "fast" is ``tf.io.decode_jpeg``'s default (pixels identical to
 #: TensorFlow's), "accurate" matches ``dct_method="INTEGER_ACCURATE"``.
@@ -40,7 +44,9 @@ class ReadOptions:
     repeat: int = 1
     #: Records per read task (None: from the data size and the requested parallelism).
     records_per_task: Optional[int] = None
-    block_rows: int = DEFAULT_BLOCK_ROWS
+    #: Rows per block (None: DEFAULT_BLOCK_ROWS decoded rows, or ~ENCODED_BLOCK_BYTES of
+    #: encoded records when the consumer decodes).
+    block_rows: Optional[int] = None
     jpeg_dct: str = "fast"
     #: (i, n): keep only tasks i, i + n, i + 2n, ... of the plan (a disjoint 1/n of the data).
     shard: Optional[Tuple[int, int]] = None
@@ -55,7 +61,7 @@ class ReadOptions:
             raise ConfigError(f"limit must be >= 0, got {self.limit}")
         if self.repeat < 1:
             raise ConfigError(f"repeat must be >= 1, got {self.repeat}")
-        if self.block_rows < 1:
+        if self.block_rows is not None and self.block_rows < 1:
             raise ConfigError(f"block_rows must be >= 1, got {self.block_rows}")
         if self.records_per_task is not None and self.records_per_task < 1:
             raise ConfigError(f"records_per_task must be >= 1, got {self.records_per_task}")
@@ -83,10 +89,15 @@ class RecordSpec:
     width: int
     channels: int
     num_classes: int
+    #: Mean stored bytes of a record over the dataset (0: unknown).
+    record_bytes: int = 0
 
     @classmethod
     def of(cls, m: Manifest) -> "RecordSpec":
-        return cls(m.encoding, m.height, m.width, m.channels, len(m.class_names))
+        shards = [s for split in m.splits for s in m.shards(split)]
+        records = sum(s.num_records for s in shards)
+        mean = sum(s.num_bytes for s in shards) // records if records else 0
+        return cls(m.encoding, m.height, m.width, m.channels, len(m.class_names), mean)
 
     @property
     def raw(self) -> bool:
@@ -102,5 +113,20 @@ class RecordSpec:
         return self.pixel_bytes + 8
 
 
-def block_rows_for(spec: RecordSpec, block_rows: int) -> int:
-    return max(1, min(block_rows, MAX_BLOCK_BYTES // spec.row_bytes))
+def block_bytes_per_row(spec: RecordSpec, decode: str) -> int:
+    """Bytes one row of a block holds: an encoded record when the consumer decodes JPEG
+    records, else the decoded image."""
+    if decode == "consumer" and not spec.raw and spec.record_bytes > 0:
+        return spec.record_bytes
+    return spec.row_bytes
+
+
+def block_rows_for(spec: RecordSpec, block_rows: Optional[int], decode: str = "workers") -> int:
+    """Rows per block: ``block_rows`` (None: the default for what the block holds), at most
+    MAX_BLOCK_BYTES of it."""
+    row = block_bytes_per_row(spec, decode)
+    if block_rows is None:
+        block_rows = DEFAULT_BLOCK_ROWS
+        if row != spec.row_bytes:  # encoded: whole default blocks up to ~ENCODED_BLOCK_BYTES
+            block_rows *= max(1, ENCODED_BLOCK_BYTES // (row * DEFAULT_BLOCK_ROWS))
+    return max(1, min(block_rows, MAX_BLOCK_BYTES // row))

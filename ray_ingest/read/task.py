@@ -170,7 +170,7 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
     consumer = not spec.raw and opts.decode == "consumer"
     fast = opts.jpeg_dct == "fast"
     want_format = spec.encoding.encode()
-    rows = block_rows_for(spec, opts.block_rows)
+    rows = block_rows_for(spec, opts.block_rows, opts.decode)
     for lo in range(0, len(order), rows):
         chunk = order[lo : lo + rows]
         n = len(chunk)

@@ -16,6 +16,7 @@ from ray_ingest.errors import (CheckpointError, ConfigError, RunExistsError,
                                TrainingStalledError, find_error)
 from ray_ingest.format import keys
 from ray_ingest.format.manifest import read_manifest
+from ray_ingest.read.options import RecordSpec
 import ray_ingest.train.checkpoint as checkpoint
 import ray_ingest.train.console as console
 import ray_ingest.train.rundir as rundir
@@ -127,7 +128,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     if not cfg.synthetic_data:
         datasets[train_split] = read_records(
             cfg.data, train_split, shuffle_files=True, shuffle_records=True, seed=cfg.seed,
-            block_rows=stream.block_rows(cfg), decode=stream.read_decode(cfg),
+            block_rows=stream.block_rows(cfg, RecordSpec.of(manifest)), decode=stream.read_decode(cfg),
             skip_corrupt=cfg.skip_corrupt)
     # Ray Train's controller and workers get the storage filesystem resolved here (with its
     # endpoint settings), and the workers our storage settings for their own files.

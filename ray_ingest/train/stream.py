@@ -128,12 +128,18 @@ def finish_stream(batches, drain: bool) -> None:
         close()
 
 
-def block_rows(cfg) -> int:
-    """Rows per block of the training stream: a whole number of per-worker batches (so that
-    batches are slices of blocks, not copies) and at least 256 rows (small blocks cost more
-    in per-block scheduling than they carry)."""
+def block_rows(cfg, spec=None) -> int:
+    """Rows per block of a training stream: a whole number of per-worker batches (so that
+    batches are slices of blocks, not copies) and at least the reader's default block for
+    what the blocks hold (``spec``: the dataset's :class:`~ray_ingest.read.options.RecordSpec`;
+    small blocks cost more in per-block scheduling than they carry). Without ``spec``, the
+    default block of decoded images (a validation part: it is cut into per-worker shards by
+    whole blocks, and large blocks would leave some workers none)."""
+    from ray_ingest.read.options import DEFAULT_BLOCK_ROWS, block_rows_for
+
     b = cfg.per_worker_batch
-    return b * max(1, -(-256 // b))
+    rows = block_rows_for(spec, None, read_decode(cfg)) if spec else DEFAULT_BLOCK_ROWS
+    return b * max(1, -(-rows // b))
 
 
 def steps_per_epoch(cfg, train_records: int) -> int:
