@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 
 from ray_ingest.progress import Progress
 
@@ -79,12 +80,33 @@ def test_remote_progress_shows_what_ray_tasks_count(ray_session):
     s = io.StringIO()
     with RemoteProgress("convert", total=60, stream=s, interval=0.0, poll=0.05) as p:
         assert sum(ray.get([work.remote(p.counter, 20) for _ in range(3)])) == 60
+        p._read(timeout=10.0)
+        assert p.bar.count == 60  # read from the tasks' counts, before the block ends
     assert p.bar.count == 60
     assert s.getvalue().splitlines()[-1].startswith("convert: 60 images in ")
     # Retried tasks count twice: the display stops at the total.
     with RemoteProgress("convert", total=10, stream=io.StringIO(), poll=0.05) as p:
         ray.get(work.remote(p.counter, 15))
     assert p.bar.count == 10
+
+
+def test_tasks_send_their_counts_at_most_once_a_second(ray_session):
+    import ray
+
+    from ray_ingest.progress import RemoteProgress, add_count
+
+    @ray.remote(max_retries=0)
+    def work(counter):
+        for _ in range(10):  # one call now, nine counts held back
+            add_count(counter, 1, every=1.0)
+        first = ray.get(counter.get.remote())
+        time.sleep(1.1)
+        add_count(counter, 1, every=1.0)  # due: sends the ten it holds
+        return first, ray.get(counter.get.remote())
+
+    with RemoteProgress("convert", total=11, stream=io.StringIO(), poll=60) as p:
+        assert ray.get(work.remote(p.counter)) == (1, 11)
+    add_count(None, 5)  # a disabled display: nothing to count
 
 
 def test_remote_progress_disabled_starts_nothing():

@@ -45,6 +45,7 @@ from ray_ingest.convert.rows import encode_rows
 from ray_ingest.convert.sink import TFRecordDatasink
 from ray_ingest.convert.sources import split_of
 from ray_ingest.errors import ConfigError, SourceError
+from ray_ingest.progress import add_count
 
 logger = logging.getLogger("ray_ingest")
 
@@ -293,6 +294,5 @@ def convert_rows(batch: Dict[str, np.ndarray], *, image_column: str, label_colum
         class_ids.append(None if isinstance(cid, ImageRejected) else cid)
         splits.append(split_of(name, seed, val_fraction))
     rows = encode_rows(payloads, names, class_ids, splits, spec, class_names)
-    if counter is not None:
-        counter.add.remote(len(labels))
+    add_count(counter, len(labels))
     return rows

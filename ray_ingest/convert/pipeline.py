@@ -29,6 +29,7 @@ from ray_ingest.convert.sink import TFRecordDatasink
 from ray_ingest.convert.sources import list_source, split_of
 from ray_ingest.errors import ConfigError, ConversionError
 from ray_ingest.format import keys, manifest as mf
+from ray_ingest.progress import add_count
 
 logger = logging.getLogger("ray_ingest")
 
@@ -131,8 +132,7 @@ def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str],
     rows = encode_rows(contents, batch.column("relpath").to_pylist(),
                        batch.column("label").to_pylist(), batch.column("split").to_pylist(),
                        spec, class_names)
-    if counter is not None:
-        counter.add.remote(len(paths))
+    add_count(counter, len(paths))
     return rows
 
 
