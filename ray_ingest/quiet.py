@@ -21,8 +21,9 @@ applies them in each worker process as it starts. Each switch is the library's o
   handler at WARNING; Ray Data's log file in the session folder still gets everything.
 * Ray Train: ``RunConfig(logging_config=LoggingConfig(log_level=train_log_level()))``.
 * Ray core: ``ray.init(logging_level=...)``; Ray's deprecation warnings about its own calls;
-  and the worker output that Ray prints on the driver leaves out one note that Ray's core
-  writes about Ray Train's own actors at every run (:func:`filter_worker_logs`).
+  and the worker output that Ray prints on the driver leaves out two notes: one that Ray's core
+  writes about Ray Train's own actors at every run, and the raylet's advice when more worker
+  processes start at once than the node has CPUs (:func:`filter_worker_logs`).
 
 A worker also learns its cluster's address (``RAY_ADDRESS``) so that the State API, which Ray
 Train asks about its controller, finds this cluster's dashboard even when several Ray
@@ -71,6 +72,9 @@ _RAY_INTERNAL_LINES = re.compile(
     # About Ray Train's preemption-watcher actor, at the start of every training run.
     r"core_worker\.cc:\d+: Actor with class name: '\w+' and ID: '\w+' has constructor "
     r"arguments in the object store and max_restarts > 0"
+    # The raylet's advice when more worker processes start at once than the node has CPUs:
+    # the reader and the training rows start them on purpose (zero-CPU actors, a kept pool).
+    r"|PYTHON worker processes have been started on node: \w+ with address"
 )
 
 #: The lines native libraries print to stderr while they load: absl's preamble and its
@@ -165,16 +169,25 @@ def filter_worker_logs() -> None:
             if name == "ray_print_logs" and not isinstance(handler, _LineFilter):
                 handlers[i] = (name, _LineFilter(handler))
         dispatcher.handlers = handlers
+    # The raylet's notes reach the driver through the error listener, which prints them with
+    # ray._private.worker.print_to_stdstream directly.
+    try:
+        import ray._private.worker as ray_worker
+    except ImportError:
+        return
+    printer = getattr(ray_worker, "print_to_stdstream", None)
+    if printer is not None and not isinstance(printer, _LineFilter):
+        ray_worker.print_to_stdstream = _LineFilter(printer)
 
 
 class _LineFilter:
     def __init__(self, handler: Callable[[Dict[str, Any]], None]):
         self.handler = handler
 
-    def __call__(self, data: Dict[str, Any]) -> None:
+    def __call__(self, data: Dict[str, Any], *args, **kwargs) -> None:
         lines = [line for line in data.get("lines", ()) if not _RAY_INTERNAL_LINES.search(line)]
         if lines:
-            self.handler({**data, "lines": lines})
+            self.handler({**data, "lines": lines}, *args, **kwargs)
 
 
 _PROCESS_QUIET = False

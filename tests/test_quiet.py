@@ -98,6 +98,22 @@ def test_worker_log_filter_drops_ray_internal_notes_only():
     assert printed == [{"lines": ["epoch 1/3: loss 1.2"], "pid": 1}]
 
 
+def test_the_raylets_worker_pool_advice_is_left_out_but_not_its_errors(monkeypatch):
+    import ray._private.worker as ray_worker
+
+    printed = []
+    monkeypatch.setattr(ray_worker, "print_to_stdstream",
+                        lambda data, ignore_prefix: printed.append((data, ignore_prefix)))
+    quiet.filter_worker_logs()
+    advice = ("WARNING: 8 PYTHON worker processes have been started on node: eb44 with "
+              "address: 192.0.2.2, which is 4x the maximum expected startup concurrency (2).")
+    ray_worker.print_to_stdstream({"lines": [advice], "pid": "raylet"}, ignore_prefix=False)
+    assert printed == []
+    oom = "Task was killed due to the node running low on memory."
+    ray_worker.print_to_stdstream({"lines": [oom], "pid": "raylet"}, ignore_prefix=False)
+    assert printed == [({"lines": [oom], "pid": "raylet"}, False)]
+
+
 def test_runtime_env_quiets_workers_and_leaves_the_submissions_keys_alone(monkeypatch):
     monkeypatch.setattr(quiet, "_verbose", False)
     for k in quiet.QUIET_ENV:
