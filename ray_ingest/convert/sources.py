@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import os
 import posixpath
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ray_ingest import fs
 from ray_ingest.errors import SourceError
+from ray_ingest.format.jsonl import json_objects
 from ray_ingest.format.keys import SPLITS
 
 IMAGE_EXTENSIONS = frozenset(
@@ -129,15 +129,7 @@ def _read_list_rows(path: str) -> List[Tuple[int, str, str]]:
                 raise SourceError(f"{path}:{lineno}: expected 'path,label', got {row!r}")
             rows.append((lineno, row[0].strip(), row[1].strip()))
     else:
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SourceError(f"{path}:{lineno}: not valid JSON: {e}") from None
-            if not isinstance(obj, dict) or "path" not in obj or "label" not in obj:
-                raise SourceError(f"{path}:{lineno}: expected an object with 'path' and 'label'")
+        for lineno, obj in json_objects(text, path, ("path", "label"), SourceError):
             rows.append((lineno, str(obj["path"]), str(obj["label"])))
     return rows
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from ray_ingest.errors import (
 from ray_ingest.format import keys
 from ray_ingest.format.example import parse_example, split_encoded
 from ray_ingest.format.framing import OVERHEAD, read_index, scan_records
+from ray_ingest.format.jsonl import json_objects
 from ray_ingest.format.manifest import (
     REJECTS_NAME,
     SHARD_RE,
@@ -100,15 +100,7 @@ def read_rejects(root: str) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]
     except FileNotFoundError:
         return [], []
     rejects, ignored = [], []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ManifestError(f"{path}:{lineno}: not valid JSON: {e}") from None
-        if not isinstance(entry, dict) or "path" not in entry or "reason" not in entry:
-            raise ManifestError(f"{path}:{lineno}: expected an object with 'path' and 'reason'")
+    for _, entry in json_objects(text, path, ("path", "reason"), ManifestError):
         (ignored if entry.get("ignored") else rejects).append(entry)
     return rejects, ignored
 
