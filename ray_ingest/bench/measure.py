@@ -21,13 +21,7 @@ def _processes():
     this host when it joined a cluster started elsewhere."""
     import psutil
 
-    me = psutil.Process()
-    procs = {me.pid: me}
-    try:
-        for p in me.children(recursive=True):
-            procs[p.pid] = p
-    except psutil.Error:
-        pass
+    procs = _tree(psutil.Process())
 
     def is_ray(p):
         try:
@@ -53,20 +47,26 @@ def node_processes() -> Callable[[], Dict[int, Any]]:
         while root.parent() is not None and root.name() != "raylet":
             root = root.parent()
         parent = root.parent()
-        if root.name() == "raylet" and parent is not None and parent.pid != 1:
+        if root.name() != "raylet":  # not in a Ray worker: this process alone
+            root = psutil.Process()
+        elif parent is not None and parent.pid != 1:
             root = parent
     except psutil.Error:
         root = psutil.Process()
 
-    def processes() -> Dict[int, Any]:
-        procs = {root.pid: root}
-        try:
-            procs.update((p.pid, p) for p in root.children(recursive=True))
-        except psutil.Error:
-            pass
-        return procs
+    return lambda: _tree(root)
 
-    return processes
+
+def _tree(root) -> Dict[int, Any]:
+    """``root`` and its descendants, by pid."""
+    import psutil
+
+    procs = {root.pid: root}
+    try:
+        procs.update((p.pid, p) for p in root.children(recursive=True))
+    except psutil.Error:
+        pass
+    return procs
 
 
 def cpu_snapshot(skip_idle_workers: bool = False,

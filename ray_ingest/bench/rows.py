@@ -101,10 +101,10 @@ def _ours(ctx: Context, **read_kwargs):
     """Our reader as the rows use it: blocks of the reader's default size for what they hold,
     in whole batches (batches are then slices of blocks)."""
     from ray_ingest.read import read_records
-    from ray_ingest.read.options import RecordSpec, block_rows_for
+    from ray_ingest.read.options import RecordSpec, block_rows_in_batches
 
-    rows = block_rows_for(RecordSpec.of(ctx.manifest), None, read_kwargs.get("decode", "workers"))
-    rows = ctx.batch_size * max(1, -(-rows // ctx.batch_size))
+    rows = block_rows_in_batches(RecordSpec.of(ctx.manifest), read_kwargs.get("decode", "workers"),
+                                 ctx.batch_size)
     return read_records(ctx.manifest.root, ctx.split, repeat=ctx.passes, block_rows=rows,
                         **read_kwargs)
 

@@ -130,3 +130,11 @@ def block_rows_for(spec: RecordSpec, block_rows: Optional[int], decode: str = "w
         if row != spec.row_bytes:  # encoded: whole default blocks up to ~ENCODED_BLOCK_BYTES
             block_rows *= max(1, ENCODED_BLOCK_BYTES // (row * DEFAULT_BLOCK_ROWS))
     return max(1, min(block_rows, MAX_BLOCK_BYTES // row))
+
+
+def block_rows_in_batches(spec: Optional[RecordSpec], decode: str, batch_size: int) -> int:
+    """The default block for what the blocks hold (``spec``: the dataset's; None: decoded
+    images), rounded up to whole batches of ``batch_size``: batches are then slices of blocks,
+    not copies."""
+    rows = block_rows_for(spec, None, decode) if spec else DEFAULT_BLOCK_ROWS
+    return batch_size * max(1, -(-rows // batch_size))

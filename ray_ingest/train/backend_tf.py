@@ -9,7 +9,7 @@ batches. Mixed bf16 on GPU when the precision asks for it.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import numpy as np
 

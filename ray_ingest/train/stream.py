@@ -135,11 +135,9 @@ def block_rows(cfg, spec=None) -> int:
     small blocks cost more in per-block scheduling than they carry). Without ``spec``, the
     default block of decoded images (a validation part: it is cut into per-worker shards by
     whole blocks, and large blocks would leave some workers none)."""
-    from ray_ingest.read.options import DEFAULT_BLOCK_ROWS, block_rows_for
+    from ray_ingest.read.options import block_rows_in_batches
 
-    b = cfg.per_worker_batch
-    rows = block_rows_for(spec, None, read_decode(cfg)) if spec else DEFAULT_BLOCK_ROWS
-    return b * max(1, -(-rows // b))
+    return block_rows_in_batches(spec, read_decode(cfg), cfg.per_worker_batch)
 
 
 def steps_per_epoch(cfg, train_records: int) -> int:
