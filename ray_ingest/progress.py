@@ -79,7 +79,8 @@ class Progress:
         if self.total:
             done = min(1.0, self.count / self.total)
             left = (self.total - self.count) / rate if rate > 0 else None
-            eta = f", {_duration(left)} left" if left is not None and self.count < self.total else ""
+            due = left is not None and self.count < self.total
+            eta = f", {_duration(left)} left" if due else ""
             text = (f"{self.count:,}/{self.total:,} {self.unit} ({done:.0%}), "
                     f"{_rate(rate)}{eta}")
             if self.live:

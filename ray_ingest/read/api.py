@@ -31,8 +31,9 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
     each plan without one); ``limit`` caps the number of rows; ``repeat`` streams the split
     that many times in one execution (like ``tf.data``'s ``repeat``); ``block_rows`` is the rows
     per block (default: 256 decoded images, or ~24 MB of encoded records with
-    ``decode="consumer"``; a multiple of the consumer's batch size gives copy-free batches); ``jpeg_dct`` is ``"fast"``
-    (TensorFlow's default decode, pixel for pixel) or ``"accurate"``; ``shard=(i, n)`` keeps a
+    ``decode="consumer"``; a multiple of the consumer's batch size gives copy-free batches);
+    ``jpeg_dct`` is ``"fast"`` (TensorFlow's default decode, pixel for pixel) or
+    ``"accurate"``; ``shard=(i, n)`` keeps a
     disjoint 1/n of the read tasks (the n shards together cover the split once);
     ``with_filename`` adds each record's ``image/filename`` as a ``filename`` column.
     ``decode="workers"`` (default) decodes JPEG records in the read tasks, on any node's CPUs;
