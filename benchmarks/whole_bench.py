@@ -1,0 +1,193 @@
+"""Storage policies compared in one run: fixed 224x224 center crops (re-encoded) against whole
+images (``--resize-mode keep --max-side 512``), on natural photos.
+
+    python benchmarks/whole_bench.py [--photos 2000] [--camera 48] [--rounds 3]
+                                     [--data DIR] [--json benchmarks/results/whole-bench.json]
+
+Inputs (``benchmarks/photos.py``, drawn once into ``--data``): 500x375 photos, which already
+fit ``--max-side 512`` (whole-image conversion stores them byte for byte), and 4000x3000
+(12-megapixel) camera photos, which it decodes at a reduced DCT scale and re-encodes.
+
+Rows, each a whole ``convert()`` on Ray (Ray started and warmed up before; listing, workers
+and commit timed), rounds interleaved and their order alternated so that a neighbour's load
+falls on both policies alike:
+  * center-crop 224   - today's default: decode at the smallest DCT scale, crop, resize,
+                        encode at quality 90
+  * keep, max side 512 - whole images, aspect kept
+Per row: images/s, shard bytes per image (from the manifest), records stored as they are.
+Also, per image in this process (no Ray): the library call of each policy, and the check a
+byte-for-byte record gets (a 1/8-scale greyscale decode) against a full decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+POLICIES = {
+    "center-crop 224": dict(size=224, resize_mode="center-crop"),
+    "keep, max side 512": dict(resize_mode="keep", max_side=512),
+}
+
+
+def _inputs(data: str, photos: int, camera: int):
+    import photos as photo_set  # benchmarks/photos.py, beside this script
+
+    sets = {}
+    for name, n, size in (("500x375", photos, (500, 375)), ("4000x3000", camera, (4000, 3000))):
+        if n <= 0:
+            continue
+        folder = os.path.join(data, f"photos-{name}-{n}")
+        if not os.path.isdir(folder):
+            print(f"drawing {n} photos of {name} into {folder} ...", flush=True)
+            photo_set.make(folder, n, *size)
+        sets[name] = folder
+    return sets
+
+
+def _files(folder):
+    return sorted(glob.glob(os.path.join(folder, "*", "*.jpg")))
+
+
+def bench_convert(src: str, out: str, policy: dict):
+    from ray_ingest.convert import convert
+
+    t = time.perf_counter()
+    r = convert(src, out, overwrite=True, show_progress=False, **policy)
+    seconds = time.perf_counter() - t
+    assert r.num_written == r.num_inputs, r.summary_line()
+    sizes = r.manifest.get("image_sizes") or {}
+    return {"images": r.num_inputs, "seconds": seconds,
+            "images_per_second": r.num_inputs / seconds,
+            "bytes_per_image": r.num_bytes / r.num_written,
+            "stored_as_is": sizes.get("stored_as_is", 0)}
+
+
+def per_image_costs(files, repeats: int = 3):
+    """Microseconds per image of each policy's library call and of the checks, in this
+    process (best of ``repeats``)."""
+    import simplejpeg
+
+    from ray_ingest.convert.images import ImageSpec, convert_image
+
+    datas = []
+    for f in files:
+        with open(f, "rb") as g:
+            datas.append(g.read())
+    calls = {name: (lambda d, s=ImageSpec(**policy): convert_image(d, s))
+             for name, policy in POLICIES.items()}
+    calls["check: 1/8-scale greyscale decode"] = lambda d: simplejpeg.decode_jpeg(
+        d, colorspace="GRAY", fastdct=True, fastupsample=True, min_height=1, min_width=1)
+    calls["check: full decode"] = lambda d: simplejpeg.decode_jpeg(d, colorspace="RGB")
+    out = {}
+    for name, fn in calls.items():
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for d in datas:
+                fn(d)
+            best = min(best, time.perf_counter() - t)
+        out[name] = 1e6 * best / len(datas)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", type=int, default=2000, help="500x375 photos (0: none)")
+    ap.add_argument("--camera", type=int, default=48, help="12-megapixel photos (0: none)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "whole-bench-data"),
+                    help="where the input photos are drawn (kept for the next run)")
+    ap.add_argument("--json", default="whole-bench.json")
+    args = ap.parse_args(argv)
+
+    import ray
+
+    from ray_ingest.convert import convert
+    from ray_ingest.runtime import ensure_ray
+
+    sets = _inputs(args.data, args.photos, args.camera)
+    for folder in sets.values():  # from the page cache in every row
+        for f in _files(folder):
+            with open(f, "rb") as g:
+                g.read()
+    work = tempfile.mkdtemp(prefix="whole-bench-")
+    ensure_ray()
+    first = next(iter(sets.values()))
+    for policy in POLICIES.values():  # worker start-up and imports outside the timed rows
+        convert(first, os.path.join(work, "warm"), overwrite=True, show_progress=False,
+                **policy)
+
+    runs = {(s, p): [] for s in sets for p in POLICIES}
+    for r in range(args.rounds):
+        order = list(POLICIES) if r % 2 == 0 else list(reversed(POLICIES))
+        for set_name, folder in sets.items():
+            for policy in order:
+                out = os.path.join(work, "out")
+                shutil.rmtree(out, ignore_errors=True)
+                row = bench_convert(folder, out, POLICIES[policy])
+                runs[(set_name, policy)].append(row)
+                print(f"  round {r + 1} {set_name:<9} {policy:<20} {row['images']} images in "
+                      f"{row['seconds']:.2f} s = {row['images_per_second']:.0f}/s, "
+                      f"{row['bytes_per_image'] / 1e3:.1f} KB/image, "
+                      f"{row['stored_as_is']} stored as they are", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+    rows, ratios = {}, {}
+    base, keep = list(POLICIES)
+    for set_name in sets:
+        for policy in POLICIES:
+            rs = runs[(set_name, policy)]
+            rows[f"{set_name} {policy}"] = {
+                "images": rs[0]["images"],
+                "images_per_second": statistics.median(r["images_per_second"] for r in rs),
+                "runs_images_per_second": [r["images_per_second"] for r in rs],
+                "bytes_per_image": rs[0]["bytes_per_image"],
+                "stored_as_is": rs[0]["stored_as_is"]}
+        per_round = [k["images_per_second"] / b["images_per_second"]
+                     for b, k in zip(runs[(set_name, base)], runs[(set_name, keep)])]
+        ratios[f"{set_name}: keep / center-crop speed"] = {
+            "median": statistics.median(per_round), "rounds": per_round}
+        ratios[f"{set_name}: keep / center-crop bytes"] = (
+            rows[f"{set_name} {keep}"]["bytes_per_image"]
+            / rows[f"{set_name} {base}"]["bytes_per_image"])
+    costs = {s: per_image_costs(_files(folder)[:200]) for s, folder in sets.items()}
+
+    print()
+    print(f"{'row':<32}{'images/s':>10}{'KB/image':>10}{'as is':>8}")
+    for name, r in rows.items():
+        print(f"{name:<32}{r['images_per_second']:>10.0f}{r['bytes_per_image'] / 1e3:>10.1f}"
+              f"{r['stored_as_is']:>8}")
+    print()
+    for name, v in ratios.items():
+        print(f"{name}: " + (f"{v['median']:.2f}x (rounds: "
+                             + ", ".join(f"{x:.2f}" for x in v["rounds"]) + ")"
+                             if isinstance(v, dict) else f"{v:.2f}x"))
+    for s, c in costs.items():
+        print(f"per image, one process, {s}: " + ", ".join(f"{k} {v:.0f} us"
+                                                          for k, v in c.items()))
+    result = {"date": time.strftime("%Y-%m-%d"),
+              "command": "python benchmarks/whole_bench.py " + " ".join(argv or sys.argv[1:]),
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                          "python": platform.python_version(), "ray": ray.__version__},
+              "rounds": args.rounds, "rows": rows, "ratios": ratios,
+              "per_image_microseconds": costs}
+    with open(args.json, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
