@@ -14,7 +14,9 @@ falls on both policies alike:
   * center-crop 224   - today's default: decode at the smallest DCT scale, crop, resize,
                         encode at quality 90
   * keep, max side 512 - whole images, aspect kept
-Per row: images/s, shard bytes per image (from the manifest), records stored as they are.
+Per row: images/s, CPU per image (this process and the Ray processes it started: the
+policy's cost whatever else loads the machine), shard bytes per image (from the manifest),
+records stored as they are.
 Also, per image in this process (no Ray): the library call of each policy, and the check a
 byte-for-byte record gets (a 1/8-scale greyscale decode) against a full decode.
 """
@@ -60,15 +62,19 @@ def _files(folder):
 
 
 def bench_convert(src: str, out: str, policy: dict):
+    from ray_ingest.bench.measure import cpu_delta, cpu_snapshot
     from ray_ingest.convert import convert
 
+    before = cpu_snapshot()
     t = time.perf_counter()
     r = convert(src, out, overwrite=True, show_progress=False, **policy)
     seconds = time.perf_counter() - t
+    cpu = cpu_delta(before, cpu_snapshot())
     assert r.num_written == r.num_inputs, r.summary_line()
     sizes = r.manifest.get("image_sizes") or {}
     return {"images": r.num_inputs, "seconds": seconds,
             "images_per_second": r.num_inputs / seconds,
+            "cpu_us_per_image": 1e6 * cpu / r.num_inputs,
             "bytes_per_image": r.num_bytes / r.num_written,
             "stored_as_is": sizes.get("stored_as_is", 0)}
 
@@ -78,7 +84,7 @@ def per_image_costs(files, repeats: int = 3):
     process (best of ``repeats``)."""
     import simplejpeg
 
-    from ray_ingest.convert.images import ImageSpec, convert_image
+    from ray_ingest.convert.images import ImageSpec, convert_image, encode_pixels, resize_image
 
     datas = []
     for f in files:
@@ -86,6 +92,9 @@ def per_image_costs(files, repeats: int = 3):
             datas.append(g.read())
     calls = {name: (lambda d, s=ImageSpec(**policy): convert_image(d, s))
              for name, policy in POLICIES.items()}
+    keep = ImageSpec(**POLICIES["keep, max side 512"])
+    calls["keep, max side 512, without DCT scaling"] = lambda d: encode_pixels(
+        resize_image(simplejpeg.decode_jpeg(d, colorspace="RGB"), keep), keep)
     calls["check: 1/8-scale greyscale decode"] = lambda d: simplejpeg.decode_jpeg(
         d, colorspace="GRAY", fastdct=True, fastupsample=True, min_height=1, min_width=1)
     calls["check: full decode"] = lambda d: simplejpeg.decode_jpeg(d, colorspace="RGB")
@@ -140,6 +149,7 @@ def main(argv=None) -> int:
                 runs[(set_name, policy)].append(row)
                 print(f"  round {r + 1} {set_name:<9} {policy:<20} {row['images']} images in "
                       f"{row['seconds']:.2f} s = {row['images_per_second']:.0f}/s, "
+                      f"{row['cpu_us_per_image']:.0f} us CPU/image, "
                       f"{row['bytes_per_image'] / 1e3:.1f} KB/image, "
                       f"{row['stored_as_is']} stored as they are", flush=True)
     shutil.rmtree(work, ignore_errors=True)
@@ -153,22 +163,26 @@ def main(argv=None) -> int:
                 "images": rs[0]["images"],
                 "images_per_second": statistics.median(r["images_per_second"] for r in rs),
                 "runs_images_per_second": [r["images_per_second"] for r in rs],
+                "cpu_us_per_image": statistics.median(r["cpu_us_per_image"] for r in rs),
                 "bytes_per_image": rs[0]["bytes_per_image"],
                 "stored_as_is": rs[0]["stored_as_is"]}
         per_round = [k["images_per_second"] / b["images_per_second"]
                      for b, k in zip(runs[(set_name, base)], runs[(set_name, keep)])]
         ratios[f"{set_name}: keep / center-crop speed"] = {
             "median": statistics.median(per_round), "rounds": per_round}
+        ratios[f"{set_name}: center-crop / keep CPU per image"] = (
+            rows[f"{set_name} {base}"]["cpu_us_per_image"]
+            / rows[f"{set_name} {keep}"]["cpu_us_per_image"])
         ratios[f"{set_name}: keep / center-crop bytes"] = (
             rows[f"{set_name} {keep}"]["bytes_per_image"]
             / rows[f"{set_name} {base}"]["bytes_per_image"])
     costs = {s: per_image_costs(_files(folder)[:200]) for s, folder in sets.items()}
 
     print()
-    print(f"{'row':<32}{'images/s':>10}{'KB/image':>10}{'as is':>8}")
+    print(f"{'row':<32}{'images/s':>10}{'CPU us/img':>12}{'KB/image':>10}{'as is':>8}")
     for name, r in rows.items():
-        print(f"{name:<32}{r['images_per_second']:>10.0f}{r['bytes_per_image'] / 1e3:>10.1f}"
-              f"{r['stored_as_is']:>8}")
+        print(f"{name:<32}{r['images_per_second']:>10.0f}{r['cpu_us_per_image']:>12.0f}"
+              f"{r['bytes_per_image'] / 1e3:>10.1f}{r['stored_as_is']:>8}")
     print()
     for name, v in ratios.items():
         print(f"{name}: " + (f"{v['median']:.2f}x (rounds: "

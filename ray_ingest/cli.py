@@ -143,6 +143,12 @@ def _run_convert(args) -> int:
         report = convert(args.src, args.out, opts)
     print(report.summary_line(), flush=True)
     m = report.manifest
+    sizes = m.get("image_sizes")
+    if sizes:
+        print(f"  whole images: {sizes['stored_as_is']} stored byte for byte, "
+              f"{sizes['reencoded']} re-encoded; height {sizes['height']['min']}.."
+              f"{sizes['height']['max']}, width {sizes['width']['min']}.."
+              f"{sizes['width']['max']}")
     if m["conversions"]:
         print("  converted to RGB: " + ", ".join(f"{k} x{v}" for k, v in m["conversions"].items()))
     if m["num_rejected"] or m["num_ignored"]:

@@ -383,3 +383,17 @@ def test_convert_dataset_with_keep(ray_session, tmp_path):
     m, records = _records(out)
     assert (records[0].height, records[0].width) == (48, 16) == _jpeg_size(records[0].encoded)
     assert m.data["image_sizes"]["reencoded"] == 1 and m.short_side == 16
+
+
+def test_cli_convert_prints_the_stored_sizes(ray_session, whole_src, tmp_path, capsys):
+    src, _ = whole_src
+    out = tmp_path / "out"
+    assert main(["convert", str(src), str(out), "--resize-mode", "keep", "--short-side", "30",
+                 "--max-reject-fraction", "0.2"]) == 0
+    text = capsys.readouterr().out
+    m, records = _records(out)
+    assert all(min(r.height, r.width) <= 30 for r in records)
+    as_is = sum(r.encoded == whole_src[1][r.filename] for r in records)
+    assert f"whole images: {as_is} stored byte for byte, {len(records) - as_is} re-encoded" \
+        in text
+    assert as_is == m.data["image_sizes"]["stored_as_is"] >= 4
