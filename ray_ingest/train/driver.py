@@ -22,6 +22,7 @@ from ray_ingest.format.manifest import read_manifest
 from ray_ingest.read.options import RecordSpec
 import ray_ingest.train.checkpoint as checkpoint
 import ray_ingest.train.console as console
+import ray_ingest.train.memory as memory
 import ray_ingest.train.resume as resume
 import ray_ingest.train.rundir as rundir
 import ray_ingest.train.stream as stream
@@ -57,6 +58,20 @@ def resolve_resources(cfg: TrainConfig) -> Tuple[bool, float]:
         return True, 1.0
     share = (cpus - 1.0) / cfg.num_workers if cpus > 1 else cpus / (2 * cfg.num_workers)
     return False, max(0.1, min(1.0, math.floor(share * 20) / 20))
+
+
+def check_memory(cfg: TrainConfig, manifest) -> None:
+    """Refuses or warns before the start when the workers' estimated memory does not fit the
+    node's (:mod:`ray_ingest.train.memory`); the workers are spread evenly over the nodes."""
+    import psutil
+    import ray
+
+    nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+    here = -(-cfg.num_workers // nodes)
+    threads = stream.decode_threads(cfg, here) if cfg.decode == "consumer" else 0
+    vm = psutil.virtual_memory()
+    memory.check(memory.estimate(cfg, manifest.height, manifest.width, threads, here),
+                 vm.total, vm.available)
 
 
 def _largest_other_node_cpus() -> float:
@@ -152,6 +167,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     decode, decode_reason = resolve_decode(cfg, manifest.encoding, use_gpu, cpus)
     cfg = replace(cfg, use_gpu=use_gpu, cpus_per_worker=cpus, decode=decode,
                   attempt_id=uuid.uuid4().hex[:12])
+    check_memory(cfg, manifest)
     trainer_cls = _trainer_class(cfg.framework)
     progress(f"train: {cfg.framework} {cfg.model} on {cfg.data} | {cfg.num_workers} workers x "
              f"{'1 GPU' if use_gpu else f'{cpus:g} CPU'} | global batch {cfg.batch_size} | "
