@@ -224,9 +224,9 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     if interrupted:
         if found["latest"] is not None:
             progress(f"resume: {resume_command}")
-        raise KeyboardInterrupt(f"interrupted after {found['latest']['epoch']} epochs"
-                                if found["latest"] else "interrupted before the first "
-                                "checkpoint") from None
+        done = found["latest"]["epoch"] if found["latest"] else 0
+        raise KeyboardInterrupt(f"after {done} epoch{'s' * (done != 1)}" if done else
+                                "before the first checkpoint") from None
     stalled = stall_summary(run, cfg.attempt_id, cfg.stall_timeout)
     if error is not None:
         if found["latest"] is not None:

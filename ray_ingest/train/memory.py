@@ -15,7 +15,7 @@ and a training size ``S``:
     worker = BASE_BYTES + feed + step
 
 The step dominates: a batch of 1024 images of 224 px holds 154 MB of pixels, but small_cnn's
-step on it needs about 30 GB. Measured figures and the check of the estimate against a real
+step on it needs about 74 GB. Measured figures and the check of the estimate against a real
 run's peak: benchmarks/RESULTS.md ("Training memory").
 """
 
@@ -32,10 +32,10 @@ logger = logging.getLogger("ray_ingest")
 #: the slope of a step's peak RSS over the batch size (torch, fp32, 64 px; the Keras models
 #: are taken to need the same).
 STEP_BYTES_PER_PIXEL = {
-    "small_cnn": 700.0,
-    "resnet18": 300.0,
-    "resnet50": 1300.0,
-    "mobilenet_v2": 1100.0,
+    "small_cnn": 1440.0,
+    "resnet18": 800.0,
+    "resnet50": 2320.0,
+    "mobilenet_v2": 1970.0,
 }
 #: A training worker before any batch: the framework, Ray's worker, the model and optimizer.
 BASE_BYTES = 1.0e9
@@ -65,7 +65,7 @@ def estimate(cfg, height: int, width: int, decode_threads: int,
     feed = (cfg.per_worker_batch * row * (cfg.prefetch_batches + decode_threads + 2)
             + cfg.shuffle_buffer * row)
     step = 0.0 if cfg.synthetic_data else (
-        cfg.per_worker_batch * size * size * STEP_BYTES_PER_PIXEL.get(cfg.model, 1300.0))
+        cfg.per_worker_batch * size * size * STEP_BYTES_PER_PIXEL.get(cfg.model, 2320.0))
     return MemoryEstimate(per_worker=BASE_BYTES + feed + step,
                           workers_on_node=workers_on_node, feed=feed, step=step)
 
