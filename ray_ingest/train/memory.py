@@ -11,11 +11,12 @@ and a training size ``S``:
            uint8 pixels)
     step = B * S * S * STEP_BYTES_PER_PIXEL[model]
            (the augmentation's float copies, the activations kept for the backward pass and
-           their gradients: measured per model, benchmarks/train_memory.py)
+           their gradients, and what the worker's heap keeps of them: measured, see
+           STEP_BYTES_PER_PIXEL)
     worker = BASE_BYTES + feed + step
 
 The step dominates: a batch of 1024 images of 224 px holds 154 MB of pixels, but small_cnn's
-step on it needs about 74 GB. Measured figures and the check of the estimate against a real
+step on it needs about 60 GB. Measured figures and the check of the estimate against a real
 run's peak: benchmarks/RESULTS.md ("Training memory").
 """
 
@@ -28,17 +29,20 @@ from ray_ingest.errors import ConfigError
 
 logger = logging.getLogger("ray_ingest")
 
-#: Peak bytes of one training step per image and per training pixel (S * S), by model:
-#: the slope of a step's peak RSS over the batch size (torch, fp32, 64 px; the Keras models
-#: are taken to need the same).
+#: Peak bytes of a training worker's step per image and per training pixel (S * S), by model.
+#: small_cnn: the slope of a Ray Train worker's peak RSS over the batch size (torch, fp32, CPU,
+#: 224 px: 2.13 GB at 32 images per worker, 4.29 GB at 64). The other models: their slope in
+#: a bare step at 224 px (benchmarks/train_memory.py) times small_cnn's ratio of the worker's
+#: slope to its bare step's (2.2: the worker's decode threads, Ray's buffers and the heap it
+#: keeps). The Keras models are taken to need the same.
 STEP_BYTES_PER_PIXEL = {
-    "small_cnn": 1440.0,
-    "resnet18": 800.0,
-    "resnet50": 2320.0,
-    "mobilenet_v2": 1970.0,
+    "small_cnn": 1200.0,
+    "resnet18": 1490.0,
+    "resnet50": 4650.0,
+    "mobilenet_v2": 3900.0,
 }
 #: A training worker before any batch: the framework, Ray's worker, the model and optimizer.
-BASE_BYTES = 1.0e9
+BASE_BYTES = 0.5e9
 #: Refused above this share of the node's memory (Ray's OOM killer acts at 95% in use).
 REFUSE_SHARE = 0.9
 #: Warned above this share of the memory the node has free now.
@@ -65,7 +69,7 @@ def estimate(cfg, height: int, width: int, decode_threads: int,
     feed = (cfg.per_worker_batch * row * (cfg.prefetch_batches + decode_threads + 2)
             + cfg.shuffle_buffer * row)
     step = 0.0 if cfg.synthetic_data else (
-        cfg.per_worker_batch * size * size * STEP_BYTES_PER_PIXEL.get(cfg.model, 2320.0))
+        cfg.per_worker_batch * size * size * STEP_BYTES_PER_PIXEL.get(cfg.model, 4650.0))
     return MemoryEstimate(per_worker=BASE_BYTES + feed + step,
                           workers_on_node=workers_on_node, feed=feed, step=step)
 
