@@ -412,7 +412,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt as e:  # Ctrl-C: what was committed stays (train: its pointers)
         if not ray_was_up and _ray_is_up():
             sys.modules["ray"].shutdown()
-        said = f" {e}" if str(e) else ""
+        said = f"; {e}" if str(e) else ""
         print(f"ray-ingest {args.verb}: interrupted{said}", file=sys.stderr, flush=True)
         return 130
 

@@ -65,7 +65,7 @@ def test_ctrl_c_writes_the_pointers_and_prints_the_resume_command(no_val, tmp_pa
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, out[-2000:] + err[-3000:]
-    assert re.fullmatch(r"ray-ingest train: interrupted after \d+ epochs?", err.strip()), err
+    assert re.fullmatch(r"ray-ingest train: interrupted; the last checkpoint is of epoch \d+", err.strip()), err
     rows = [line.split() for line in out.splitlines() if re.match(r"\s*\d+/200\s", line)]
     assert rows and all(r[3] == r[4] == "\u2014" for r in rows), out
     best, latest = (json.loads((runs / name / f"{k}.json").read_text()) for k in ("best", "latest"))

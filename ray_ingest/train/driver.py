@@ -225,7 +225,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         if found["latest"] is not None:
             progress(f"resume: {resume_command}")
         done = found["latest"]["epoch"] if found["latest"] else 0
-        raise KeyboardInterrupt(f"after {done} epoch{'s' * (done != 1)}" if done else
+        raise KeyboardInterrupt(f"the last checkpoint is of epoch {done}" if done else
                                 "before the first checkpoint") from None
     stalled = stall_summary(run, cfg.attempt_id, cfg.stall_timeout)
     if error is not None:
