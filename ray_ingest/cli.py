@@ -299,6 +299,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed,
                    help="seed of the shuffling, the augmentation and the initial weights")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help="AdamW's weight decay")
     p.add_argument("--image-size", type=int, default=None,
                    help="training resolution (default: the stored size)")
     p.add_argument("--no-augment", dest="augment", action="store_false",
@@ -426,6 +428,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             sys.modules["ray"].shutdown()  # so that no line of Ray's logs comes after ours
         print(f"ray-ingest {args.verb}: error: {error}", file=sys.stderr, flush=True)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C: what was committed stays (train: its pointers)
+        if not ray_was_up and _ray_is_up():
+            sys.modules["ray"].shutdown()
+        said = f"; {e}" if str(e) else ""
+        print(f"ray-ingest {args.verb}: interrupted{said}", file=sys.stderr, flush=True)
+        return 130
 
 
 def _ray_is_up() -> bool:

@@ -66,6 +66,25 @@ _RAY_ADVICE = (
 #: (a filter on ``ray.train.*``) does not reach: "Reporting training result ... TrainingReport".
 _RAY_FILE_LOGGERS = ("train/v2/_internal/execution/context.py",)
 
+#: Ray's loggers that log an exception (often with its traceback) and then raise it on, to
+#: the caller that gets it in the end (the driver's ``trainer.fit()`` or its Ray Data
+#: iterator): Ray Train's worker logging its training function's error, Ray Data's executor,
+#: split coordinator and driver-side iterator. Quiet leaves out their records about an error
+#: of ours (:class:`_ReportedErrorFilter`): the command prints that error as its last line.
+_RAY_REPORTING_LOGGERS = (
+    "ray.train.v2._internal.util",
+    "ray.data._internal.execution.streaming_executor_state",
+    "ray.data._internal.iterator.stream_split_iterator",
+    "ray.data.exceptions",
+)
+
+#: Ray's loggers of advice on an overloaded machine, each with a traceback: hidden from the
+#: console in quiet mode (still in Ray Train's log files). The controller's request for the
+#: run's resources to the autoscaler timing out ("safe to ignore").
+_RAY_ADVICE_LOGGERS = (
+    "ray.train.v2._internal.execution.scaling_policy.autoscaling_coordinator_client",
+)
+
 #: Lines of Ray's worker processes that are notes on Ray's own internals, not on the job:
 #: hidden from the driver's console in quiet mode (still in the workers' log files).
 _RAY_INTERNAL_LINES = re.compile(
@@ -208,6 +227,12 @@ def quiet_this_process() -> None:
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
         logging.ERROR)
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray(\.|$)")
+    for name in _RAY_REPORTING_LOGGERS:
+        logging.getLogger(name).addFilter(_ReportedErrorFilter())
+    for name in _RAY_ADVICE_LOGGERS:
+        # A filter, not a level: Ray Train's logging setup resets the levels of the loggers
+        # under ray.train (logging.config.dictConfig), not their filters.
+        logging.getLogger(name).addFilter(_BelowErrorFilter())
     watch = _ImportWatch.install()
     watch.after("ray", _quiet_ray_file_loggers)
     watch.around("tensorflow", _drop_load_banners)
@@ -231,6 +256,22 @@ def _quiet_ray_data_console() -> None:
             handler.setLevel(max(handler.level, logging.WARNING))
             if not any(isinstance(f, _AdviceFilter) for f in handler.filters):
                 handler.addFilter(_AdviceFilter())
+
+
+class _ReportedErrorFilter(logging.Filter):
+    """Drops a record about an exception that is (or carries) one of ours: the record's own
+    exception, or the one being handled where it was logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from ray_ingest.errors import find_error
+
+        error = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+        return error is None or find_error(error) is None
+
+
+class _BelowErrorFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
 
 
 class _AdviceFilter(logging.Filter):

@@ -8,7 +8,8 @@ A checkpoint folder holds
   ``torch.export.load(...).module()``);
 * ``optimizer.npz`` (Keras: the optimizer's variables) or ``optimizer.pt`` (torch: the
   optimizer's and the learning-rate schedule's ``state_dict``), for resuming;
-* ``meta.json``: epoch, the epoch's metrics, framework, architecture, class names, sizes.
+* ``meta.json``: epoch, the epoch's metrics, framework, architecture, class names, sizes,
+  the data's encoding and path.
 
 The backends write and read the framework files (``save_state`` / ``load_state``); this module
 stages and reports a checkpoint, finds a run's best (validation accuracy) and latest
@@ -19,6 +20,7 @@ into the run folder, and resolves what a user names as a model.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -34,8 +36,26 @@ META_FILE = "meta.json"
 CHECKPOINT_PREFIX = "checkpoint_"
 #: ``<run>/best.json`` and ``<run>/latest.json`` name the run's best and latest checkpoints.
 POINTERS = ("best", "latest")
-#: The metric that ranks checkpoints (higher is better; the later one wins a tie).
+#: The metric that ranks checkpoints (higher is better; the later one wins a tie)...
 SCORE = "val_accuracy"
+#: ... and, in a run on data without a validation split, the training loss (lower is better).
+SCORE_WITHOUT_VALIDATION = "loss"
+
+
+def score_order(validated: bool) -> Tuple[str, str]:
+    """Ray Train's ``(checkpoint_score_attribute, checkpoint_score_order)`` of a run on data
+    with (``validated``) or without a validation split: the same ranking as :func:`rank`."""
+    return (SCORE, "max") if validated else (SCORE_WITHOUT_VALIDATION, "min")
+
+
+def rank(info: Dict[str, Any]) -> Tuple[bool, float, int]:
+    """How a checkpoint's ``meta.json`` ranks (the greatest is the best): by validation
+    accuracy; an epoch without validation (no validation split) by its training loss, below
+    every validated one; the later epoch on a tie."""
+    m = info.get("metrics", {})
+    if m.get(SCORE) is not None:
+        return True, float(m[SCORE]), info["epoch"]
+    return False, -float(m.get(SCORE_WITHOUT_VALIDATION, math.inf)), info["epoch"]
 
 
 def checkpoint_meta(cfg, manifest, metrics: Dict[str, Any]) -> Dict[str, Any]:
@@ -48,6 +68,8 @@ def checkpoint_meta(cfg, manifest, metrics: Dict[str, Any]) -> Dict[str, Any]:
         "class_names": list(manifest.class_names),
         "image_size": cfg.image_size or manifest.height,
         "stored_size": [manifest.height, manifest.width],
+        "encoding": manifest.encoding,
+        "data": cfg.data,
         "input": "uint8 [N, H, W, 3] RGB images (any H and W: resized to image_size inside)",
         "output": "float32 logits [N, len(class_names)]",
         "metrics": metrics,
@@ -96,15 +118,13 @@ def find_checkpoints(run: str) -> Dict[str, Optional[Dict[str, Any]]]:
     """``{"best": info, "latest": info}`` of the run folder ``run`` (``None`` without
     checkpoints): each checkpoint's ``meta.json`` plus ``checkpoint`` (its folder) and
     ``model_path`` (its model file). Read from the folders, so it holds however the run ended.
-    Latest: the most epochs; best: the highest validation accuracy, the later on a tie (the
-    one Ray Train's ``CheckpointConfig`` keeps)."""
+    Latest: the most epochs; best: by :func:`rank` (the one Ray Train's ``CheckpointConfig``
+    of :func:`score_order` keeps)."""
     found = [i for i in (_info(fs.join(run, n)) for n in fs.list_dir(run)
                          if n.startswith(CHECKPOINT_PREFIX)) if i is not None]
     if not found:
         return {"best": None, "latest": None}
-    return {"best": max(found, key=lambda i: (i.get("metrics", {}).get(SCORE, -1.0),
-                                              i["epoch"])),
-            "latest": max(found, key=lambda i: i["epoch"])}
+    return {"best": max(found, key=rank), "latest": max(found, key=lambda i: i["epoch"])}
 
 
 def write_pointers(run: str, found: Dict[str, Optional[Dict[str, Any]]]) -> None:

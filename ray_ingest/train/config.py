@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from dataclasses import asdict, dataclass, field, fields
@@ -62,6 +63,11 @@ class TrainConfig:
     attempt_id: str = field(default="")  # set by the driver; names this fit's attempts
 
     def __post_init__(self):
+        for name in ("lr", "weight_decay", "crop_scale", "crop_ratio", "stall_timeout",
+                     "cpus_per_worker"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value}")
         if self.framework not in FRAMEWORKS:
             raise ConfigError(f"framework must be one of {FRAMEWORKS}, got {self.framework!r}")
         if self.model not in MODELS:
@@ -91,6 +97,18 @@ class TrainConfig:
                 f"{self.num_workers} workers")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
+            raise ConfigError(f"cpus_per_worker must be positive, got {self.cpus_per_worker}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError(f"steps_per_epoch must be >= 1 (leave it out for one pass over "
+                              f"the train split), got {self.steps_per_epoch}")
+        if self.prefetch_batches < 0:
+            raise ConfigError(f"prefetch_batches must be >= 0, got {self.prefetch_batches}")
+        if self.shuffle_buffer < 0:
+            raise ConfigError(f"shuffle_buffer must be >= 0 rows (0: off), got "
+                              f"{self.shuffle_buffer}")
         if self.max_failures < -1:
             raise ConfigError(f"max_failures must be -1 (unlimited) or >= 0, got {self.max_failures}")
         if self.precision not in ("auto", "fp32", "bf16"):

@@ -8,6 +8,7 @@ driver while ``trainer.fit()`` runs, so the rows come from the driver wherever t
 
 from __future__ import annotations
 
+import shlex
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
@@ -64,20 +65,30 @@ def _key(row: Dict[str, Any]):
 
 
 def summary(final: Dict[str, Any]) -> List[str]:
-    """The lines that end a run (``final``: the driver's report)."""
+    """The lines that end a run (``final``: the driver's report). Without a validation split
+    (``val_accuracy`` None) they say so, and that the best checkpoint is the one of the lowest
+    training loss; the ``evaluate`` hint then names the train split."""
     best, latest = final.get("best"), final.get("latest")
+    validated = final["val_accuracy"] is not None
+    last = (f"last epoch val acc {final['val_accuracy']:.3f}" if validated else
+            f"last epoch loss {final['loss']:.4f}; no validation split (converted with "
+            "--val-fraction 0): the best checkpoint is the one of the lowest training loss")
     lines = [f"done: {final['epochs']} epochs in {final['wall_seconds']:.0f} s, "
-             f"{final['restarts']} restarts; last epoch val acc {final['val_accuracy']:.3f}"]
+             f"{final['restarts']} restarts; {last}"]
     same = best is not None and latest is not None and best["checkpoint"] == latest["checkpoint"]
     if best is not None:
-        lines.append(f"best:    epoch {best['epoch']}, val acc {best['val_accuracy']:.3f}"
+        score = (f"val acc {best['val_accuracy']:.3f}" if best["val_accuracy"] is not None
+                 else f"loss {best['loss']:.4f}")
+        lines.append(f"best:    epoch {best['epoch']}, {score}"
                      f"{' (also the latest)' if same else ''}  {best['model_path']}")
     if latest is not None and not same:
         lines.append(f"latest:  epoch {latest['epoch']}  {latest['model_path']}")
+    split = "" if validated else " --split train"
     lines += [f"history: {final['history']}",
-              f"logs:    tensorboard --logdir {final['tensorboard']}",
+              f"logs:    tensorboard --logdir {shlex.quote(final['tensorboard'])}",
               f"resume:  {final['resume_command']}  (raise --epochs to train further)",
-              f"evaluate: ray-ingest evaluate {final['data']} --model {final['run_dir']}"]
+              f"evaluate: ray-ingest evaluate {shlex.quote(final['data'])} --model "
+              f"{shlex.quote(final['run_dir'])}{split}"]
     return lines
 
 
@@ -85,5 +96,7 @@ def model_entry(info: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     """The report's view of a checkpoint found by ``checkpoint.find_checkpoints``."""
     if info is None:
         return None
-    return {"epoch": info["epoch"], "val_accuracy": info.get("metrics", {}).get("val_accuracy"),
-            "checkpoint": info["checkpoint"], "model_path": info["model_path"]}
+    m = info.get("metrics", {})
+    return {"epoch": info["epoch"], "val_accuracy": m.get("val_accuracy"),
+            "loss": m.get("loss"), "checkpoint": info["checkpoint"],
+            "model_path": info["model_path"]}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 import uuid
 from dataclasses import replace
@@ -19,6 +22,8 @@ from ray_ingest.format.manifest import read_manifest
 from ray_ingest.read.options import RecordSpec
 import ray_ingest.train.checkpoint as checkpoint
 import ray_ingest.train.console as console
+import ray_ingest.train.memory as memory
+import ray_ingest.train.resume as resume
 import ray_ingest.train.rundir as rundir
 import ray_ingest.train.stream as stream
 from ray_ingest.train.config import TrainConfig
@@ -55,6 +60,20 @@ def resolve_resources(cfg: TrainConfig) -> Tuple[bool, float]:
     return False, max(0.1, min(1.0, math.floor(share * 20) / 20))
 
 
+def check_memory(cfg: TrainConfig, manifest) -> None:
+    """Refuses or warns before the start when the workers' estimated memory does not fit the
+    node's (:mod:`ray_ingest.train.memory`); the workers are spread evenly over the nodes."""
+    import psutil
+    import ray
+
+    nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+    here = -(-cfg.num_workers // nodes)
+    threads = stream.decode_threads(cfg, here) if cfg.decode == "consumer" else 0
+    vm = psutil.virtual_memory()
+    memory.check(memory.estimate(cfg, manifest.height, manifest.width, threads, here),
+                 vm.total, vm.available)
+
+
 def _largest_other_node_cpus() -> float:
     """CPUs of the largest alive node other than this process's (0 on one node)."""
     import ray
@@ -62,6 +81,32 @@ def _largest_other_node_cpus() -> float:
     here = ray.get_runtime_context().get_node_id()
     return max((n["Resources"].get("CPU", 0.0) for n in ray.nodes()
                 if n.get("Alive") and n["NodeID"] != here), default=0.0)
+
+
+def check_metrics_out(path) -> None:
+    """Refuses, before any work, a ``metrics_out`` that could not be written at the end."""
+    if not path:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ConfigError(f"--metrics-out {path}: a folder; name a JSON file")
+    if not os.path.isdir(folder):
+        raise ConfigError(f"--metrics-out {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"--metrics-out {path}: the folder {folder} is not writable")
+
+
+@contextlib.contextmanager
+def _own_sigint():
+    """Gives this process's SIGINT handler back after the block: Ray Train installs its own in
+    ``fit()`` (abort the run, then ``sys.exit``) and leaves it there."""
+    main = threading.current_thread() is threading.main_thread()
+    saved = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    finally:
+        if main and saved is not None:
+            signal.signal(signal.SIGINT, saved)
 
 
 def _trainer_class(framework: str):
@@ -91,8 +136,10 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     from ray_ingest.train.watchdog import stall_summary
 
     cfg = cfg.absolute()
+    check_metrics_out(cfg.metrics_out)
     manifest = read_manifest(cfg.data)
     train_split = keys.SPLITS[0]
+    validated = manifest.num_records(keys.SPLITS[1]) > 0
     if manifest.num_records(train_split) < cfg.batch_size:
         raise ConfigError(f"{cfg.data}: the train split holds "
                           f"{manifest.num_records(train_split)} records, fewer than one global "
@@ -108,6 +155,8 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     if latest is not None and latest["model_path"] is None:
         raise CheckpointError(f"{latest['checkpoint']}: a checkpoint of an older layout (no "
                               "portable model); it cannot be resumed: start a new run (--name)")
+    if latest is not None:
+        resume.check(latest, cfg, manifest, run)
     if latest is not None and latest["epoch"] >= cfg.epochs:
         raise RunExistsError(f"{run}: nothing to train, the run already finished "
                              f"{latest['epoch']} epochs; pass a larger --epochs to continue it")
@@ -118,6 +167,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     decode, decode_reason = resolve_decode(cfg, manifest.encoding, use_gpu, cpus)
     cfg = replace(cfg, use_gpu=use_gpu, cpus_per_worker=cpus, decode=decode,
                   attempt_id=uuid.uuid4().hex[:12])
+    check_memory(cfg, manifest)
     trainer_cls = _trainer_class(cfg.framework)
     progress(f"train: {cfg.framework} {cfg.model} on {cfg.data} | {cfg.num_workers} workers x "
              f"{'1 GPU' if use_gpu else f'{cpus:g} CPU'} | global batch {cfg.batch_size} | "
@@ -134,6 +184,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
     # Ray Train's controller and workers get the storage filesystem resolved here (with its
     # endpoint settings), and the workers our storage settings for their own files.
     storage_fs, storage_root = fs.filesystem_to_hand_over(cfg.storage_path)
+    score = checkpoint.score_order(validated)
     trainer = trainer_cls(
         train_loop_per_worker,
         train_loop_config=cfg.to_dict(),
@@ -144,10 +195,11 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
             storage_path=storage_root,
             storage_filesystem=storage_fs,
             failure_config=FailureConfig(max_failures=cfg.max_failures),
-            # The best checkpoint by validation accuracy; Ray Train keeps the latest as well.
+            # The best checkpoint by validation accuracy (without a validation split: by
+            # training loss); Ray Train keeps the latest as well.
             checkpoint_config=CheckpointConfig(num_to_keep=1,
-                                               checkpoint_score_attribute=checkpoint.SCORE,
-                                               checkpoint_score_order="max"),
+                                               checkpoint_score_attribute=score[0],
+                                               checkpoint_score_order=score[1]),
             logging_config=LoggingConfig(log_level=quiet.train_log_level()),
             worker_runtime_env=fs.task_runtime_env(),
         ),
@@ -155,15 +207,26 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         dataset_config=DataConfig(datasets_to_split=[train_split]),
     )
     started = time.time()
+    interrupted = False
     with console.EpochTable(rundir.history_path(cfg.storage_path, cfg.name), cfg.epochs,
-                            progress):
+                            progress), _own_sigint():
         try:
             result = trainer.fit()
             error = result.error
+        except (KeyboardInterrupt, SystemExit) as e:
+            # Ctrl-C: Ray Train's SIGINT handler aborts the run and raises SystemExit (a
+            # KeyboardInterrupt before it is installed).
+            result, error, interrupted = None, e, True
         except Exception as e:  # noqa: BLE001 - replaced below when a watchdog stopped the run
             result, error = None, e
     found = checkpoint.find_checkpoints(run)
     checkpoint.write_pointers(run, found)
+    if interrupted:
+        if found["latest"] is not None:
+            progress(f"resume: {resume_command}")
+        done = found["latest"]["epoch"] if found["latest"] else 0
+        raise KeyboardInterrupt(f"the last checkpoint is of epoch {done}" if done else
+                                "before the first checkpoint") from None
     stalled = stall_summary(run, cfg.attempt_id, cfg.stall_timeout)
     if error is not None:
         if found["latest"] is not None:
@@ -182,8 +245,8 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         raise RunExistsError(f"{run}: nothing to train, the run already finished {cfg.epochs} "
                              "epochs")
     final = {
-        "val_accuracy": metrics["val_accuracy"],
-        "val_loss": metrics["val_loss"],
+        "val_accuracy": metrics.get("val_accuracy"),  # None: no validation split
+        "val_loss": metrics.get("val_loss"),
         "images_per_second": metrics["images_per_second"],
         "data_wait_share": metrics["data_wait_share"],
         "steady_data_wait_share": metrics["steady_data_wait_share"],

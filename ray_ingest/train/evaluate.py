@@ -110,7 +110,9 @@ def evaluate(data: str, model: str, split: str = keys.SPLITS[1], batch_size: int
     data = fs.normalize(data)
     manifest = read_manifest(data)
     if manifest.num_records(split) == 0:
-        raise ConfigError(f"{data}: the {split} split holds no records")
+        other = [s for s in keys.SPLITS if s != split and manifest.num_records(s)]
+        raise ConfigError(f"{data}: the {split} split holds no records"
+                          + (f"; evaluate on --split {other[0]}" if other else ""))
     names = manifest.class_names
     model_path, meta = checkpoint.resolve_model(model)
     if meta is not None and meta.get("class_names") not in (None, names):

@@ -49,15 +49,18 @@ def local_sums(meter: EpochMeter, val: Tuple[float, float, float], restarts: int
 
 def epoch_metrics(epoch: int, sums, seconds: float) -> Dict[str, Any]:
     """The metrics of one epoch from :func:`local_sums` summed over all workers: the same on
-    every worker, covering every worker's images and all of the validation split."""
+    every worker, covering every worker's images and all of the validation split. Without a
+    validation split (a conversion with ``--val-fraction 0``) ``val_loss`` and
+    ``val_accuracy`` are None, not a figure."""
     (val_loss_sum, val_correct, val_count, loss_sum, correct, images, wait_s, step_s,
      steps, restarts, first_wait_s) = (float(v) for v in sums)
+    validated = val_count > 0
     return {
         "epoch": epoch + 1,
         "loss": loss_sum / max(1.0, images),
         "accuracy": correct / max(1.0, images),
-        "val_loss": val_loss_sum / max(1.0, val_count),
-        "val_accuracy": val_correct / max(1.0, val_count),
+        "val_loss": val_loss_sum / val_count if validated else None,
+        "val_accuracy": val_correct / val_count if validated else None,
         "val_images": int(val_count),
         "images": int(images),
         "images_per_second": images / seconds if seconds > 0 else 0.0,
@@ -71,13 +74,22 @@ def epoch_metrics(epoch: int, sums, seconds: float) -> Dict[str, Any]:
     }
 
 
+#: What the table shows for a figure that does not exist (no validation split).
+MISSING = "\u2014"
+
+
+def figure(value, spec: str) -> str:
+    """``value`` formatted with ``spec``, or :data:`MISSING` for None."""
+    return MISSING if value is None else format(value, spec)
+
+
 #: The epoch table's columns: (title, width, format of one epoch's metrics).
 _COLUMNS = (
     ("epoch", 7, lambda m, n: f"{m['epoch']}/{n}"),
     ("loss", 9, lambda m, n: f"{m['loss']:.4f}"),
     ("acc", 7, lambda m, n: f"{m['accuracy']:.3f}"),
-    ("val loss", 10, lambda m, n: f"{m['val_loss']:.4f}"),
-    ("val acc", 9, lambda m, n: f"{m['val_accuracy']:.3f}"),
+    ("val loss", 10, lambda m, n: figure(m.get("val_loss"), ".4f")),
+    ("val acc", 9, lambda m, n: figure(m.get("val_accuracy"), ".3f")),
     ("images/s", 10, lambda m, n: f"{m['images_per_second']:.0f}"),
     ("data wait", 11, lambda m, n: f"{m['data_wait_share']:.1%}"),
     ("time", 9, lambda m, n: f"{m['epoch_seconds']:.1f} s"),
