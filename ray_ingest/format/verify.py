@@ -231,10 +231,6 @@ def _check_totals(m: Manifest, report: VerifyReport) -> None:
             raise ManifestError(
                 f"{m.path}: split {split!r} lists class_counts that its records disagree with "
                 "(class, manifest, records): " + ", ".join(map(str, diff[:5])))
-    written = m.data.get("num_written")
-    if written is not None and written != report.num_records:
-        raise ManifestError(f"{m.path}: num_written is {written}, the shards hold "
-                            f"{report.num_records} records")
 
 
 def _check_rejects(m: Manifest) -> None:
