@@ -132,6 +132,9 @@ def validate(data: Dict[str, Any], path: str) -> None:
     if twice:
         raise ManifestError(f"{path}: class_names lists {twice[0]!r} more than once; each class "
                             "name names one class id")
+    empty = data.get("empty_classes")
+    if empty is not None and (not isinstance(empty, list) or not set(empty) <= set(names)):
+        raise ManifestError(f"{path}: empty_classes must list class names, got {empty!r}")
     if not isinstance(data["splits"], dict):
         raise ManifestError(f"{path}: splits must be an object of split names")
     owner: Dict[str, str] = {}  # file name -> the split that lists it
