@@ -227,8 +227,7 @@ def test_failure_during_commit_leaves_no_manifest(synth_tree, tmp_path, monkeypa
     monkeypatch.setattr(sink.fs, "move", flaky_move)
     with pytest.raises(OSError, match="injected"):
         convert(str(synth_tree), str(out), size=24, shard_size_mb=0.02)
-    assert not (out / "manifest.json").exists()
-    assert not [n for n in os.listdir(out) if n.startswith(mf.STAGING_PREFIX)]
+    assert not out.exists()  # the shards moved in were taken out again, and the OUT it made
     monkeypatch.undo()
     # The same command again starts clean and commits (leftover shards are replaced).
     report = convert(str(synth_tree), str(out), size=24, shard_size_mb=0.02)
