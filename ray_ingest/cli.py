@@ -128,6 +128,8 @@ def _run_convert(args) -> int:
             "image", "label", None):
         raise ConfigError(f"{args.src}: --image-column/--label-column/--id-column apply to a "
                           "Parquet source (a .parquet file or a folder of them)")
+    if args.report_json and not args.dry_run:
+        _check_report_path("--report-json", args.report_json)
     if args.dry_run:
         if parquet:
             raise ConfigError("--dry-run plans a conversion of files; a Parquet source is "
@@ -136,11 +138,18 @@ def _run_convert(args) -> int:
 
         print("\n".join(format_plan(plan_conversion(args.src, args.out, opts), opts)))
         return 0
-    if parquet:
-        report = convert_parquet(args.src, args.out, opts, image_column=args.image_column,
-                                 label_column=args.label_column, id_column=args.id_column)
-    else:
-        report = convert(args.src, args.out, opts)
+    try:
+        if parquet:
+            report = convert_parquet(args.src, args.out, opts, image_column=args.image_column,
+                                     label_column=args.label_column, id_column=args.id_column)
+        else:
+            report = convert(args.src, args.out, opts)
+    except KeyboardInterrupt:
+        if _ray_is_up():
+            sys.modules["ray"].shutdown()  # so that no line of Ray's logs comes after ours
+        print(f"ray-ingest convert: interrupted; nothing committed, {args.out} holds what it "
+              "held before", file=sys.stderr, flush=True)
+        return 130
     print(report.summary_line(), flush=True)
     m = report.manifest
     sizes = m.get("image_sizes")
@@ -162,6 +171,21 @@ def _run_convert(args) -> int:
                        report.images_per_second, "seconds": report.seconds, "manifest": m}, f,
                       indent=2)
     return 0
+
+
+def _check_report_path(option: str, path: str) -> None:
+    """Refuses, before any work, a report file that could not be written at the end."""
+    import os
+
+    from ray_ingest.errors import ConfigError
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ConfigError(f"{option} {path}: is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{option} {path}: the folder {folder} is not writable")
 
 
 # ---- inspect -------------------------------------------------------------------------------

@@ -193,8 +193,15 @@ def write_bytes(path: str, data: bytes) -> None:
 def write_atomic(path: str, data: bytes) -> None:
     """Writes to a temporary name beside ``path`` and renames it into place."""
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
-    write_bytes(tmp, data)
-    move(tmp, path)
+    try:
+        write_bytes(tmp, data)
+        move(tmp, path)
+    except BaseException:
+        try:
+            delete_file(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def move(src: str, dst: str) -> None:
@@ -250,6 +257,22 @@ BROKEN_LINK = "broken-link"
 DUPLICATE = "duplicate"
 UNREADABLE = "unreadable"
 NOT_A_FILE = "not-a-regular-file"
+#: A folder whose name starts with ``.`` (``.ipynb_checkpoints``, ``.git``): not entered.
+HIDDEN_FOLDER = "hidden-folder"
+
+
+def printable(name: str) -> str:
+    """``name`` as valid UTF-8 text: the bytes of a local file name that are not UTF-8 (which
+    Python holds as surrogate escapes, see :func:`os.fsencode`) written as ``\\xNN``."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file name decodes to
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_hidden(name: str) -> bool:
+    """A file or folder name that starts with ``.`` (not ``.`` or ``..`` themselves)."""
+    return name.startswith(".") and name not in (".", "..")
 
 
 @dataclass(frozen=True)
@@ -287,19 +310,29 @@ def walk_files(root: str, *, follow_links: bool = False) -> Walk:
     contains it is a ``symlink-loop``; a second way into a folder already entered is a
     ``duplicate``; a link whose target lies outside ``root`` is not followed unless
     ``follow_links``; a broken link, an unreadable folder and anything that is neither a file
-    nor a folder are reported. Object stores have no links: their keys, sorted.
+    nor a folder are reported. Object stores have no links: their keys, sorted. Hidden folders
+    (:func:`is_hidden`) are reported once as ``hidden-folder`` and not entered. Names are
+    :func:`printable`; the identities (real paths) are the names to open.
     """
     walk = Walk()
+    hidden_note = "hidden folder: not entered, nothing under it is converted"
     if is_uri(root):
         fs, inner = resolve(root)
         infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
         base = inner.strip("/") + "/"
+        hidden = set()
         for info in infos:
             path = info.path.lstrip("/")  # fsspec's memory:// lists "/bucket/key"
             if info.type == pafs.FileType.File and path.startswith(base):
                 rel = path[len(base):]
+                parts = rel.split("/")
+                top = next((i for i, p in enumerate(parts[:-1]) if is_hidden(p)), None)
+                if top is not None:
+                    hidden.add("/".join(parts[: top + 1]))
+                    continue
                 walk.files.append((rel, canonical(join(root, rel))))
         walk.files.sort()
+        walk.skipped = [Skipped(h, HIDDEN_FOLDER, hidden_note) for h in sorted(hidden)]
         return walk
     top = os.path.realpath(root)
     entered = {top: "."}  # real folder -> the name it was entered under
@@ -312,10 +345,12 @@ def walk_files(root: str, *, follow_links: bool = False) -> Walk:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
-            walk.skipped.append(Skipped(rel_folder, UNREADABLE, f"cannot list the folder: {e}"))
+            walk.skipped.append(Skipped(rel_folder, UNREADABLE,
+                                        printable(f"cannot list the folder: {e}")))
             return
         for entry in entries:
-            rel = entry.name if rel_folder == "." else f"{rel_folder}/{entry.name}"
+            name = printable(entry.name)
+            rel = name if rel_folder == "." else f"{rel_folder}/{name}"
             if entry.is_symlink():
                 try:
                     real = os.path.realpath(entry.path, strict=True)
@@ -324,19 +359,20 @@ def walk_files(root: str, *, follow_links: bool = False) -> Walk:
                         walk.skipped.append(Skipped(rel, SYMLINK_LOOP,
                                                     "the link resolves through a cycle of links"))
                     else:
-                        walk.skipped.append(Skipped(
-                            rel, BROKEN_LINK, f"broken link to {os.readlink(entry.path)!r}"))
+                        walk.skipped.append(Skipped(rel, BROKEN_LINK, printable(
+                            f"broken link to {os.readlink(entry.path)!r}")))
                     continue
                 if not follow_links and not inside(real):
-                    walk.skipped.append(Skipped(
-                        rel, LINK_OUTSIDE,
-                        f"link to {real}, outside the source (--follow-links follows it)"))
+                    walk.skipped.append(Skipped(rel, LINK_OUTSIDE, printable(
+                        f"link to {real}, outside the source (--follow-links follows it)")))
                     continue
                 is_dir = os.path.isdir(real)
             else:
                 real = entry.path  # the folder's path is real, so is its plain entry
                 is_dir = entry.is_dir(follow_symlinks=False)
-            if is_dir:
+            if is_dir and is_hidden(entry.name):
+                walk.skipped.append(Skipped(rel, HIDDEN_FOLDER, hidden_note))
+            elif is_dir:
                 if real in ancestors:
                     walk.skipped.append(Skipped(
                         rel, SYMLINK_LOOP,

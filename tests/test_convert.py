@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import huge_jpeg_header, jpeg_bytes, pil_bytes, random_rgb, tf_feature_spec
+from helpers import (
+    huge_jpeg_header,
+    jpeg_bytes,
+    pil_bytes,
+    random_rgb,
+    run_cli,
+    tf_feature_spec,
+)
 from ray_ingest.convert import ConvertOptions, convert
+from ray_ingest.convert.commit import set_aside
 from ray_ingest.convert.sink import TFRecordDatasink
 from ray_ingest.convert.sources import split_of
-from ray_ingest.errors import ConversionError
+from ray_ingest.errors import ConversionError, find_error
 from ray_ingest.format import keys, manifest as mf
 from ray_ingest.format.example import decode_image_example
 from ray_ingest.format.framing import read_index, scan_records
+from ray_ingest.format.verify import verify_output
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -215,8 +227,7 @@ def test_failure_during_commit_leaves_no_manifest(synth_tree, tmp_path, monkeypa
     monkeypatch.setattr(sink.fs, "move", flaky_move)
     with pytest.raises(OSError, match="injected"):
         convert(str(synth_tree), str(out), size=24, shard_size_mb=0.02)
-    assert not (out / "manifest.json").exists()
-    assert not [n for n in os.listdir(out) if n.startswith(mf.STAGING_PREFIX)]
+    assert not out.exists()  # the shards moved in were taken out again, and the OUT it made
     monkeypatch.undo()
     # The same command again starts clean and commits (leftover shards are replaced).
     report = convert(str(synth_tree), str(out), size=24, shard_size_mb=0.02)
@@ -329,3 +340,197 @@ def test_sideways_photos_are_stored_upright(tmp_path):
     for name, (_, rec) in got.items():
         pixels = np.frombuffer(rec.encoded, np.uint8).reshape(24, 24, 3).astype(int)
         assert np.abs(pixels - expected[name]).mean() < 3, name
+
+
+# ---- what happens when ... -------------------------------------------------------------------
+
+
+def test_hidden_folders_and_a_name_that_is_not_utf8_end_to_end(synth_tree, tmp_path, capsys):
+    from ray_ingest.cli import main
+
+    src = tmp_path / "src"
+    shutil.copytree(synth_tree, src)
+    first = sorted(p.name for p in src.iterdir())[0]
+    image = sorted((src / first).glob("*.jpg"))[0].read_bytes()
+    for rel in (".ipynb_checkpoints/x.jpg", f"{first}/.thumbs/y.jpg"):
+        (src / rel).parent.mkdir()
+        (src / rel).write_bytes(image)
+    with open(os.fsencode(str(src / first)) + b"/bad\xff\xfe.jpg", "wb") as f:
+        f.write(image)
+    out = tmp_path / "out"
+    assert main(["convert", str(src), str(out), "--dry-run", "--size", "16"]) == 0
+    text = capsys.readouterr().out
+    assert "8 classes, 161 images" in text and ".ipynb" not in text.split("splits:")[0]
+    assert f"hidden-folder x2: .ipynb_checkpoints, {first}/.thumbs" in text
+    assert main(["convert", str(src), str(out), "--size", "16", "--encoding", "raw"]) == 0
+    m, got = _all_records(out)
+    assert m.class_names == sorted(p.name for p in synth_tree.iterdir())
+    assert len(got) == 161 and got[f"{first}/bad\\xff\\xfe.jpg"][1].label == 0
+    assert m.data["ignored_reasons"] == {"hidden-folder": 2}
+    verify_output(str(out), progress=False)
+
+
+def _snapshot(out):
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+
+def test_a_failed_overwrite_keeps_the_finished_output(dirty_tree, synth_tree, tmp_path,
+                                                      monkeypatch):
+    out = tmp_path / "out"
+    convert(str(synth_tree), str(out), size=24, shard_size_mb=0.02)  # several shards
+    before = _snapshot(out)
+    with pytest.raises(ConversionError, match="keeps its finished output") as e:
+        convert(str(dirty_tree), str(out), size=24, overwrite=True)  # 4 of 168 rejected > 1 %
+    assert str(out / mf.FAILED_REJECTS_NAME) in str(e.value)
+    after = _snapshot(out)
+    assert len(after.pop(mf.FAILED_REJECTS_NAME).splitlines()) == 5  # 4 rejects + 1 ignored
+    assert after == before
+    verify_output(str(out), progress=False)
+    # A failure while committing (the disk full when the manifest is written) puts it back.
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(mf, "write_manifest", full)
+    with pytest.raises(ConversionError, match=rf"{out}: cannot write the conversion output "
+                                              r"\(No space left on device\); nothing committed"):
+        convert(str(synth_tree), str(out), size=24, encoding="raw", overwrite=True)
+    after = _snapshot(out)
+    after.pop(mf.FAILED_REJECTS_NAME)
+    assert after == before and not list(out.glob(f"{mf.STAGING_PREFIX}*"))
+    monkeypatch.undo()
+    # A successful overwrite replaces everything: fewer shards, none of the old ones left.
+    convert(str(synth_tree), str(out), size=24, overwrite=True)
+    assert sorted(p.name for p in out.glob("*.tfrecord")) == [
+        "train-00000-of-00001.tfrecord", "val-00000-of-00001.tfrecord"]
+    assert not (out / mf.FAILED_REJECTS_NAME).exists()
+    assert verify_output(str(out), progress=False).num_records == 160
+
+
+def test_an_overwrite_killed_mid_commit_is_put_back_by_the_next_run(synth_tree, tmp_path):
+    out = tmp_path / "out"
+    convert(str(synth_tree), str(out), size=24, shard_size_mb=0.02)
+    before = _snapshot(out)
+    # What a kill between setting the old output aside and the new manifest leaves behind.
+    set_aside(str(out), str(out / f"{mf.STAGING_PREFIX}dead" / mf.PREVIOUS_NAME))
+    (out / "train-00000-of-00001.tfrecord").write_bytes(b"a new shard, moved in")
+    with pytest.raises(ConversionError, match="already holds a finished conversion"):
+        convert(str(synth_tree), str(out), size=24)
+    assert _snapshot(out) == before and not list(out.glob(f"{mf.STAGING_PREFIX}*"))
+    verify_output(str(out), progress=False)
+
+
+class FullDiskSink(TFRecordDatasink):
+    """Writes as ours on a disk that is full: every shard file fails to open (ENOSPC)."""
+
+    def write(self, blocks, ctx):
+        from ray_ingest.convert import sink as module
+
+        real = module.fs.open_output
+
+        def full(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        module.fs.open_output = full
+        try:
+            return super().write(blocks, ctx)
+        finally:
+            module.fs.open_output = real
+
+
+def test_a_full_disk_in_a_write_task_names_out_and_the_cause(synth_tree, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ConversionError) as e:
+        convert(str(synth_tree), str(out), ConvertOptions(size=16), datasink_cls=FullDiskSink)
+    assert str(find_error(e.value)) == (  # e.value: Ray's wrapper of it, from the write task
+        f"{out}: cannot write the conversion output (No space left on device); nothing "
+        f"committed, {out} holds what it held before")
+    assert not out.exists()  # no staging, no lock: the empty OUT went too
+
+
+@pytest.fixture()
+def tmpfs(tmp_path):
+    """``tmpfs(options)``: a folder on a tmpfs of its own (None where mounting is not allowed)."""
+    mounted = []
+
+    def mount(options):
+        folder = tmp_path / f"mnt{len(mounted)}"
+        folder.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                           capture_output=True)
+        if r.returncode != 0:
+            return None
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def test_out_that_cannot_be_written_is_one_line_exit_2(synth_tree, tmp_path, tmpfs, capsys):
+    from ray_ingest.cli import main
+
+    ro = tmpfs("ro,size=1m")
+    if ro is None:
+        if os.geteuid() == 0:
+            pytest.skip("no tmpfs mount here, and root writes through permissions")
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+    for out in (ro / "out", ro):  # a folder to make, one to write in
+        assert main(["convert", str(synth_tree), str(out), "--size", "16"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ray-ingest convert: error: {out}: cannot write the conversion "
+                              "output (") and err.count("\n") == 1, err
+        assert ("Read-only file system" in err or "Permission denied" in err) and str(out) in err
+    assert os.listdir(ro) == []
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_exit_2_and_the_old_output_stays(synth_tree, tmpfs):
+    disk = tmpfs("size=2m")
+    if disk is None:
+        pytest.skip("no tmpfs mount here (test_a_full_disk_in_a_write_task covers the error)")
+    out = disk / "out"
+    convert(str(synth_tree), str(out), size=16)  # about 0.2 MB
+    before = _snapshot(out)
+    r = run_cli("convert", str(synth_tree), str(out), "--size", "96", "--encoding", "raw",
+                "--overwrite")  # 4.4 MB of raw pixels
+    lines = [x for x in r.stdout.splitlines() if not x.startswith("convert: ")]
+    assert r.returncode == 2 and lines == [
+        f"ray-ingest convert: error: {out}: cannot write the conversion output (No space left "
+        f"on device); nothing committed, {out} holds what it held before"], r.stdout[-3000:]
+    assert _snapshot(out) == before and not list(out.glob(f"{mf.STAGING_PREFIX}*"))
+    verify_output(str(out), progress=False)
+
+
+def test_one_class_and_a_class_whose_images_were_all_rejected_warn(synth_tree, tmp_path,
+                                                                   caplog):
+    first, second = sorted(p.name for p in synth_tree.iterdir())[:2]
+    src = tmp_path / "src"
+    shutil.copytree(synth_tree / first, src / first)
+    with caplog.at_level(logging.WARNING, logger="ray_ingest"):
+        convert(str(src), str(tmp_path / "one"), size=16)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{src}: one class only ('{first}'): a classifier learns nothing from it"]
+    (src / second).mkdir()
+    (src / second / "bad.jpg").write_bytes(b"not a JPEG")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ray_ingest"):
+        report = convert(str(src), str(tmp_path / "two"), size=16, max_reject_fraction=0.5)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'two'}: 1 of 2 classes have no images (all their inputs rejected, or none "
+        f"listed): '{second}'"]
+    assert report.manifest["empty_classes"] == [second]
+    verify_output(str(tmp_path / "two"), progress=False)
+
+
+def test_report_json_in_a_missing_folder_is_refused_before_the_work(synth_tree, tmp_path,
+                                                                    capsys):
+    from ray_ingest.cli import main
+
+    out, report = tmp_path / "out", tmp_path / "nope" / "r.json"
+    assert main(["convert", str(synth_tree), str(out), "--report-json", str(report)]) == 2
+    assert capsys.readouterr().err == (f"ray-ingest convert: error: --report-json {report}: "
+                                       f"the folder {tmp_path / 'nope'} does not exist\n")
+    assert not out.exists()

@@ -177,6 +177,7 @@ def test_verify_names_counts_that_disagree_with_the_records(dirty_output, copy_o
         verify_output(str(out), progress=False)
     data["splits"]["train"]["class_counts"] = [counts[0] - 1, counts[1] + 1] + counts[2:]
     data["num_rejected"] = 0
+    data["num_inputs"] -= 1  # the manifest agreeing with itself, not with the rejects file
     path.write_text(json.dumps(data))
     with pytest.raises(ManifestError, match="1 rejected inputs, the manifest says 0"):
         verify_output(str(out), progress=False)
@@ -202,3 +203,75 @@ def test_grid_is_a_labelled_contact_sheet(dirty_output, tmp_path, capsys):
     classes, shown = write_grid(str(dirty_output), str(png), per_class=60, max_classes=1)
     m = mf.read_manifest(str(dirty_output))
     assert (classes, shown) == (1, m.class_counts("train")[0] + m.class_counts("val")[0])
+
+
+def _edit(out, change):
+    path = out / mf.MANIFEST_NAME
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_a_shard_listed_twice_or_in_two_splits_is_refused(dirty_output, copy_of, tmp_path):
+    from ray_ingest.read import read_records
+
+    def twice(d):
+        val = d["splits"]["val"]
+        val["shards"] = val["shards"] + val["shards"][:1]
+        val["num_records"] += val["shards"][0]["num_records"]
+        val["num_bytes"] += val["shards"][0]["num_bytes"]
+        val.pop("class_counts")
+        d["num_written"] += val["shards"][0]["num_records"]
+        d["num_inputs"] += val["shards"][0]["num_records"]
+
+    def leaks(d):
+        train, val = d["splits"]["train"], d["splits"]["val"]
+        train["shards"] = train["shards"] + val["shards"][:1]
+        train["num_records"] += val["shards"][0]["num_records"]
+        train["num_bytes"] += val["shards"][0]["num_bytes"]
+        train.pop("class_counts")
+        d["num_written"] += val["shards"][0]["num_records"]
+        d["num_inputs"] += val["shards"][0]["num_records"]
+
+    val0 = mf.read_manifest(str(dirty_output)).shards("val")[0].file
+    for change, where in ((twice, "twice"), (leaks, "in split 'train' and in split 'val'")):
+        out = copy_of(dirty_output)
+        _edit(out, change)
+        message = rf"lists {val0} {where}; every shard and index file belongs to one split"
+        with pytest.raises(ManifestError, match=message):
+            verify_output(str(out), progress=False)
+        with pytest.raises(ManifestError, match=message):
+            read_records(str(out), "val")  # the reader refuses it too
+        shutil.rmtree(out)
+
+
+def test_verify_catches_class_names_renamed_swapped_repeated_or_added(dirty_output, copy_of):
+    names = mf.read_manifest(str(dirty_output)).class_names
+    cases = [
+        (lambda d: d["class_names"].__setitem__(0, "kreis"),
+         rf"image/class/text of class 0 is '{names[0]}', the manifest says 'kreis'"),
+        (lambda d: d.update(class_names=[names[1], names[0]] + names[2:]),
+         r"image/class/text of class \d is"),
+        (lambda d: d.update(class_names=[names[0], names[0]] + names[2:]),
+         rf"class_names lists '{names[0]}' more than once"),
+        (lambda d: d.update(class_names=names[:2] + [7]), r"class_names must be a list of strings"),
+        # An extra class whose counts agree (0 records): empty_classes says otherwise.
+        (lambda d: [d["class_names"].append("zebra")] + [
+            s["class_counts"].append(0) for s in d["splits"].values()],
+         r"empty_classes is \[\], but the classes without a record are \['zebra'\]"),
+    ]
+    for change, message in cases:
+        out = copy_of(dirty_output)
+        _edit(out, change)
+        with pytest.raises(ManifestError, match=message):
+            verify_output(str(out), progress=False)
+        shutil.rmtree(out)
+
+
+def test_verify_catches_a_wrong_num_inputs(dirty_output, copy_of, capsys):
+    out = copy_of(dirty_output)
+    n = json.loads((out / mf.MANIFEST_NAME).read_text())["num_inputs"]
+    _edit(out, lambda d: d.update(num_inputs=n + 5))
+    assert main(["inspect", str(out), "--verify"]) == 2
+    assert re.search(rf"num_inputs is {n + 5}, but num_written \d+ \+ num_rejected 1 = {n}",
+                     capsys.readouterr().err)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import stored_filenames
+from helpers import fresh_env, stored_filenames
 from ray_ingest.convert import ConvertOptions, convert
 from ray_ingest.convert.lock import LockInfo, OutputLock, ensure_owner, read_lock
 from ray_ingest.convert.sink import TFRecordDatasink
@@ -254,3 +255,37 @@ def test_without_hard_links_the_lock_is_created_exclusively(tmp_path, monkeypatc
         with pytest.raises(ConversionError, match="run first"):
             OutputLock(str(out), "second").acquire()
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_the_command_is_one_line_exit_130_and_cleans_up(synth_tree, tmp_path):
+    """SIGINT to a ``ray-ingest convert`` process while it writes shards (one input is a FIFO
+    nobody writes to, so the run cannot end first)."""
+    fifo = tmp_path / "stuck.jpg"
+    os.mkfifo(fifo)
+    names = sorted(p.relative_to(synth_tree).as_posix() for p in synth_tree.rglob("*.jpg"))
+    rows = [(synth_tree / n, n.split("/")[0]) for n in names] + [(fifo, names[0].split("/")[0])]
+    (tmp_path / "list.csv").write_text("".join(f"{p},{c}\n" for p, c in rows))
+    out = tmp_path / "out"
+    cli = Path(sys.executable).parent / "ray-ingest"
+    proc = subprocess.Popen([str(cli), "convert", str(tmp_path / "list.csv"), str(out),
+                             "--size", "16", "--shard-size-mb", "0.01"], env=fresh_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        while not list(out.glob(f"{mf.STAGING_PREFIX}*/*.tfrecord")):  # writing shards
+            assert time.time() < deadline and proc.poll() is None, proc.poll()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        text, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        try:  # a reader still waiting on the FIFO, if any
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+    lines = [x for x in text.splitlines() if not x.startswith("convert: ")]
+    assert proc.returncode == 130, text[-3000:]
+    assert lines == [f"ray-ingest convert: interrupted; nothing committed, {out} holds what it "
+                     "held before"], text[-3000:]
+    assert not out.exists()  # no staging, no lock, and the OUT it made went too

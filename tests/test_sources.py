@@ -219,3 +219,64 @@ def test_integer_labels_must_be_dense_unless_num_classes_is_given(tmp_path):
     p.write_text("a.jpg,cat\nb.jpg,dog\n")
     with pytest.raises(SourceError, match="2 distinct labels, but --num-classes is 3"):
         list_source(str(p), num_classes=3)
+
+
+def test_hidden_folders_are_reported_once_and_never_entered(tmp_path):
+    src = tmp_path / "src"
+    for rel in ["circle/a.jpg", "square/b.jpg", ".ipynb_checkpoints/c.jpg",
+                ".ipynb_checkpoints/deep/d.jpg", "circle/.thumbs/x.jpg", ".git/objects/e.png"]:
+        _touch(src / rel)
+    (src / "square" / ".alias").symlink_to("../circle")  # a hidden link to a folder
+    listing = list_source(str(src))
+    assert listing.class_names == ["circle", "square"]  # not ".ipynb_checkpoints"
+    assert {i.relpath: i.label for i in listing.inputs} == {"circle/a.jpg": 0, "square/b.jpg": 1}
+    assert _reasons(listing) == {".git": "hidden-folder", ".ipynb_checkpoints": "hidden-folder",
+                                 "circle/.thumbs": "hidden-folder",
+                                 "square/.alias": "hidden-folder"}
+    assert all("not entered" in x.message for x in listing.ignored)
+    # Object stores have no folders to skip: their keys under a hidden prefix, once per folder.
+    for rel in ("cls/a.jpg", ".cache/k.jpg", ".cache/x/y.jpg", "cls/.thumbs/t.jpg"):
+        fs.write_bytes(f"memory://hidden-test/{rel}", b"x")
+    listing = list_source("memory://hidden-test")
+    assert [i.relpath for i in listing.inputs] == ["cls/a.jpg"]
+    assert _reasons(listing) == {".cache": "hidden-folder", "cls/.thumbs": "hidden-folder"}
+
+
+def test_list_entries_under_hidden_folders_are_ignored_and_make_no_class(tmp_path):
+    _touch(tmp_path / "imgs" / "a.jpg")
+    (tmp_path / "list.csv").write_text(
+        "path,label\n.ipynb_checkpoints/a.jpg,ghost\nimgs/.thumbs/b.jpg,dog\nimgs/a.jpg,dog\n"
+        f"{tmp_path}/.cache/c.jpg,cat\n./imgs/.d.jpg,dog\n../elsewhere/.h/e.jpg,dog\n"
+        "/outside/.hidden/f.jpg,cat\n")
+    listing = list_source(str(tmp_path / "list.csv"))
+    assert listing.class_names == ["cat", "dog"]  # no 'ghost'
+    assert [i.relpath for i in listing.inputs] == ["imgs/a.jpg", "/outside/.hidden/f.jpg"]
+    got = {x.path: (x.reason, x.message) for x in listing.ignored}
+    assert got[".ipynb_checkpoints/a.jpg"] == (
+        "hidden-folder", "line 2 ('.ipynb_checkpoints/a.jpg'): under the hidden folder "
+                         "'.ipynb_checkpoints'")
+    assert got["imgs/.thumbs/b.jpg"][0] == got[f"{tmp_path}/.cache/c.jpg"][0] == "hidden-folder"
+    assert got["../elsewhere/.h/e.jpg"][0] == "hidden-folder"
+    assert got["imgs/.d.jpg"][0] == "hidden-file"
+    (tmp_path / "l2.csv").write_text(".x/a.jpg,dog\n")
+    with pytest.raises(SourceError, match="every listed file is hidden"):
+        list_source(str(tmp_path / "l2.csv"))
+
+
+def test_a_file_name_that_is_not_utf8_is_listed_escaped(tmp_path):
+    src = tmp_path / "src"
+    _touch(src / "circle" / "ok.jpg")
+    raw = os.fsencode(str(src / "circle")) + b"/bad\xff\xfe.jpg"
+    with open(raw, "wb") as f:
+        f.write(b"x")
+    with open(os.fsencode(str(src / "circle")) + b"/notes\xff.txt", "wb") as f:
+        f.write(b"x")
+    listing = list_source(str(src))
+    bad = [i for i in listing.inputs if i.relpath != "circle/ok.jpg"]
+    assert [i.relpath for i in bad] == ["circle/bad\\xff\\xfe.jpg"]  # printable, valid UTF-8
+    assert os.fsencode(bad[0].path) == raw  # still the name to open
+    assert _reasons(listing) == {"circle/notes\\xff.txt": "not-an-image-extension"}
+    for i in listing.inputs:
+        i.relpath.encode("utf-8")
+        assert split_of(i.relpath, 0, 0.5) in ("train", "val")
+    assert split_of(os.fsdecode(b"bad\xff.jpg"), 0, 0.5) in ("train", "val")  # never raises

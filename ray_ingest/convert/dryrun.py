@@ -122,6 +122,9 @@ def format_plan(plan: ConversionPlan, options: ConvertOptions) -> List[str]:
     lines = [f"convert --dry-run: {plan.src} ({plan.source_kind}) -> {plan.out}; "
              "nothing written, Ray not started",
              f"{len(plan.class_names)} classes, {plan.num_inputs:,} images"]
+    if len(plan.class_names) == 1:
+        lines.append(f"warning: one class only ({plan.class_names[0]!r}): a classifier learns "
+                     "nothing from it")
     width = max([len(c) for c in plan.class_names] + [len("total")])
     lines.append(f"  {'class':<{width}}  {train:>8}  {val:>8}  {'total':>8}")
     for i, name in enumerate(plan.class_names):

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_ingest import fs
+from ray_ingest.convert.commit import output_errors
 from ray_ingest.convert.images import R_READ, ImageRejected, ImageSpec
 from ray_ingest.convert.lock import OutputLock
 from ray_ingest.convert.pipeline import ConvertOptions, ConvertReport, prepare_output, write_shards
@@ -85,7 +86,7 @@ def convert_dataset(
     opts = options or ConvertOptions(**kwargs)
     out = fs.normalize(out)
     run_id = uuid.uuid4().hex[:12]
-    with OutputLock(out, run_id):
+    with output_errors(out), OutputLock(out, run_id):
         return _convert_dataset_locked(ds, out, opts, run_id, image_column, label_column,
                                        id_column, class_names, shuffle, source, datasink_cls,
                                        show_progress)

@@ -182,7 +182,14 @@ class OutputLock:
         """Creates the lock file if there is none; True if this run now holds it."""
         if self._local:
             tmp = f"{self.path}.tmp-{uuid.uuid4().hex[:12]}"
-            fs.write_bytes(tmp, info.to_bytes())
+            try:
+                fs.write_bytes(tmp, info.to_bytes())
+            except BaseException:
+                try:  # a disk that filled up mid-write: leave nothing behind
+                    fs.delete_file(tmp)
+                except OSError:
+                    pass
+                raise
             try:
                 os.link(tmp, self.path)  # atomic, and fails if a lock exists
                 return True

@@ -10,10 +10,12 @@ workers; :class:`~ray_ingest.convert.sink.TFRecordDatasink` writes the shards an
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import math
 import random
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional
 import pyarrow as pa
 
 from ray_ingest import fs
+from ray_ingest.convert.commit import output_errors, restore_previous
 from ray_ingest.convert.images import ImageRejected, ImageSpec, R_READ
 from ray_ingest.convert.lock import OutputLock
 from ray_ingest.convert.rows import encode_rows
@@ -128,7 +131,7 @@ def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str],
     """``map_batches`` function: reads, decodes, resizes and encodes each input of the batch
     (and adds their number to ``counter``, a :class:`~ray_ingest.progress.RemoteProgress`
     counter, when given)."""
-    paths = batch.column("path").to_pylist()
+    paths = [p.decode("utf-8", "surrogateescape") for p in batch.column("path").to_pylist()]
     remote = bool(paths) and fs.is_uri(paths[0])
     contents = [ImageRejected(R_READ, f"cannot read: {data}") if isinstance(data, Exception)
                 else data for data in _read_all(paths, 16 if remote else 1)]
@@ -142,20 +145,62 @@ def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str],
 # ---------------------------------------------------------------------------------------------
 # Driver side.
 
+#: Ray Data's loggers that log a failed task's exception, traceback included, before raising
+#: it on to the driver's ``write_datasink``.
+_RAY_DATA_ERROR_LOGGERS = ("ray.data._internal.execution.streaming_executor_state",
+                           "ray.data.exceptions")
+
+
+class _OurErrorFilter(logging.Filter):
+    """Drops a record about an exception that is (or carries) one of ours."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from ray_ingest.errors import find_error
+
+        error = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+        return error is None or find_error(error) is None
+
+
+@contextlib.contextmanager
+def _quiet_our_task_errors():
+    """Quiet output: a write task that fails with one of our errors (OUT is full, say) is
+    said once, by the error itself, not first by Ray Data's log of it (``-v`` keeps it)."""
+    from ray_ingest import quiet
+
+    loggers = [] if quiet.is_verbose() else [logging.getLogger(n) for n in
+                                             _RAY_DATA_ERROR_LOGGERS]
+    ours = _OurErrorFilter()
+    for log in loggers:
+        log.addFilter(ours)
+    try:
+        yield
+    finally:
+        for log in loggers:
+            log.removeFilter(ours)
+
+
 
 def prepare_output(out: str, overwrite: bool) -> None:
     """Refuses a finished output unless ``overwrite``; clears what a crashed run left behind
-    (called holding OUT's lock: no other run is live, so every staging folder is a leftover)."""
-    if fs.exists(fs.join(out, mf.MANIFEST_NAME)) and not overwrite:
+    (called holding OUT's lock: no other run is live, so every staging folder is a leftover),
+    first moving back a finished output that a killed overwrite had set aside."""
+    manifest = fs.join(out, mf.MANIFEST_NAME)
+    fs.makedirs(out)
+    for name in fs.list_dir(out):
+        if name.startswith(mf.STAGING_PREFIX):
+            leftover = fs.join(out, name)
+            previous = fs.join(leftover, mf.PREVIOUS_NAME)
+            if fs.exists(previous) and not fs.exists(manifest):
+                logger.warning("restoring the output of %s that an interrupted overwrite had "
+                               "moved to %s", out, previous)
+                restore_previous(out, previous)
+            logger.warning("removing %s left by an interrupted run", leftover)
+            fs.delete_dir(leftover)
+    if fs.exists(manifest) and not overwrite:
         raise ConversionError(
             f"{out} already holds a finished conversion ({mf.MANIFEST_NAME}); "
             "pass --overwrite to replace it"
         )
-    fs.makedirs(out)
-    for name in fs.list_dir(out):
-        if name.startswith(mf.STAGING_PREFIX):
-            logger.warning("removing %s left by an interrupted run", fs.join(out, name))
-            fs.delete_dir(fs.join(out, name))
 
 
 def _input_table(inputs, seed: int, val_fraction: float) -> pa.Table:
@@ -163,7 +208,11 @@ def _input_table(inputs, seed: int, val_fraction: float) -> pa.Table:
     random.Random(seed).shuffle(order)  # mix classes across shards
     return pa.table(
         {
-            "path": [inputs[i].path for i in order],
+            # Bytes: a local file name need not be UTF-8 (Python holds its undecodable bytes
+            # as surrogate escapes, which Arrow strings cannot carry); the stored name is
+            # printable (fs.printable).
+            "path": pa.array([inputs[i].path.encode("utf-8", "surrogateescape") for i in order],
+                             pa.binary()),
             "relpath": [inputs[i].relpath for i in order],
             "label": pa.array([inputs[i].label for i in order], pa.int64()),
             "split": [split_of(inputs[i].relpath, seed, val_fraction) for i in order],
@@ -192,7 +241,7 @@ def convert(
     opts = options or ConvertOptions(**kwargs)
     src, out = fs.normalize(src), fs.normalize(out)
     run_id = uuid.uuid4().hex[:12]
-    with OutputLock(out, run_id):
+    with output_errors(out), OutputLock(out, run_id):
         return _convert_locked(src, out, opts, run_id, datasink_cls, show_progress)
 
 
@@ -268,14 +317,26 @@ def write_shards(converted: Callable[[Any], Any], out: str, opts: ConvertOptions
         checksums=opts.checksums,
         locked=True,
     )
-    with data_context(**PIPELINE_CONTEXT), RemoteProgress(
-            "convert", total=num_inputs, unit="images", enabled=show_progress) as progress:
-        env = fs.task_runtime_env()
-        converted(progress.counter).write_datasink(
-            sink, ray_remote_args={"runtime_env": env} if env else None)
+    if len(class_names) == 1:
+        logger.warning("%s: one class only (%r): a classifier learns nothing from it", source,
+                       class_names[0])
+    try:
+        with data_context(**PIPELINE_CONTEXT), _quiet_our_task_errors(), RemoteProgress(
+                "convert", total=num_inputs, unit="images", enabled=show_progress) as progress:
+            env = fs.task_runtime_env()
+            converted(progress.counter).write_datasink(
+                sink, ray_remote_args={"runtime_env": env} if env else None)
+    except BaseException:
+        sink.abort()  # Ray Data did on an error, not on Ctrl-C; twice is harmless
+        raise
     data = sink.result
     if data is None:
         raise ConversionError(f"{out}: the shard writer finished without committing")
+    if data["empty_classes"]:
+        empty = data["empty_classes"]
+        logger.warning("%s: %d of %d classes have no images (all their inputs rejected, or none "
+                       "listed): %s", out, len(empty), len(class_names),
+                       ", ".join(map(repr, empty[:10])) + (", ..." if len(empty) > 10 else ""))
     shards = sum(len(s["shards"]) for s in data["splits"].values())
     nbytes = sum(s["num_bytes"] for s in data["splits"].values())
     return ConvertReport(

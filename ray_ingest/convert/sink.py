@@ -6,11 +6,18 @@ rolls to a new file when a shard reaches the size limit. Bad inputs arrive as ro
 reject reason and are returned, not written. ``on_write_complete`` (on the driver) then
 checks that every input came back exactly once, enforces the reject limit, renames the staged
 shards that the successful attempts reported to their final names
-(``<split>-00000-of-000NN.tfrecord`` plus ``.idx``), writes ``rejects.jsonl``, and writes
+(``<split>-00000-of-000NN.tfrecord`` plus ``.idx``), moves ``rejects.jsonl`` in, and writes
 ``manifest.json`` last. Files of failed or retried attempts are never renamed, so a killed
 worker can neither lose nor duplicate a record; they go away with the staging folder. With
 ``checksums`` each shard's SHA-256 is computed as it is written and stored in its manifest
 entry.
+
+An overwrite is atomic as a whole: the finished output (manifest first, then its shards,
+indexes and rejects report) is moved into the staging folder before the new files are moved
+in, and moved back if anything fails before the new manifest is written (or, if the process
+was killed in between, by the next conversion into OUT: :func:`restore_previous`). A run
+that fails earlier, over the reject limit for instance, leaves the finished output as it
+was and writes its report beside it (``rejects.failed.jsonl``).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
 from ray_ingest import fs
+from ray_ingest.convert.commit import restore_previous, set_aside, write_error
 from ray_ingest.convert.lock import ensure_owner
 from ray_ingest.errors import ConversionError
 from ray_ingest.format import manifest as mf
@@ -241,12 +249,14 @@ class TFRecordDatasink(Datasink):
             for roller in rollers.values():
                 roller.close()
                 result.shards.extend(roller.done)
-        except BaseException:
+        except BaseException as e:
             # Best effort: a half-written attempt is never committed in any case.
             for roller in rollers.values():
                 for s in roller.done:
                     fs.delete_file(s.path)
                     fs.delete_file(s.index_path)
+            if isinstance(e, OSError):
+                raise write_error(self.out, e) from e
             raise
         return result
 
@@ -273,6 +283,15 @@ class TFRecordDatasink(Datasink):
         self._commit(shards, rejects, notes, written, class_counts, sizes)
 
     def on_write_failed(self, error: Exception) -> None:
+        self.abort()
+
+    def abort(self) -> None:
+        """Removes this run's staging folder, having first moved back a finished output that
+        a failed commit had set aside (if that fails too, the folder stays for the next run
+        to restore it from)."""
+        previous = fs.join(self.staging, mf.PREVIOUS_NAME)
+        if fs.exists(previous):
+            restore_previous(self.out, previous)
         fs.delete_dir(self.staging)
 
     def _commit(self, shards, rejects, notes, written, class_counts, sizes=None) -> None:
@@ -285,35 +304,34 @@ class TFRecordDatasink(Datasink):
                 f"rejected = {accounted}; refusing to commit (records lost or duplicated)"
             )
         rejects.sort(key=lambda r: r["path"])
-        rejects_path = fs.join(out, mf.REJECTS_NAME)
         lines = [json.dumps(r, ensure_ascii=False) for r in rejects]
         lines += [json.dumps({**r, "ignored": True}, ensure_ascii=False) for r in self.ignored]
+        report = ("\n".join(lines) + "\n" if lines else "").encode()
+        manifest_path = fs.join(out, mf.MANIFEST_NAME)
+        finished = fs.exists(manifest_path)
         fraction = len(rejects) / max(1, self.num_inputs)
         if fraction > self.max_reject_fraction or written == 0:
-            fs.write_atomic(rejects_path, ("\n".join(lines) + "\n" if lines else "").encode())
             fs.delete_dir(self.staging)
+            # A finished output stays as it was; the report of this run goes beside it.
+            path = fs.join(out, mf.FAILED_REJECTS_NAME if finished else mf.REJECTS_NAME)
+            fs.write_atomic(path, report)
+            kept = f"; {out} keeps its finished output" if finished else ""
             raise ConversionError(
                 f"{len(rejects)} of {self.num_inputs} inputs rejected ({fraction:.2%}), over "
-                f"--max-reject-fraction {self.max_reject_fraction:g}; no manifest written. "
-                f"Reasons per input: {rejects_path}"
+                f"--max-reject-fraction {self.max_reject_fraction:g}; no manifest written{kept}. "
+                f"Reasons per input: {path}"
             )
-        # 1. Take down the old output (manifest first, so it never describes mixed files).
-        if fs.exists(fs.join(out, mf.MANIFEST_NAME)):
-            if not self.overwrite:
-                raise ConversionError(f"{out} gained a manifest during the run; not overwriting")
-            fs.delete_file(fs.join(out, mf.MANIFEST_NAME))
-        for name in fs.list_dir(out):
-            if mf.SHARD_RE.match(name):
-                fs.delete_file(fs.join(out, name))
-        # 2. Rename the staged shards that successful attempts reported.
+        if finished and not self.overwrite:
+            raise ConversionError(f"{out} gained a manifest during the run; not overwriting")
+        # Final names and the manifest, before anything in OUT changes.
+        moves = []
         splits: Dict[str, Dict[str, Any]] = {}
         for split in SPLITS:
             mine = sorted((s for s in shards if s.split == split), key=lambda s: (s.task, s.seq))
             entries = []
             for i, s in enumerate(mine):
                 name = mf.shard_name(split, i, len(mine))
-                fs.move(s.path, fs.join(out, name))
-                fs.move(s.index_path, fs.join(out, mf.index_name(name)))
+                moves += [(s.path, name), (s.index_path, mf.index_name(name))]
                 entries.append({"file": name, "index": mf.index_name(name),
                                 "num_records": s.num_records, "num_bytes": s.num_bytes})
                 if s.sha256 is not None:
@@ -321,9 +339,29 @@ class TFRecordDatasink(Datasink):
             counts = [class_counts.get((split, c), 0)
                       for c in range(len(self.manifest_fields["class_names"]))]
             splits[split] = mf.split_entry(entries, class_counts=counts)
-        fs.write_atomic(rejects_path, ("\n".join(lines) + "\n" if lines else "").encode())
-        fs.delete_dir(self.staging)
-        # 3. The manifest, last.
+        data = self._manifest(splits, rejects, notes, written, sizes)
+        mf.validate(data, manifest_path)
+        staged_report = fs.join(self.staging, mf.REJECTS_NAME)
+        fs.write_bytes(staged_report, report)
+        # 1. The old output moves aside (manifest first, so it never describes mixed files);
+        # 2. the new files move in; 3. the manifest, last: the commit.
+        previous = fs.join(self.staging, mf.PREVIOUS_NAME)
+        try:
+            set_aside(out, previous)
+            for path, name in moves:
+                fs.move(path, fs.join(out, name))
+            fs.move(staged_report, fs.join(out, mf.REJECTS_NAME))
+            mf.write_manifest(out, data)
+        except BaseException:
+            self.abort()
+            raise
+        fs.delete_dir(self.staging)  # with the old output
+        fs.delete_file(fs.join(out, mf.FAILED_REJECTS_NAME))
+        self.result = data
+
+    def _manifest(self, splits, rejects, notes, written, sizes=None) -> Dict[str, Any]:
+        names = self.manifest_fields["class_names"]
+        totals = [sum(s["class_counts"][c] for s in splits.values()) for c in range(len(names))]
         data = dict(self.manifest_fields)
         data.update(
             splits=splits,
@@ -335,9 +373,9 @@ class TFRecordDatasink(Datasink):
             conversions=dict(sorted(notes.items())),
             rejects_file=mf.REJECTS_NAME,
             reject_reasons=dict(sorted(Counter(r["reason"] for r in rejects).items())),
+            # Classes no record has (all their inputs rejected, or none listed).
+            empty_classes=[n for n, t in zip(names, totals) if t == 0],
         )
         if sizes is not None:
             data["image_sizes"] = sizes
-        mf.write_manifest(out, data)
-        self.result = data
-
+        return data

@@ -30,6 +30,7 @@ LIST_EXTENSIONS = (".csv", ".jsonl", ".ndjson")
 #: Why a file under SRC was not taken (the listing's own reasons; those of links and folders
 #: come from :func:`ray_ingest.fs.walk_files`).
 R_HIDDEN = "hidden-file"
+R_HIDDEN_FOLDER = fs.HIDDEN_FOLDER
 R_NO_CLASS = "outside-class-folder"
 R_NOT_IMAGE = "not-an-image-extension"
 R_DUPLICATE = fs.DUPLICATE
@@ -143,9 +144,9 @@ def _list_file(path: str, num_classes: Optional[int]) -> Listing:
             raise SourceError(f"{path}:{lineno}: empty path")
         if not label:
             raise SourceError(f"{path}:{lineno}: empty label")
-    names, ids = _class_ids(path, rows, num_classes)
     base = posixpath.dirname(path) if fs.is_uri(path) else os.path.dirname(path)
-    candidates = []
+    located = []  # (row, its identity, its normalised name)
+    ignored: List[fs.Skipped] = []
     for lineno, p, label in rows:
         if fs.is_uri(p):
             full = rel = fs.canonical(p)
@@ -153,10 +154,37 @@ def _list_file(path: str, num_classes: Optional[int]) -> Listing:
             # Normalised name: 'a.jpg', './a.jpg' and 'x/../a.jpg' are all 'a.jpg'.
             rel = posixpath.normpath(p.replace(os.sep, "/"))
             full = p if posixpath.isabs(p) else fs.join(base, p)
-        candidates.append((Input(fs.canonical(full), rel, ids[label]), f"line {lineno} ({p!r})"))
-    ignored: List[fs.Skipped] = []
+        identity = fs.canonical(full)
+        hidden = _hidden_part(rel, identity, fs.canonical(base))
+        if hidden is not None:  # not an input, as in a folder listing: no class either
+            ignored.append(fs.Skipped(rel, hidden[0], f"line {lineno} ({p!r}): {hidden[1]}"))
+            continue
+        located.append(((lineno, p, label), identity, rel))
+    if not located:
+        raise SourceError(f"{path}: every listed file is hidden or under a hidden folder")
+    names, ids = _class_ids(path, [row for row, _, _ in located], num_classes)
+    candidates = [(Input(identity, rel, ids[label]), f"line {lineno} ({p!r})")
+                  for (lineno, p, label), identity, rel in located]
     inputs = _dedupe(candidates, names, ignored)
     return Listing(inputs, names, ignored)
+
+
+def _hidden_part(rel: str, identity: str, base: str) -> Optional[Tuple[str, str]]:
+    """``(reason, message)`` when a listed file is hidden or lies under a hidden folder, as
+    the folder listing judges them: by the names below the list's folder (a relative name
+    as written, less its leading ``..``; an absolute one if it lies under that folder)."""
+    if posixpath.isabs(rel) or fs.is_uri(rel):
+        prefix = base.rstrip("/") + "/"
+        if not identity.startswith(prefix):
+            return None
+        rel = identity[len(prefix):]
+    parts = rel.split("/")
+    folder = next((p for p in parts[:-1] if fs.is_hidden(p)), None)
+    if folder is not None:
+        return R_HIDDEN_FOLDER, f"under the hidden folder {folder!r}"
+    if fs.is_hidden(parts[-1]):
+        return R_HIDDEN, "hidden file"
+    return None
 
 
 def _class_ids(path: str, rows: List[Tuple[int, str, str]],
@@ -191,6 +219,9 @@ def split_of(relpath: str, seed: int, val_fraction: float) -> str:
     train, val = SPLITS
     if val_fraction <= 0:
         return train
-    digest = hashlib.blake2b(f"{seed}\0{relpath}".encode("utf-8"), digest_size=8).digest()
+    # surrogateescape: a name that came from undecodable bytes hashes as those bytes (the
+    # same as UTF-8 for any other name), never an error.
+    digest = hashlib.blake2b(f"{seed}\0{relpath}".encode("utf-8", "surrogateescape"),
+                             digest_size=8).digest()
     u = int.from_bytes(digest, "big") / 2.0**64
     return val if u < val_fraction else train

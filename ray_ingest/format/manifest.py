@@ -20,6 +20,9 @@ from ray_ingest.format import keys
 
 MANIFEST_NAME = "manifest.json"
 REJECTS_NAME = "rejects.jsonl"
+#: The rejects report of a conversion that failed where a finished output stays (a failed
+#: ``--overwrite``): written beside it, removed by the next conversion that commits.
+FAILED_REJECTS_NAME = "rejects.failed.jsonl"
 FORMAT_NAME = "ray-ingest/tfrecord-image-classification"
 #: The newest manifest version this ray-ingest writes and reads: 2 for whole-image shards
 #: (``resize_mode`` "keep": each record has its own height and width, the manifest none);
@@ -30,6 +33,9 @@ READABLE_VERSIONS = (FIXED_SIZE_VERSION, FORMAT_VERSION)
 #: ``resize_mode`` of whole-image shards.
 KEEP = "keep"
 STAGING_PREFIX = "_staging-"
+#: Inside a staging folder: the finished output that an overwrite moved aside while it
+#: commits (moved back if the commit fails, or by the next run if this one was killed).
+PREVIOUS_NAME = "previous"
 #: The one-writer lock of a conversion in progress (see :mod:`ray_ingest.convert.lock`).
 LOCK_NAME = "_writer.lock"
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -146,6 +152,19 @@ def validate(data: Dict[str, Any], path: str) -> None:
     if data["encoding"] not in keys.ENCODINGS:
         raise ManifestError(f"{path}: unknown encoding {data['encoding']!r}")
     _validate_sizes(data, path)
+    names = data["class_names"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ManifestError(f"{path}: class_names must be a list of strings, got {names!r}")
+    twice = sorted(n for n, c in Counter(names).items() if c > 1)
+    if twice:
+        raise ManifestError(f"{path}: class_names lists {twice[0]!r} more than once; each class "
+                            "name names one class id")
+    empty = data.get("empty_classes")
+    if empty is not None and (not isinstance(empty, list) or not set(empty) <= set(names)):
+        raise ManifestError(f"{path}: empty_classes must list class names, got {empty!r}")
+    if not isinstance(data["splits"], dict):
+        raise ManifestError(f"{path}: splits must be an object of split names")
+    owner: Dict[str, str] = {}  # file name -> the split that lists it
     for split, info in data["splits"].items():
         if not isinstance(info, dict) or not isinstance(info.get("shards"), list):
             raise ManifestError(f"{path}: split {split!r} has no shard list")
@@ -159,6 +178,15 @@ def validate(data: Dict[str, Any], path: str) -> None:
             if s.get("sha256") is not None and not _SHA256_RE.match(str(s["sha256"])):
                 raise ManifestError(f"{path}: split {split!r}: shard {s['file']} has a bad "
                                     f"sha256 {s['sha256']!r} (64 lowercase hex digits expected)")
+            # Each file once: a shard listed twice is read twice; one in two splits leaks
+            # one split into the other.
+            for name in (s["file"], s["index"]):
+                if name in owner:
+                    where = ("twice" if owner[name] == split
+                             else f"in split {owner[name]!r} and in split {split!r}")
+                    raise ManifestError(f"{path}: lists {name} {where}; every shard and index "
+                                        "file belongs to one split, once")
+                owner[name] = split
         for total in ("num_records", "num_bytes"):
             listed = sum(s[total] for s in info["shards"])
             if total in info and info[total] != listed:
@@ -174,6 +202,27 @@ def validate(data: Dict[str, Any], path: str) -> None:
                 raise ManifestError(
                     f"{path}: split {split!r} has class_counts {counts!r}; expected "
                     f"{len(data['class_names'])} counts adding up to its {listed} records")
+
+
+    _check_input_counts(data, path)
+
+
+def _check_input_counts(data: Dict[str, Any], path: str) -> None:
+    """Every input is written or rejected: ``num_inputs = num_written + num_rejected``, and
+    the written records are those the splits list (when the manifest has the counts)."""
+    counts = {k: data.get(k) for k in ("num_inputs", "num_written", "num_rejected")}
+    if any(v is not None and (not isinstance(v, int) or v < 0) for v in counts.values()):
+        raise ManifestError(f"{path}: counts must be non-negative integers, got {counts}")
+    n, written, rejected = counts.values()
+    if None not in (n, written, rejected) and n != written + rejected:
+        raise ManifestError(f"{path}: num_inputs is {n}, but num_written {written} + "
+                            f"num_rejected {rejected} = {written + rejected}")
+    if written is not None:
+        records = sum(s["num_records"] for info in data["splits"].values()
+                      for s in info["shards"])
+        if written != records:
+            raise ManifestError(f"{path}: num_written is {written}, the splits list {records} "
+                                "records")
 
 
 def _positive_int(value) -> bool:

@@ -43,6 +43,7 @@ from ray_ingest.format.example import parse_example, split_encoded
 from ray_ingest.format.framing import OVERHEAD, read_index, scan_records
 from ray_ingest.format.jsonl import json_objects
 from ray_ingest.format.manifest import (
+    FAILED_REJECTS_NAME,
     REJECTS_NAME,
     SHARD_RE,
     STAGING_PREFIX,
@@ -277,6 +278,23 @@ def _check_totals(m: Manifest, report: VerifyReport) -> None:
                             f"{report.num_records} records")
 
 
+def _check_empty_classes(m: Manifest, report: VerifyReport) -> None:
+    """The classes without a record are those the manifest says (``empty_classes``): a class
+    name added to the manifest, or one whose records went missing, is found here."""
+    totals = np.zeros(len(m.class_names), dtype=np.int64)
+    for split in m.splits:
+        counts = report.class_counts(split)
+        if counts:
+            totals += np.asarray(counts, dtype=np.int64)
+    empty = [name for name, n in zip(m.class_names, totals) if n == 0]
+    want = m.data.get("empty_classes")
+    if want is not None and sorted(want) != sorted(empty):
+        raise ManifestError(f"{m.path}: empty_classes is {want}, but the classes without a "
+                            f"record are {empty}")
+    if want is None and empty:
+        report.notes.append(f"{m.path}: classes without a record: {', '.join(empty[:10])}")
+
+
 def _check_rejects(m: Manifest) -> None:
     rejects, ignored = read_rejects(m.root)
     path = fs.join(m.root, REJECTS_NAME)
@@ -298,6 +316,9 @@ def _notes(m: Manifest) -> List[str]:
     for name in fs.list_dir(m.root):
         if SHARD_RE.match(name) and name not in listed:
             notes.append(f"{fs.join(m.root, name)}: a shard file the manifest does not list")
+        elif name == FAILED_REJECTS_NAME:
+            notes.append(f"{fs.join(m.root, name)}: the rejects of a later conversion into this "
+                         "folder that did not commit (this output is the earlier one)")
         elif name.startswith(STAGING_PREFIX):
             notes.append(f"{fs.join(m.root, name)}: left by an interrupted conversion (the next "
                          "conversion into this folder removes it)")
@@ -328,5 +349,6 @@ def verify_output(root: str, *, threads: int = 4, progress: bool = True) -> Veri
     bar.close()
     report = VerifyReport(m.root, shards, time.monotonic() - started, _notes(m))
     _check_totals(m, report)
+    _check_empty_classes(m, report)
     _check_rejects(m)
     return report
