@@ -240,6 +240,11 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size of Ray rows")
     p.add_argument("--rows", type=lambda s: [r.strip() for r in s.split(",") if r.strip()],
                    help="comma-separated row names (default: all this machine can run)")
+    p.add_argument("--peers", action="store_true",
+                   help="add the rows of the loaders users pick instead: NVIDIA DALI's CPU "
+                        "pipeline, MosaicML Streaming and the torch DataLoader (each skipped "
+                        "with one line when its package is missing: pip install "
+                        "'ray-ingest[bench-peers]')")
     p.add_argument("--out", default="bench-report", help="folder for report.json/.md/.png")
 
 
