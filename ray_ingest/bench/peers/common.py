@@ -20,10 +20,17 @@ GROUP = "peer"
 
 
 def missing_modules(*modules: str) -> Optional[str]:
-    """None when every module can be imported here, else the one-line reason."""
+    """None when every module imports here, else the one-line reason: not installed, or
+    installed but failing to import (a torchvision built for another torch fails so, and
+    MosaicML Streaming imports torchvision)."""
     absent = [m for m in modules if importlib.util.find_spec(m.split(".")[0]) is None]
     if absent:
         return f"{', '.join(absent)} not installed ({INSTALL_HINT})"
+    for m in modules:
+        try:
+            importlib.import_module(m)
+        except Exception as e:  # noqa: BLE001 - any failure to import means: cannot run
+            return f"{m} does not import here ({type(e).__name__}: {e})"[:240]
     return None
 
 

@@ -22,7 +22,7 @@ SHARD_BYTES = 1 << 26
 
 
 def missing():
-    return missing_modules("streaming", "torch")
+    return missing_modules("torch", "streaming")
 
 
 def mds_collate(samples):

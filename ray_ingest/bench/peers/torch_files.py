@@ -33,13 +33,7 @@ def missing():
 
 
 def missing_torchvision():
-    why = missing_modules("torch", "torchvision")
-    if why is None:
-        try:
-            import torchvision.io  # noqa: F401 - a build for another torch fails here
-        except Exception as e:  # noqa: BLE001 - any import failure means: cannot run
-            return f"torchvision does not import here ({type(e).__name__}: {e})"[:200]
-    return why
+    return missing_modules("torch", "torchvision.io")
 
 
 class _Files:
@@ -57,7 +51,7 @@ class _Files:
             from PIL import Image
 
             with open(path, "rb") as f:
-                return np.asarray(Image.open(f).convert("RGB")), label
+                return np.array(Image.open(f).convert("RGB")), label
         if self.load == "torchvision":
             from torchvision.io import decode_jpeg, read_file
 
