@@ -186,6 +186,18 @@ def test_adopted_tensorflow_shards_are_checked(tmp_path):
     assert not (tmp_path / "bad-crc" / "manifest.json").exists()
 
 
+def test_the_adopt_command(tmp_path, capsys):
+    from ray_ingest.cli import main
+
+    paths, want = _tf_written(tmp_path, [3, 2])
+    assert main(["adopt", str(tmp_path / "a"), "--train", paths[0], "--val", paths[1],
+                 "--class-names", "x,y,z"]) == 0
+    assert "adopt: train 3, val 2 records of jpeg 24x40, 3 classes" in capsys.readouterr().out
+    assert read_manifest(str(tmp_path / "a")).class_names == ["x", "y", "z"]
+    assert main(["adopt", str(tmp_path / "b"), "--train", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
 def test_adopting_records_of_two_sizes_names_the_record(tmp_path):
     from ray_ingest.errors import ManifestError
     from ray_ingest.format.adopt import adopt_tfrecords

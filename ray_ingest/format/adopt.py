@@ -111,7 +111,10 @@ def adopt_tfrecords(out: str, splits: Dict[str, Sequence[str]],
     for split, files in splits.items():
         shards = []
         for i, src in enumerate(files):
-            data = fs.read_bytes(src)
+            try:
+                data = fs.read_bytes(src)
+            except FileNotFoundError:
+                raise ConfigError(f"{src}: no such TFRecord file") from None
             views, _ = scan_records(data, path=src, verify=True)
             index, offset = [], 0
             for rec_no, v in enumerate(views):

@@ -23,7 +23,8 @@ def missing_modules(*modules: str) -> Optional[str]:
     """None when every module imports here, else the one-line reason: not installed, or
     installed but failing to import (a torchvision built for another torch fails so, and
     MosaicML Streaming imports torchvision)."""
-    absent = [m for m in modules if importlib.util.find_spec(m.split(".")[0]) is None]
+    tops = [m.split(".")[0] for m in modules]
+    absent = [m for m in tops if importlib.util.find_spec(m) is None]
     if absent:
         return f"{', '.join(absent)} not installed ({INSTALL_HINT})"
     for m in modules:
