@@ -64,19 +64,20 @@ def run_bench(cfg: BenchConfig, show_progress: bool = True) -> Dict:
     # Enough passes over the split for the warm-up plus the timed images.
     passes = math.ceil((cfg.warmup + cfg.images + cfg.batch_size) / max(1, n_split)) + 1
     ctx = Context(m, cfg.split, passes, cfg.batch_size, cfg.warmup)
+    wanted_peers = [r for r in cfg.row_names([]) if r in peer_rows.PEER_ROWS]
+    if wanted_peers and m.encoding != keys.FORMAT_JPEG:
+        raise ConfigError(f"the peer rows decode JPEG records; {m.root} holds {m.encoding}")
+    # Probed (imported) before TensorFlow is: with torch 2.14's triton, which MosaicML
+    # Streaming's transformers imports, loading triton after TensorFlow crashes the process.
+    _, skipped = peer_rows.split_available(wanted_peers)
+    for name, why in skipped.items():
+        print(f"skipping row {name!r}: {why}", flush=True)
     possible = available_rows(m.encoding)
-    names = cfg.row_names(possible)
+    names = [r for r in cfg.row_names(possible) if r not in skipped]
     impossible = [r for r in names if r not in possible and r not in peer_rows.PEER_ROWS]
     if impossible:
         raise ConfigError(f"rows {impossible} cannot run here on {m.encoding} records (they "
                           "need JPEG records, TensorFlow or a GPU decoder)")
-    wanted_peers = [r for r in names if r in peer_rows.PEER_ROWS]
-    if wanted_peers and m.encoding != keys.FORMAT_JPEG:
-        raise ConfigError(f"the peer rows decode JPEG records; {m.root} holds {m.encoding}")
-    _, skipped = peer_rows.split_available(wanted_peers)
-    for name, why in skipped.items():
-        print(f"skipping row {name!r}: {why}", flush=True)
-    names = [r for r in names if r not in skipped]
     ensure_ray()
     variants = [(ROWS.get(name) or peer_rows.factory(name))(ctx) for name in names]
     measure_round_robin(variants, cfg.images, cfg.repeats, show_progress)

@@ -16,7 +16,7 @@ from ray_ingest.bench.peers.common import (
     split_bytes,
 )
 
-ROW = "MosaicML Streaming (MDS) + DataLoader + simplejpeg"
+ROW = "MosaicML Streaming (MDS) + simplejpeg"
 #: Bytes per MDS shard (Streaming's default).
 SHARD_BYTES = 1 << 26
 
