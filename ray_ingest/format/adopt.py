@@ -106,7 +106,6 @@ def adopt_tfrecords(out: str, splits: Dict[str, Sequence[str]],
         raise ConfigError(f"splits must be among {keys.SPLITS}, got {sorted(splits)}")
     if fs.exists(fs.join(out, "manifest.json")):
         raise ConfigError(f"{out} already holds a dataset")
-    fs.makedirs(out)
     shape, entries, counts = _Shape(), {}, {}
     for split, files in splits.items():
         shards = []
@@ -127,6 +126,7 @@ def adopt_tfrecords(out: str, splits: Dict[str, Sequence[str]],
             if idx is not None:
                 _check_foreign_index(idx, index)
             name = shard_name(split, i, len(files))
+            fs.makedirs(out)  # once the first file has been checked
             _place(src, fs.join(out, name), data)
             fs.write_atomic(fs.join(out, index_name(name)), index_lines(index).encode())
             shards.append({"file": name, "index": index_name(name), "num_records": len(views),
