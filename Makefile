@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 # Extras for CPU machines and tests; the constraints pin the versions our wheel cache holds.
-EXTRAS ?= tf,torch,test
+# bench-dali: NVIDIA DALI for the interoperability tests and `bench --peers` (~1.7 min more).
+EXTRAS ?= tf,torch,test,bench-dali
 DEMO_DIR ?= demo-data
 
 .PHONY: all install demo test test-fast bench proto clean

@@ -283,6 +283,11 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size of Ray rows")
     p.add_argument("--rows", type=lambda s: [r.strip() for r in s.split(",") if r.strip()],
                    help="comma-separated row names (default: all this machine can run)")
+    p.add_argument("--peers", action="store_true",
+                   help="add the rows of the loaders users pick instead: NVIDIA DALI's CPU "
+                        "pipeline, MosaicML Streaming and the torch DataLoader (each skipped "
+                        "with one line when its package is missing: pip install "
+                        "'ray-ingest[bench-peers]')")
     p.add_argument("--out", default="bench-report", help="folder for report.json/.md/.png")
 
 
@@ -396,6 +401,31 @@ def _run_evaluate(args) -> int:
     return 0
 
 
+# ---- adopt ---------------------------------------------------------------------------------
+
+
+def _add_adopt_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="new folder for the adopted dataset (shards linked or copied)")
+    p.add_argument("--train", nargs="+", required=True, metavar="FILE",
+                   help="TFRecord files of the train split, in order")
+    p.add_argument("--val", nargs="+", default=[], metavar="FILE",
+                   help="TFRecord files of the val split")
+    p.add_argument("--class-names", type=lambda s: [c.strip() for c in s.split(",")],
+                   help="comma-separated names of labels 0, 1, ... (default: each label's "
+                        "image/class/text, else its number)")
+
+
+def _run_adopt(args) -> int:
+    from ray_ingest.format.adopt import adopt_tfrecords
+
+    splits = {keys.SPLITS[0]: args.train, **({keys.SPLITS[1]: args.val} if args.val else {})}
+    m = adopt_tfrecords(args.out, splits, class_names=args.class_names)
+    counts = ", ".join(f"{s} {m.num_records(s)}" for s in m.splits)
+    print(f"adopt: {counts} records of {m.encoding} {m.height}x{m.width}, "
+          f"{len(m.class_names)} classes -> {m.root}", flush=True)
+    return 0
+
+
 # ---- main ----------------------------------------------------------------------------------
 
 
@@ -417,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "images per class, rejects; --verify, --grid", _run_inspect))
     add_bench_arguments(_parser(sub, "bench", "throughput: the tf.data study next to the Ray "
                                 "variants", _run_bench))
+    _add_adopt_arguments(_parser(sub, "adopt", "make TFRecord files written elsewhere (e.g. by "
+                                 "TensorFlow) a dataset the reader streams: checks every "
+                                 "record, writes the .idx files and a manifest", _run_adopt))
     add_train_arguments(_parser(sub, "train", "train on Ray Train (TensorFlow/Keras or PyTorch)",
                                 _run_train))
     add_evaluate_arguments(_parser(sub, "evaluate", "evaluate a saved model on a split: accuracy "

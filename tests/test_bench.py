@@ -97,3 +97,45 @@ def test_every_row_can_be_named_on_the_command_line():
 
     args = build_parser().parse_args(["bench", "d", "--rows", ",".join(ALL_ROWS)])
     assert args.rows == list(ALL_ROWS)
+
+
+def test_thread_cpu_counts_each_thread_group():
+    import threading
+    import time
+
+    from ray_ingest.bench.threads import cpu_by_group, thread_cpu
+
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            sum(range(1000))
+
+    threads = [threading.Thread(target=spin, name=f"spinner_{i}") for i in range(2)]
+    before = thread_cpu()
+    for t in threads:
+        t.start()
+    time.sleep(0.6)
+    groups = cpu_by_group(before, thread_cpu())
+    stop.set()
+    for t in threads:
+        t.join()
+    # both spinners in one group (their numbers dropped), which used CPU; the caller apart
+    assert "spinner" in groups and groups["spinner"] > 0.05 and "caller" in groups
+    assert list(groups) == sorted(groups, key=lambda g: -groups[g])
+
+
+def test_the_worker_process_cpu_is_reported_per_image_and_thread_group():
+    from types import SimpleNamespace
+
+    from ray_ingest.bench.report import Row, make_report
+
+    m = SimpleNamespace(root="/d", encoding="jpeg", height=224, width=224, channels=3)
+    cfg = SimpleNamespace(split="train", images=1000, warmup=100, repeats=1, batch_size=256)
+    rows = [Row(OURS_TRAIN_CONSUMER, "ray", 1000, [1.0], 2.0, 10_000.0,
+                process_cpu_seconds=0.2,
+                thread_cpu_seconds={"ray-ingest-decode": 0.15, "caller": 0.01})]
+    report = make_report(cfg, m, rows)
+    assert report["rows"][0]["process_cpu_us_per_image"] == pytest.approx(200)
+    assert ("the worker process used 200 us of CPU an image (ray-ingest-decode 150, caller 10)"
+            in format_table(report))

@@ -12,10 +12,12 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from ray_ingest.bench import peers as peer_rows
 from ray_ingest.bench.measure import measure_round_robin
 from ray_ingest.bench.report import Row, make_report, write_report
 from ray_ingest.bench.rows import ALL_ROWS, ROWS, Context, available_rows
 from ray_ingest.errors import ConfigError
+from ray_ingest.format import keys
 from ray_ingest.format.manifest import read_manifest
 
 
@@ -28,6 +30,8 @@ class BenchConfig:
     repeats: int = 5
     batch_size: int = 256
     rows: Optional[List[str]] = None  # None: all that can run here
+    #: Add the peer loaders' rows (DALI, MosaicML Streaming, the torch DataLoader).
+    peers: bool = False
     out: Optional[str] = None
 
     def __post_init__(self):
@@ -36,9 +40,18 @@ class BenchConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0:
             raise ConfigError(f"warmup must be >= 0, got {self.warmup}")
-        unknown = sorted(set(self.rows or ()) - set(ALL_ROWS))
+        known = ALL_ROWS + peer_rows.PEER_ROWS
+        unknown = sorted(set(self.rows or ()) - set(known))
         if unknown:
-            raise ConfigError(f"unknown rows {unknown}; rows are: {', '.join(ALL_ROWS)}")
+            raise ConfigError(f"unknown rows {unknown}; rows are: {', '.join(known)}")
+
+    def row_names(self, possible: List[str]) -> List[str]:
+        """The rows of this run: ``rows`` (else every row of ours that can run here), and
+        with ``peers`` every peer row not named already."""
+        names = list(self.rows or possible)
+        if self.peers:
+            names += [r for r in peer_rows.PEER_ROWS if r not in names]
+        return names
 
 
 def run_bench(cfg: BenchConfig, show_progress: bool = True) -> Dict:
@@ -51,18 +64,27 @@ def run_bench(cfg: BenchConfig, show_progress: bool = True) -> Dict:
     # Enough passes over the split for the warm-up plus the timed images.
     passes = math.ceil((cfg.warmup + cfg.images + cfg.batch_size) / max(1, n_split)) + 1
     ctx = Context(m, cfg.split, passes, cfg.batch_size, cfg.warmup)
+    wanted_peers = [r for r in cfg.row_names([]) if r in peer_rows.PEER_ROWS]
+    if wanted_peers and m.encoding != keys.FORMAT_JPEG:
+        raise ConfigError(f"the peer rows decode JPEG records; {m.root} holds {m.encoding}")
+    # Probed (imported) before TensorFlow is: with torch 2.14's triton, which MosaicML
+    # Streaming's transformers imports, loading triton after TensorFlow crashes the process.
+    _, skipped = peer_rows.split_available(wanted_peers)
+    for name, why in skipped.items():
+        print(f"skipping row {name!r}: {why}", flush=True)
     possible = available_rows(m.encoding)
-    impossible = [r for r in (cfg.rows or ()) if r not in possible]
+    names = [r for r in cfg.row_names(possible) if r not in skipped]
+    impossible = [r for r in names if r not in possible and r not in peer_rows.PEER_ROWS]
     if impossible:
         raise ConfigError(f"rows {impossible} cannot run here on {m.encoding} records (they "
                           "need JPEG records, TensorFlow or a GPU decoder)")
     ensure_ray()
-    variants = [ROWS[name](ctx) for name in (cfg.rows or possible)]
+    variants = [(ROWS.get(name) or peer_rows.factory(name))(ctx) for name in names]
     measure_round_robin(variants, cfg.images, cfg.repeats, show_progress)
     results = [Row(v.name, v.group, cfg.images, v.runs, v.cpu_seconds, bytes_per_image, v.note,
-                   v.windows)
+                   v.windows, v.process_cpu_seconds, v.thread_cpu_seconds)
                for v in variants]
-    report = make_report(cfg, m, results)
+    report = make_report(cfg, m, results, skipped)
     if cfg.out:
         write_report(report, cfg.out)
     return report

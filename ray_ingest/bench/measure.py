@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 
@@ -116,22 +116,35 @@ class Timing:
     images: int
     seconds: float
     cpu_seconds: float
+    #: With ``by_thread``: the CPU of the consuming process alone, and per thread group.
+    process_cpu_seconds: Optional[float] = None
+    threads: Dict[str, float] = field(default_factory=dict)
 
 
 def time_stream(counts: Iterator[int], warmup: int, images: int,
-                scope: Optional[Callable[[], Dict[int, Any]]] = None) -> Timing:
+                scope: Optional[Callable[[], Dict[int, Any]]] = None,
+                by_thread: bool = False) -> Timing:
     """Skips ``warmup`` images of a stream of batch sizes, then times ``images`` more (the last
     batch may run over; :class:`Variant` scales the run to ``images``). CPU time is counted
-    over :func:`cpu_snapshot`'s processes, or ``scope()``'s."""
+    over :func:`cpu_snapshot`'s processes, or ``scope()``'s; with ``by_thread`` also this
+    process's own, per thread group (:mod:`ray_ingest.bench.threads`)."""
+    from ray_ingest.bench.threads import cpu_by_group, thread_cpu
+
     seen = 0
     while seen < warmup:
         seen += next(counts)
+    threads0 = thread_cpu() if by_thread else None
+    own0 = time.process_time()
     cpu0, t0 = cpu_snapshot(scope=scope), time.perf_counter()
     n = 0
     while n < images:
         n += next(counts)
     seconds = time.perf_counter() - t0
-    return Timing(n, seconds, cpu_delta(cpu0, cpu_snapshot(scope=scope)))
+    t = Timing(n, seconds, cpu_delta(cpu0, cpu_snapshot(scope=scope)))
+    if by_thread:
+        t.process_cpu_seconds = time.process_time() - own0
+        t.threads = cpu_by_group(threads0, thread_cpu())
+    return t
 
 
 def timed_stream(make: Callable[[], Iterator[int]]) -> Callable[[int, int], Timing]:
@@ -160,6 +173,10 @@ class Variant:
         self.runs: List[float] = []
         self.windows: List[float] = []
         self.cpus: List[float] = []
+        #: CPU seconds of the consuming process alone, and per thread group (rows timed
+        #: ``by_thread``), scaled to ``images`` like ``cpus``.
+        self.process_cpus: List[float] = []
+        self.threads: List[Dict[str, float]] = []
 
     def run_once(self, images: int) -> float:
         """Times one run of ``images`` images after the warm-up; returns images/s."""
@@ -168,6 +185,9 @@ class Variant:
         self.runs.append(t.seconds * scale)
         self.windows.append(t.seconds)
         self.cpus.append(t.cpu_seconds * scale)
+        if t.process_cpu_seconds is not None:
+            self.process_cpus.append(t.process_cpu_seconds * scale)
+            self.threads.append({k: v * scale for k, v in t.threads.items()})
         gc.collect()
         wait_idle()
         return images / self.runs[-1]
@@ -175,6 +195,17 @@ class Variant:
     @property
     def cpu_seconds(self) -> float:
         return statistics.median(self.cpus)
+
+    @property
+    def process_cpu_seconds(self) -> Optional[float]:
+        return statistics.median(self.process_cpus) if self.process_cpus else None
+
+    @property
+    def thread_cpu_seconds(self) -> Dict[str, float]:
+        """Per thread group: the median over runs."""
+        groups = {g for d in self.threads for g in d}
+        return dict(sorted(((g, statistics.median([d.get(g, 0.0) for d in self.threads]))
+                            for g in groups), key=lambda kv: -kv[1]))
 
 
 def measure_round_robin(variants: List[Variant], images: int, repeats: int,
@@ -191,7 +222,10 @@ def measure_round_robin(variants: List[Variant], images: int, repeats: int,
             for v in variants:
                 v.run_once(max(v.warmup, 1))
                 v.runs.clear()
+                v.windows.clear()
                 v.cpus.clear()
+                v.process_cpus.clear()
+                v.threads.clear()
                 bar.update()
             for _ in range(repeats):
                 for v in variants:

@@ -7,9 +7,10 @@ import json
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from ray_ingest import fs
+from ray_ingest.bench.peers import GROUP as PEER_GROUP
 from ray_ingest.bench.rows import LIMIT, RAY_STOCK
 from ray_ingest.bench.tfdata import CACHE_ROW
 from ray_ingest.format.manifest import Manifest
@@ -31,6 +32,9 @@ class Row:
     #: The timed windows as they were (a row may time more than ``images`` per run, the
     #: decode limit does); ``runs_seconds`` holds them scaled to ``images``.
     windows_seconds: List[float] = field(default_factory=list)
+    #: Rows timed inside a Ray Train worker: that process's own CPU, and per thread group.
+    process_cpu_seconds: Optional[float] = None
+    thread_cpu_seconds: Dict[str, float] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -57,7 +61,9 @@ class Row:
     def to_json(self) -> Dict:
         d = asdict(self)
         d.update(images_per_second=self.images_per_second, seconds=self.seconds,
-                 spread=self.spread, mb_per_second=self.mb_per_second, too_short=self.too_short)
+                 spread=self.spread, mb_per_second=self.mb_per_second, too_short=self.too_short,
+                 process_cpu_us_per_image=(1e6 * self.process_cpu_seconds / self.images
+                                           if self.process_cpu_seconds is not None else None))
         return d
 
 
@@ -66,7 +72,9 @@ def paired_ratio(a: Row, b: Row) -> float:
     return statistics.median(tb / ta for ta, tb in zip(a.runs_seconds, b.runs_seconds))
 
 
-def make_report(cfg, m: Manifest, rows: List[Row]) -> Dict:
+def make_report(cfg, m: Manifest, rows: List[Row], skipped: Optional[Dict[str, str]] = None
+                ) -> Dict:
+    """The report of a run; ``skipped``: the rows asked for that could not run here, with why."""
     import platform
 
     import ray
@@ -78,6 +86,8 @@ def make_report(cfg, m: Manifest, rows: List[Row]) -> Dict:
     streaming_tf = [r for r in measured if r.group == "tf.data" and r.name != CACHE_ROW]
     best_tf = max(streaming_tf, key=lambda r: r.images_per_second, default=None)
     stock = next((r for r in measured if r.name == RAY_STOCK), None)
+    best_peer = max((r for r in measured if r.group == PEER_GROUP),
+                    key=lambda r: r.images_per_second, default=None)
     table = []
     for r in rows:
         d = r.to_json()
@@ -93,7 +103,8 @@ def make_report(cfg, m: Manifest, rows: List[Row]) -> Dict:
         if r.group != "ray" or r.name == RAY_STOCK:
             continue
         ratios[r.name] = {name: paired_ratio(r, ref) for name, ref in
-                          (("limit", limit), ("best_tf", best_tf), ("ray_stock", stock)) if ref}
+                          (("limit", limit), ("best_tf", best_tf), ("ray_stock", stock),
+                           ("best_peer", best_peer)) if ref}
     return {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "data": m.root,
@@ -106,11 +117,13 @@ def make_report(cfg, m: Manifest, rows: List[Row]) -> Dict:
         "batch_size": cfg.batch_size,
         "best_tf_row": best_tf.name if best_tf else None,
         "limit_row": limit.name if limit else None,
+        "best_peer_row": best_peer.name if best_peer else None,
         "min_window_seconds": MIN_WINDOW_SECONDS,
         "machine": {"cpus": usable_cores(), "platform": platform.platform(),
                     "python": platform.python_version(), "ray": ray.__version__},
         "rows": table,
         "ratios": ratios,
+        "skipped_rows": dict(skipped or {}),
     }
 
 
@@ -135,6 +148,10 @@ def format_table(report: Dict) -> str:
         f"{report['repeats']} rounds (rows interleaved); spread = half the min-max range; "
         f"x limit: of the decode-limit row; x best tf: of the best streaming tf.data row "
         f"({report['best_tf_row']}).")
+    if report.get("best_peer_row"):
+        lines.append(f"best_peer: the fastest peer loader's row ({report['best_peer_row']}).")
+    for name, why in report.get("skipped_rows", {}).items():
+        lines.append(f"not run: {name} ({why})")
     if any(r["too_short"] for r in report["rows"]):
         lines.append(f"* timed for under {report['min_window_seconds']} s: too short to "
                      "mean anything (batches already buffered); not compared. Time more images.")
@@ -142,7 +159,23 @@ def format_table(report: Dict) -> str:
         if rs:
             lines.append(f"{name}: " + ", ".join(f"{v:.2f}x {k}" for k, v in rs.items())
                          + " (median of per-round ratios)")
+    lines.extend(_worker_cpu_lines(report))
     return "\n".join(lines)
+
+
+def _worker_cpu_lines(report: Dict) -> List[str]:
+    """Per row timed in a Ray Train worker: that process's CPU an image, by thread group."""
+    lines = []
+    for r in report["rows"]:
+        us = r.get("process_cpu_us_per_image")
+        if us is None:
+            continue
+        n = r["images"]
+        parts = ", ".join(f"{g} {1e6 * v / n:.0f}" for g, v in
+                          list(r.get("thread_cpu_seconds", {}).items())[:6] if v > 0)
+        lines.append(f"{r['name']}: the worker process used {us:.0f} us of CPU an image "
+                     f"({parts})")
+    return lines
 
 
 def _markdown(report: Dict) -> str:
@@ -162,6 +195,11 @@ def _markdown(report: Dict) -> str:
     for name, rs in report["ratios"].items():
         if rs:
             out.append(f"- {name}: " + ", ".join(f"{v:.2f}x {k}" for k, v in rs.items()))
+    if report.get("best_peer_row"):
+        out.append(f"- best_peer: {report['best_peer_row']}")
+    out.extend(f"- {line}" for line in _worker_cpu_lines(report))
+    for name, why in report.get("skipped_rows", {}).items():
+        out.append(f"- not run: {name} ({why})")
     return "\n".join(out) + "\n"
 
 
@@ -175,7 +213,8 @@ def _chart(report: Dict, path: str) -> None:
     names = [r["name"] for r in rows]
     rates = [r["images_per_second"] for r in rows]
     errs = [r["spread"] * r["images_per_second"] / 2 for r in rows]
-    colors = [{"tf.data": "#ff8f00", "limit": "#9e9e9e"}.get(r["group"], "#1565c0") for r in rows]
+    colors = [{"tf.data": "#ff8f00", "limit": "#9e9e9e", PEER_GROUP: "#2e7d32"}.get(
+        r["group"], "#1565c0") for r in rows]
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.5))
     y = range(len(rows))
     ax.barh(list(y), rates, xerr=errs, color=colors)

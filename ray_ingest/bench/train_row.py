@@ -1,7 +1,8 @@
 """The throughput study's Ray Train rows: our reader through a Ray Train worker's
 ``get_dataset_shard``, for each decode placement (``--decode workers|consumer|gpu``), timed
 inside the worker (one worker) by the same :func:`~ray_ingest.bench.measure.time_stream` as
-every other row, through the very batch stream training uses (``train.stream.batches``)."""
+every other row, through the very batch stream training uses (``train.stream.batches``), with
+the worker process's own CPU per thread group beside the node's."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def _feed_loop(config: Dict[str, Any]) -> None:
         def counts():
             for b in batches:
                 yield len(labels_of(b))
-    timing = time_stream(counts(), config["warmup"], config["images"], scope=node_processes())
+    timing = time_stream(counts(), config["warmup"], config["images"], scope=node_processes(),
+                         by_thread=True)
     # Train V2 hands the driver only metrics that come with a checkpoint: attach an empty one.
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as d:
         ray.train.report(asdict(timing), checkpoint=ray.train.Checkpoint.from_directory(d))
@@ -84,6 +86,7 @@ def train_feed_run(make_dataset: Callable[[], Any], data: str, batch_size: int, 
             raise result.error
         if not result.metrics:
             raise RuntimeError("the Ray Train feed worker reported no timings")
-        return Timing(**{k: result.metrics[k] for k in ("images", "seconds", "cpu_seconds")})
+        return Timing(**{k: result.metrics[k] for k in ("images", "seconds", "cpu_seconds",
+                                                        "process_cpu_seconds", "threads")})
 
     return run
