@@ -186,8 +186,8 @@ def test_manifest_mismatches_are_named(converted, tmp_path):
         _n(read_records(str(d)))
 
     d = _copy(converted["raw"], tmp_path / "d")
-    _edit_manifest(d, lambda m: m.update(format_version=2))
-    with pytest.raises(ManifestError, match="format version 2; this ray-ingest reads version 1"):
+    _edit_manifest(d, lambda m: m.update(format_version=3))
+    with pytest.raises(ManifestError, match="format version 3; this ray-ingest reads versions 1, 2"):
         read_records(str(d))
 
     d = _copy(converted["raw"], tmp_path / "e")

@@ -21,6 +21,9 @@ MANIFEST_NAME = "manifest.json"
 REJECTS_NAME = "rejects.jsonl"
 FORMAT_NAME = "ray-ingest/tfrecord-image-classification"
 FORMAT_VERSION = 1
+#: Versions this ray-ingest reads: 1 (fixed-size images), 2 (also whole images of their own
+#: sizes, ``"resize_mode": "keep"``).
+FORMAT_VERSIONS = (1, 2)
 STAGING_PREFIX = "_staging-"
 #: The one-writer lock of a conversion in progress (see :mod:`ray_ingest.convert.lock`).
 LOCK_NAME = "_writer.lock"
@@ -56,12 +59,21 @@ class Manifest:
         return self.data["encoding"]
 
     @property
-    def height(self) -> int:
-        return int(self.data["height"])
+    def variable_size(self) -> bool:
+        """Whole images of their own sizes (each record has its own height and width)."""
+        return self.data.get("resize_mode") == "keep"
 
     @property
-    def width(self) -> int:
-        return int(self.data["width"])
+    def height(self) -> Optional[int]:
+        """Every record's height; None for whole-image shards."""
+        h = self.data["height"]
+        return None if h is None else int(h)
+
+    @property
+    def width(self) -> Optional[int]:
+        """Every record's width; None for whole-image shards."""
+        w = self.data["width"]
+        return None if w is None else int(w)
 
     @property
     def channels(self) -> int:
@@ -108,10 +120,11 @@ def validate(data: Dict[str, Any], path: str) -> None:
             f"{path}: not a ray-ingest manifest (format {data.get('format')!r}, "
             f"expected {FORMAT_NAME!r})"
         )
-    if data.get("format_version") != FORMAT_VERSION:
+    if data.get("format_version") not in FORMAT_VERSIONS:
         raise ManifestError(
             f"{path}: manifest format version {data.get('format_version')!r}; this ray-ingest "
-            f"reads version {FORMAT_VERSION} (re-convert the data, or use a matching ray-ingest)"
+            f"reads versions {', '.join(map(str, FORMAT_VERSIONS))} (re-convert the data, or "
+            f"use a matching ray-ingest)"
         )
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
