@@ -129,7 +129,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         datasets[train_split] = read_records(
             cfg.data, train_split, shuffle_files=True, shuffle_records=True, seed=cfg.seed,
             block_rows=stream.block_rows(cfg, RecordSpec.of(manifest)),
-            decode=stream.read_decode(cfg),
+            decode=stream.read_decode(cfg), crop=cfg.decode_crops(manifest)[0],
             skip_corrupt=cfg.skip_corrupt)
     # Ray Train's controller and workers get the storage filesystem resolved here (with its
     # endpoint settings), and the workers our storage settings for their own files.
