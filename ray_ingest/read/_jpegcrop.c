@@ -6,8 +6,8 @@
  *   boxes:  int32[N, 4], (y, x, h, w) of the crop in stored-image pixels
  *   flips:  uint8[N], mirror the output left to right where nonzero
  *   out:    uint8[N, S, S, 3], C-contiguous, written in place
- * For each record: the smallest DCT scale n/8 that leaves >= S pixels across the box in both
- * directions, only the box's columns (jpeg_crop_scanline) and rows (jpeg_skip_scanlines), then
+ * For each record: the smallest DCT scale n/8 that leaves >= oversample * S pixels across the
+ * box in both directions, only the box's columns (jpeg_crop_scanline) and rows (jpeg_skip_scanlines), then
  * a separable bilinear resize with PIL's antialiasing filter (support widened by the
  * downscale factor) straight into out[i]. The GIL is released; `threads` POSIX threads share
  * the batch. A record that cannot be decoded raises DecodeError(index, message) after every
@@ -111,6 +111,7 @@ typedef struct {
     Py_ssize_t n;
     int size;
     int fast;
+    double oversample;
     int nthreads;
     int tid;
     /* the first failure of this thread */
@@ -120,7 +121,8 @@ typedef struct {
 
 /* Decodes record i into out (S x S x 3). Returns 0, or -1 with msg filled. */
 static int decode_one(const unsigned char *src, size_t len, const int32_t *box, int flip,
-                      int S, int fast, uint8_t *out, char *msg, size_t msglen) {
+                      int S, int fast, double oversample, uint8_t *out, char *msg,
+                      size_t msglen) {
     struct jpeg_decompress_struct cinfo;
     error_mgr jerr;
     /* volatile: live across longjmp */
@@ -156,9 +158,9 @@ static int decode_one(const unsigned char *src, size_t len, const int32_t *box, 
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
-    /* Smallest n/8 with bw * n / 8 >= S and bh * n / 8 >= S (at most 8/8). */
+    /* Smallest n/8 with bw * n / 8 >= oversample * S and the same for bh (at most 8/8). */
     int side = bw < bh ? bw : bh;
-    int num = (8 * S + side - 1) / side;
+    int num = (int)ceil(8.0 * S * oversample / side - 1e-9);
     if (num > 8) num = 8;
     if (num < 1) num = 1;
     cinfo.scale_num = num;
@@ -259,7 +261,7 @@ static void *run_job(void *arg) {
         char msg[JMSG_LENGTH_MAX + 64];
         int64_t s = j->starts[i], e = j->ends[i];
         if (decode_one(j->data + s, (size_t)(e - s), j->boxes + 4 * i, j->flips[i], j->size,
-                       j->fast, j->out + plane * i, msg, sizeof msg)) {
+                       j->fast, j->oversample, j->out + plane * i, msg, sizeof msg)) {
             j->failed = i;
             snprintf(j->message, sizeof j->message, "%s", msg);
             break;
@@ -283,13 +285,19 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *
 
 static PyObject *decode_crop_resize(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"data", "starts", "ends", "boxes", "flips", "out", "threads",
-                             "fast", NULL};
+                             "fast", "oversample", NULL};
     PyObject *o_data, *o_starts, *o_ends, *o_boxes, *o_flips, *o_out;
     int threads = 1, fast = 1;
+    double oversample = 1.0;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOO|ip", kwlist, &o_data, &o_starts,
-                                     &o_ends, &o_boxes, &o_flips, &o_out, &threads, &fast))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOO|ipd", kwlist, &o_data, &o_starts,
+                                     &o_ends, &o_boxes, &o_flips, &o_out, &threads, &fast,
+                                     &oversample))
         return NULL;
+    if (!(oversample >= 1.0 && oversample <= 8.0)) {
+        PyErr_SetString(PyExc_ValueError, "oversample must be in [1, 8]");
+        return NULL;
+    }
     Py_buffer data, starts, ends, boxes, flips, out;
     if (get_buffer(o_data, &data, 0, "data", 1, -1) < 0) return NULL;
     if (get_buffer(o_starts, &starts, 0, "starts", 1, -1) < 0) goto e0;
@@ -326,7 +334,7 @@ static PyObject *decode_crop_resize(PyObject *self, PyObject *args, PyObject *kw
     pthread_t tids[64];
     for (int t = 0; t < threads; t++) {
         jobs[t] = (job){data.buf, st, en, boxes.buf, flips.buf, out.buf, n, size, fast,
-                        threads, t, -1, ""};
+                        oversample, threads, t, -1, ""};
     }
     Py_BEGIN_ALLOW_THREADS
     if (threads == 1) {
@@ -382,7 +390,8 @@ e0:
 static PyMethodDef methods[] = {
     {"decode_crop_resize", (PyCFunction)(void (*)(void))decode_crop_resize,
      METH_VARARGS | METH_KEYWORDS,
-     "decode_crop_resize(data, starts, ends, boxes, flips, out, threads=1, fast=True)"},
+     "decode_crop_resize(data, starts, ends, boxes, flips, out, threads=1, fast=True, "
+     "oversample=1.0)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_jpegcrop",

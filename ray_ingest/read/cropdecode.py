@@ -1,6 +1,7 @@
 """The fused decode of a crop: per record, only the box's region of the JPEG, at the smallest
-DCT scale that leaves at least ``S`` pixels across it, resized (bilinear, antialiased like
-PIL's ``BILINEAR``) and mirrored straight into the batch's ``uint8[N, S, S, 3]``.
+DCT scale that leaves at least ``DCT_MARGIN x S`` pixels across it, resized (bilinear,
+antialiased like PIL's ``BILINEAR``) and mirrored straight into the batch's
+``uint8[N, S, S, 3]``.
 
 One call per batch into the C extension ``_jpegcrop`` (the system's libjpeg-turbo:
 ``jpeg_crop_scanline`` + ``jpeg_skip_scanlines``; the GIL released, several threads). Where
@@ -11,13 +12,11 @@ the same boxes, nearly the same pixels, slower; it warns once.
 
 from __future__ import annotations
 
-import logging
+import math
 import warnings
 from typing import Optional
 
 import numpy as np
-
-logger = logging.getLogger("ray_ingest")
 
 try:  # built by ``pip install -e .`` (setup.py) when a compiler and libjpeg headers exist
     from ray_ingest.read import _jpegcrop
@@ -29,6 +28,12 @@ FALLBACK_HINT = ("the fused JPEG crop decoder (ray_ingest.read._jpegcrop) is not
                  "libjpeg-turbo headers (apt install gcc libjpeg62-turbo-dev, or dnf install "
                  "gcc libjpeg-turbo-devel) and reinstall ray-ingest (pip install -e .)")
 _warned = False
+#: The DCT scale leaves at least this many times ``S`` pixels across the box, and the resize
+#: does the rest. libjpeg's scaled IDCT is a sharper low-pass than PIL's triangle filter: on
+#: textured photos (grass, leaves), the very smallest scale with >= S pixels gave per-image
+#: mean differences up to 6.5 grey levels from a full decode + PIL resize (S = 224); twice S
+#: keeps the mean over images near 1 (figures in benchmarks/RESULTS.md).
+DCT_MARGIN = 2.0
 
 
 class CropDecodeError(ValueError):
@@ -59,7 +64,8 @@ def decode_crops(data, starts: np.ndarray, ends: np.ndarray, boxes: np.ndarray,
         if _jpegcrop is None:
             raise RuntimeError(FALLBACK_HINT)
         try:
-            _jpegcrop.decode_crop_resize(data, starts, ends, boxes, flips, out, threads, fast)
+            _jpegcrop.decode_crop_resize(data, starts, ends, boxes, flips, out, threads, fast,
+                                         DCT_MARGIN)
         except _jpegcrop.DecodeError as e:
             raise CropDecodeError(*e.args) from None
         return out
@@ -89,10 +95,12 @@ def _decode_crops_python(data, starts, ends, boxes, flips, out, fast: bool) -> N
             if h < 1 or w < 1 or y < 0 or x < 0 or y + h > height or x + w > width:
                 raise ValueError(f"crop box (y={y}, x={x}, h={h}, w={w}) is outside the "
                                  f"{width}x{height} image")
-            # DCT scaling: the smallest output that keeps >= size pixels across the box.
+            # DCT scaling: the smallest output that keeps >= DCT_MARGIN x size pixels across
+            # the box.
+            side = DCT_MARGIN * size
             img = simplejpeg.decode_jpeg(buf, colorspace="RGB", fastdct=fast,
-                                         min_height=-(-size * height // h),
-                                         min_width=-(-size * width // w))
+                                         min_height=math.ceil(side * height / h),
+                                         min_width=math.ceil(side * width / w))
         except ValueError as e:
             raise CropDecodeError(i, str(e)) from None
         fy, fx = img.shape[0] / height, img.shape[1] / width
