@@ -20,7 +20,7 @@ from ray_ingest.train import TrainConfig, train
 from tests.helpers import jpeg_bytes, write_whole_image_shards
 
 COLOURS = [(230, 30, 30), (30, 200, 30), (40, 60, 230), (230, 220, 30)]
-H, W, PATCH, SIZE = 48, 96, 14, 32
+H, W, PATCH, SIZE = 48, 96, 16, 32
 
 
 def _image(rng: np.random.Generator, label: int) -> np.ndarray:
@@ -38,7 +38,7 @@ def border_task(ray_session, tmp_path_factory):
     from ray_ingest.convert import convert
 
     rng = np.random.default_rng(4)
-    labels = rng.integers(0, len(COLOURS), 700)
+    labels = rng.integers(0, len(COLOURS), 680)
     images = [_image(rng, int(c)) for c in labels]
     src = tmp_path_factory.mktemp("border-src")
     for i, (img, c) in enumerate(zip(images[:600], labels[:600])):
@@ -50,9 +50,9 @@ def border_task(ray_session, tmp_path_factory):
             show_progress=False)
     items = [(jpeg_bytes(img, quality=95), int(c)) for img, c in zip(images, labels)]
     whole = write_whole_image_shards(tmp_path_factory.mktemp("border-whole"),
-                                     {"train": items[:600], "val": items[600:640]},
+                                     {"train": items[:600], "val": items[600:620]},
                                      [f"c{c}" for c in range(len(COLOURS))])
-    return centre, whole, images[640:], labels[640:]
+    return centre, whole, images[620:], labels[620:]
 
 
 def _full_frame_accuracy(model_path: str, images, labels) -> float:
