@@ -300,3 +300,45 @@ def test_crop_of_fixed_size_shards_and_the_bad_record(ray_session, converted, tm
         read_records(str(converted["raw"]), "train", crop=CenterCrop(24))
     with pytest.raises(ConfigError, match="crop must be"):
         read_records(str(converted["jpeg"]), "train", crop=(24, 24))
+
+
+def test_training_takes_the_standard_recipe_on_whole_images_only():
+    from ray_ingest.format.manifest import Manifest
+    from ray_ingest.train.config import TrainConfig
+    from ray_ingest.train.evaluate import eval_crop
+
+    whole = Manifest("/d", {"resize_mode": "keep", "height": None, "width": None})
+    fixed = Manifest("/d", {"resize_mode": "center-crop", "height": 64, "width": 64})
+    cfg = TrainConfig(data="/d")
+    train_crop, val_crop = cfg.decode_crops(whole)
+    assert train_crop == RandomResizedCrop(224, (0.08, 1.0), (3 / 4, 4 / 3), flip_prob=0.5)
+    assert val_crop == CenterCrop(224)
+    aug = cfg.augment_config(whole)  # no second crop or flip on the device; jitter stays
+    assert (aug.size, aug.scale, aug.ratio, aug.flip_prob) == (224, (1.0, 1.0), (1.0, 1.0), 0)
+    assert aug.brightness > 0
+    assert cfg.decode_crops(fixed) == (None, None)
+    aug = cfg.augment_config(fixed)
+    assert (aug.size, aug.scale, aug.ratio[1], aug.flip_prob) == (64, (0.6, 1.0), 1.1, 0.5)
+    custom = TrainConfig(data="/d", image_size=160, crop_scale=0.25, crop_ratio=1.5,
+                         augment=False)
+    assert custom.decode_crops(whole) == (CenterCrop(160), CenterCrop(160))
+    assert TrainConfig(data="/d", image_size=160, crop_scale=0.25).decode_crops(whole)[0] \
+        == RandomResizedCrop(160, (0.25, 1.0), (3 / 4, 4 / 3), flip_prob=0.5)
+    assert eval_crop(whole, {"image_size": 192}) == CenterCrop(192)
+    assert eval_crop(whole, None) == CenterCrop(224) and eval_crop(fixed, None) is None
+
+
+def test_inspect_grid_centre_crops_whole_images(whole_images, tmp_path):
+    from PIL import Image
+
+    from ray_ingest.tools.inspect import write_grid
+
+    root, items = whole_images
+    png = tmp_path / "grid.png"
+    classes, shown = write_grid(str(root), str(png), per_class=2, thumb=40)
+    assert (classes, shown) == (3, 6)
+    sheet = np.asarray(Image.open(png).convert("RGB"))
+    # The first cell is the first record of class 0 (a 375x500 photo), centre-cropped.
+    cell = sheet[24 : 24 + 40, 150 : 150 + 40]
+    box = CenterCrop(40).boxes([375], [500])[0][0]
+    assert np.abs(cell.astype(np.int16) - _reference(items[0][0], box, 40, False)).mean() <= 3
