@@ -342,3 +342,10 @@ def test_inspect_grid_centre_crops_whole_images(whole_images, tmp_path):
     cell = sheet[24 : 24 + 40, 150 : 150 + 40]
     box = CenterCrop(40).boxes([375], [500])[0][0]
     assert np.abs(cell.astype(np.int16) - _reference(items[0][0], box, 40, False)).mean() <= 3
+
+
+def test_the_throughput_study_refuses_whole_images(whole_images):
+    from ray_ingest.bench.job import BenchConfig, run_bench
+
+    with pytest.raises(ConfigError, match="crop_bench.py"):
+        run_bench(BenchConfig(data=str(whole_images[0])))
