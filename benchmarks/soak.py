@@ -22,7 +22,9 @@ import threading
 import time
 from collections import Counter
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # the fault-injection helpers (tests/chaos.py)
 
 TITLES = ("ray::MapBatches", "ray::Write", "ray::ReadTFRecordShards")
 
@@ -39,7 +41,7 @@ def counted(phase, expected, names, seconds, kills=0, nodes_lost=0):
 def with_a_node_lost(cluster, titles, seed, work):
     """Runs ``work()`` while a worker node that runs a process of ``titles`` is taken down;
     adds a node back after it. ``(work's result, the removal or None, work's seconds)``."""
-    from ray_ingest.tools.chaos import remove_node_running
+    from chaos import remove_node_running
 
     removed = []
     t = threading.Thread(target=lambda: removed.append(
@@ -72,7 +74,7 @@ def main(argv=None):
     from ray_ingest.convert import ConvertOptions, convert
     from ray_ingest.format.records import iter_records
     from ray_ingest.read import read_records
-    from ray_ingest.tools.chaos import Killer
+    from chaos import Killer
     from ray_ingest.tools.synth import SynthSpec, synthesize
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})

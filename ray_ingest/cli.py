@@ -62,10 +62,19 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="class-folder tree, a .csv/.jsonl list of path,label, or a Parquet "
                                "file or folder (path or URI)")
     p.add_argument("out", help="output folder (path or URI)")
-    p.add_argument("--size", type=int, default=d.size, help="square output side")
+    p.add_argument("--size", type=int, default=None,
+                   help=f"square output side of the fixed-size modes (default: {d.size})")
     p.add_argument("--resize-mode", choices=RESIZE_MODES, default=d.resize_mode,
                    help="center-crop: crop to a square, then resize; squash: resize the whole "
-                        "image; pad: fit inside the square and pad")
+                        "image; pad: fit inside the square and pad; keep: store whole images, "
+                        "aspect kept (fitting JPEGs byte for byte), bounded by --max-side / "
+                        "--short-side")
+    p.add_argument("--max-side", type=int, default=None,
+                   help="keep: downscale so that the longer side is at most this (never "
+                        "upscaled; default: no limit)")
+    p.add_argument("--short-side", type=int, default=None,
+                   help="keep: downscale so that the shorter side is at most this (never "
+                        "upscaled; default: no limit)")
     p.add_argument("--encoding", choices=keys.ENCODINGS, default=d.encoding,
                    help="how records store the pixels: JPEG bytes or raw uint8 HxWx3")
     p.add_argument("--quality", type=int, default=d.quality, help="JPEG quality")
@@ -109,7 +118,11 @@ def _run_convert(args) -> int:
     from ray_ingest.convert.from_dataset import convert_parquet, is_parquet_source
     from ray_ingest.errors import ConfigError
 
-    opts = config_from_args(ConvertOptions, args)
+    if args.size is not None and args.resize_mode == "keep":
+        raise ConfigError("--size sets the side of the fixed-size modes; whole images "
+                          "(--resize-mode keep) are bounded by --max-side / --short-side")
+    size = ConvertOptions.size if args.size is None else args.size
+    opts = config_from_args(ConvertOptions, args, size=size)
     parquet = is_parquet_source(args.src)
     if not parquet and (args.image_column, args.label_column, args.id_column) != (
             "image", "label", None):
@@ -130,6 +143,12 @@ def _run_convert(args) -> int:
         report = convert(args.src, args.out, opts)
     print(report.summary_line(), flush=True)
     m = report.manifest
+    sizes = m.get("image_sizes")
+    if sizes:
+        print(f"  whole images: {sizes['stored_as_is']} stored byte for byte, "
+              f"{sizes['reencoded']} re-encoded; height {sizes['height']['min']}.."
+              f"{sizes['height']['max']}, width {sizes['width']['min']}.."
+              f"{sizes['width']['max']}")
     if m["conversions"]:
         print("  converted to RGB: " + ", ".join(f"{k} x{v}" for k, v in m["conversions"].items()))
     if m["num_rejected"] or m["num_ignored"]:

@@ -30,7 +30,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ray_ingest.convert.sink import TFRecordDatasink  # noqa: E402
-from ray_ingest.tools.chaos import remove_node_running, wait_and_kill_one  # noqa: E402
+from chaos import remove_node_running, wait_and_kill_one  # noqa: E402
 
 
 class SlowSink(TFRecordDatasink):

@@ -170,8 +170,9 @@ def predict_elsewhere(framework: str, model_path, batches: List[np.ndarray],
 def write_whole_image_shards(root: Path, splits: Dict[str, List[Tuple[bytes, int]]],
                              class_names: List[str], records_per_shard: int = 64) -> Path:
     """A whole-image conversion output (manifest version 2, ``resize_mode`` "keep"): each
-    split's ``(jpeg bytes, label)`` stored as they are, each record with its own size. Written
-    with the format's own pieces (example codec, framing, manifest)."""
+    split's ``(jpeg bytes, label)`` stored as they are, each record with its own size, in the
+    given splits (``convert --resize-mode keep`` assigns splits itself). Written with the
+    format's own pieces (example codec, framing, manifest)."""
     import simplejpeg
 
     from ray_ingest.format.example import encode_image_example
@@ -202,13 +203,10 @@ def write_whole_image_shards(root: Path, splits: Dict[str, List[Tuple[bytes, int
             shards.append({"file": name, "index": index_name(name),
                            "num_records": w.num_records, "num_bytes": w.bytes_written})
         entries[split] = split_entry(shards, counts)
+    longest = max((max(s) for s in sizes), default=0)
     data = header(source="test", encoding=keys.FORMAT_JPEG, size=None, resize_mode="keep",
                   quality=None, seed=0, val_fraction=0.0, shard_size_mb=0.0,
-                  class_names=class_names)
-    longest = max((max(s) for s in sizes), default=0)
-    data.update(format_version=2, height=None, width=None, max_side=longest, short_side=None,
-                image_sizes={"min_side": min((min(s) for s in sizes), default=0),
-                             "max_side": longest})
+                  class_names=class_names, max_side=longest or None)
     data["splits"] = entries
     write_manifest(str(root), data)
     return root

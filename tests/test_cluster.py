@@ -186,6 +186,7 @@ def test_readme_cluster_block_parses_into_the_commands_the_test_runs():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # over the block's own 1500 s and the failing job's 600 s
 def test_readme_cluster_block_runs_as_printed(tmp_path):
     proj = _project(tmp_path)
     head = LocalHead()

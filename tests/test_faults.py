@@ -16,7 +16,7 @@ import pytest
 
 from helpers import make_synth_tree, stored_filenames
 from ray_ingest.format import manifest as mf
-from ray_ingest.tools.chaos import kill_tree, wait_and_kill_one
+from chaos import kill_tree, wait_and_kill_one
 
 HERE = Path(__file__).resolve().parent
 

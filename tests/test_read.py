@@ -95,6 +95,22 @@ def test_splitting_shards_by_index_keeps_every_record(converted):
     assert sorted(_key(l, i) for i, l in zip(*a)) == sorted(_key(l, i) for i, l in zip(*b))
 
 
+@pytest.mark.parametrize("batch", [1, 64, 256, 257, 891, 892, 1024, 4096])
+@pytest.mark.parametrize("decode", ["workers", "consumer"])
+def test_blocks_in_whole_batches_at_any_batch_size(batch, decode):
+    """Blocks are whole batches at every batch size: within MAX_BLOCK_BYTES where a batch
+    fits in it, one batch a block where it does not (224 px: 891 rows fill 128 MB)."""
+    from ray_ingest.read.options import (MAX_BLOCK_BYTES, RecordSpec, block_bytes_per_row,
+                                         block_rows_for, block_rows_in_batches)
+
+    spec = RecordSpec("jpeg", 224, 224, 3, 10, record_bytes=11_000)
+    rows = block_rows_in_batches(spec, decode, batch)
+    assert rows % batch == 0 and rows >= batch
+    row = block_bytes_per_row(spec, decode)
+    assert rows * row <= MAX_BLOCK_BYTES or rows == batch
+    assert block_rows_for(spec, rows, decode) == rows  # the read keeps it
+
+
 def test_blocks_of_encoded_records_are_sized_by_their_bytes(converted):
     from ray_ingest.read.options import (DEFAULT_BLOCK_ROWS, ENCODED_BLOCK_BYTES,
                                          MAX_BLOCK_BYTES, RecordSpec, block_rows_for)
@@ -105,7 +121,7 @@ def test_blocks_of_encoded_records_are_sized_by_their_bytes(converted):
     assert rows % DEFAULT_BLOCK_ROWS == 0
     assert ENCODED_BLOCK_BYTES / 2 < rows * spec.record_bytes <= ENCODED_BLOCK_BYTES
     assert block_rows_for(spec, 300, "consumer") == 300  # asked for: kept
-    assert block_rows_for(spec, 10**9, "consumer") == MAX_BLOCK_BYTES // 11_000
+    assert block_rows_for(spec, 10**9, "consumer") == 10**9  # asked for: kept
     raw = RecordSpec("raw", 224, 224, 3, 10, record_bytes=150_600)
     assert block_rows_for(raw, None, "consumer") == DEFAULT_BLOCK_ROWS  # nothing to decode
     # from a real manifest: the mean stored record, and a consumer read of the split in one
@@ -187,7 +203,8 @@ def test_manifest_mismatches_are_named(converted, tmp_path):
 
     d = _copy(converted["raw"], tmp_path / "d")
     _edit_manifest(d, lambda m: m.update(format_version=3))
-    with pytest.raises(ManifestError, match="format version 3; this ray-ingest reads versions 1, 2"):
+    with pytest.raises(ManifestError,
+                       match="format version 3; this ray-ingest reads versions 1, 2"):
         read_records(str(d))
 
     d = _copy(converted["raw"], tmp_path / "e")

@@ -68,6 +68,15 @@ def test_a_flag_from_an_earlier_worker_group_is_ignored(tmp_path):
 
 
 def test_zero_turns_it_off(tmp_path):
-    wd = StallWatchdog(str(tmp_path), "att", 0, 0).start()
-    assert wd._thread is None
+    """Time-out 0: a loop that never ticks is never stopped, and another rank's stall flag
+    does not reach it either."""
+    (tmp_path / "_stalls").mkdir()
+    (tmp_path / "_stalls" / "att.stalled").write_text(repr(time.time()))
+    exits = []
+    wd = StallWatchdog(str(tmp_path), "att", 0, 0, poll=0.05, exit_fn=exits.append)
+    wd.grace = 0.0
+    wd.start()
+    time.sleep(0.6)  # no tick at all, over ten polls
     wd.stop()
+    assert not exits and not wd.fired
+    assert not (tmp_path / "_stalls" / "att-rank0.txt").exists()

@@ -17,7 +17,7 @@ from typing import Dict, List
 
 from ray_ingest import fs
 from ray_ingest.convert.pipeline import ConvertOptions, _input_table, convert_batch
-from ray_ingest.convert.sink import COL_RECORD, COL_REJECT
+from ray_ingest.convert.sink import COL_AS_IS, COL_RECORD, COL_REJECT
 from ray_ingest.convert.sources import IMAGE_EXTENSIONS, LIST_EXTENSIONS, list_source
 from ray_ingest.format import manifest as mf
 from ray_ingest.format.framing import OVERHEAD
@@ -42,6 +42,8 @@ class ConversionPlan:
     sampled: int
     sample_rejects: Counter = field(default_factory=Counter)
     record_bytes: float = 0.0  # mean over the sampled inputs that converted
+    #: keep mode: sampled inputs whose own bytes would be stored as they are
+    sample_as_is: int = 0
     shards: Dict[str, int] = field(default_factory=dict)
     out_refused: bool = False
 
@@ -84,6 +86,7 @@ def _measure_records(plan: ConversionPlan, table, options: ConvertOptions) -> No
     out = convert_batch(table.take(rows), options.image_spec(), plan.class_names)
     sizes = [len(r) + OVERHEAD for r in out.column(COL_RECORD).to_pylist() if r is not None]
     plan.sample_rejects = Counter(r for r in out.column(COL_REJECT).to_pylist() if r)
+    plan.sample_as_is = sum(bool(x) for x in out.column(COL_AS_IS).to_pylist())
     plan.record_bytes = sum(sizes) / len(sizes) if sizes else 0.0
     if not sizes:
         return
@@ -101,6 +104,16 @@ def _measure_records(plan: ConversionPlan, table, options: ConvertOptions) -> No
 def _examples(paths: List[str], limit: int = 3) -> str:
     more = f", ... ({len(paths) - limit} more)" if len(paths) > limit else ""
     return ", ".join(paths[:limit]) + more
+
+
+def _stored(options: ConvertOptions) -> str:
+    """What each image is stored as, in words."""
+    if not options.image_spec().keep:
+        return f"{options.size}x{options.size}"
+    limits = [f"{name} {value}" for name, value in (("max side", options.max_side),
+                                                    ("short side", options.short_side))
+              if value is not None]
+    return "whole images (" + (", ".join(limits) or "no size limit") + ")"
 
 
 def format_plan(plan: ConversionPlan, options: ConvertOptions) -> List[str]:
@@ -122,8 +135,12 @@ def format_plan(plan: ConversionPlan, options: ConvertOptions) -> List[str]:
         lines.append(
             f"shards: about {plan.shards[train]} {train} + {plan.shards[val]} {val} of up to "
             f"{options.shard_size_mb:g} MB, about {(nt + nv) * plan.record_bytes / 1e6:,.1f} MB "
-            f"in all ({plan.record_bytes / 1e3:,.1f} KB per record at {options.size}x"
-            f"{options.size} {options.encoding}, measured on {plan.sampled} sampled inputs)")
+            f"in all ({plan.record_bytes / 1e3:,.1f} KB per record at {_stored(options)} "
+            f"{options.encoding}, measured on {plan.sampled} sampled inputs)")
+        if options.image_spec().keep:
+            converted = plan.sampled - sum(plan.sample_rejects.values())
+            lines.append(f"whole images: {plan.sample_as_is} of the {converted} sampled inputs "
+                         "converted would be stored byte for byte, the others re-encoded")
     else:
         lines.append(f"shards: unknown, none of the {plan.sampled} sampled inputs converted")
     if plan.sample_rejects:

@@ -7,6 +7,12 @@ before any pixels are decoded (decompression bombs). Every image comes out as 8-
 what had to be converted to get there is reported as a note, and what cannot be converted
 raises :class:`ImageRejected` with a short reason code and a message.
 
+``resize_mode="keep"`` stores whole images, aspect kept, downscaled (never upscaled) only as
+far as ``max_side`` / ``short_side`` require. A JPEG that already fits, is baseline or
+progressive 8-bit YCbCr or greyscale and needs no rotation is stored byte for byte, after a
+complete decode at the smallest DCT scale (1/8) has checked it: libjpeg entropy-decodes every
+coefficient at any scale, so a truncated or corrupt file is rejected exactly as at full size.
+
 Photos are stored upright: the Exif orientation (camera held sideways, front camera
 mirrored) is applied after decoding, on both paths, as every viewer and
 ``PIL.ImageOps.exif_transpose`` show them (``ImageSpec.exif="ignore"`` keeps the stored
@@ -17,16 +23,31 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from ray_ingest.convert.jpeg_markers import (  # noqa: F401 - also this module's API
+    ORIENTATION_TAG,
+    is_jpeg,
+    jpeg_frame,
+    jpeg_orientation,
+    orient,
+    swaps_axes,
+)
 from ray_ingest.errors import ConfigError
 from ray_ingest.format import keys
+from ray_ingest.format.manifest import KEEP
 
-RESIZE_MODES = ("center-crop", "squash", "pad")
+#: "keep" stores whole images (aspect kept, bounded by ``max_side`` / ``short_side``); the
+#: others make every image ``size`` x ``size``.
+FIXED_RESIZE_MODES = ("center-crop", "squash", "pad")
+RESIZE_MODES = FIXED_RESIZE_MODES + (KEEP,)
+_MAX_JPEG_SIDE = 65535
+#: Frame types stored as they are: baseline and progressive Huffman (SOF0, SOF2). Extended
+#: (SOF1), lossless, hierarchical and arithmetic-coded JPEGs are decoded and re-encoded.
+_STORABLE_SOF = (0xC0, 0xC2)
 EXIF_MODES = ("apply", "ignore")
-_ORIENTATION_TAG = 0x0112
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 
 # Reject reasons (stable codes, used in rejects.jsonl and in the summary).
@@ -56,6 +77,9 @@ class ImageSpec:
     max_pixels: int = DEFAULT_MAX_PIXELS
     #: "apply": store photos upright by their Exif orientation; "ignore": as stored.
     exif: str = "apply"
+    #: keep mode: the largest longer side / shorter side stored (None: no limit).
+    max_side: Optional[int] = None
+    short_side: Optional[int] = None
 
     def __post_init__(self):
         if not isinstance(self.size, int) or not 8 <= self.size <= 8192:
@@ -64,6 +88,20 @@ class ImageSpec:
             raise ConfigError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
         if self.encoding not in keys.ENCODINGS:
             raise ConfigError(f"encoding must be one of {keys.ENCODINGS}, got {self.encoding!r}")
+        for name in ("max_side", "short_side"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if self.resize_mode != KEEP:
+                raise ConfigError(f"{name} applies to resize_mode 'keep' (whole images), not "
+                                  f"{self.resize_mode!r}; fixed-size modes take size")
+            if (not isinstance(value, int) or isinstance(value, bool)
+                    or not 8 <= value <= _MAX_JPEG_SIDE):
+                raise ConfigError(f"{name} must be an integer from 8 to {_MAX_JPEG_SIDE}, "
+                                  f"got {value!r}")
+        if self.resize_mode == KEEP and self.encoding != keys.FORMAT_JPEG:
+            raise ConfigError("resize_mode 'keep' stores whole images as JPEG; encoding "
+                              f"{self.encoding!r} applies to the fixed-size modes")
         if not 1 <= self.quality <= 100:
             raise ConfigError(f"quality must be from 1 to 100, got {self.quality!r}")
         if self.max_pixels < 1:
@@ -72,8 +110,25 @@ class ImageSpec:
             raise ConfigError(f"exif must be one of {EXIF_MODES}, got {self.exif!r}")
 
     @property
+    def keep(self) -> bool:
+        return self.resize_mode == KEEP
+
+    @property
     def raw_bytes(self) -> int:
         return self.size * self.size * 3
+
+    def kept_size(self, width: int, height: int) -> Tuple[int, int]:
+        """Keep mode: the ``(width, height)`` an image of ``width`` x ``height`` is stored at,
+        downscaled by the largest factor that ``max_side`` and ``short_side`` need (never
+        upscaled; the limits are integers, so rounding never exceeds them)."""
+        f = 1.0
+        if self.max_side is not None:
+            f = min(f, self.max_side / max(width, height))
+        if self.short_side is not None:
+            f = min(f, self.short_side / min(width, height))
+        if f >= 1.0:
+            return width, height
+        return max(1, round(width * f)), max(1, round(height * f))
 
 
 def _check_pixels(width: int, height: int, spec: ImageSpec) -> None:
@@ -89,83 +144,20 @@ def _check_pixels(width: int, height: int, spec: ImageSpec) -> None:
 
 def _min_decode_size(width: int, height: int, spec: ImageSpec) -> Tuple[int, int]:
     """The smallest (min_height, min_width) a DCT-scaled decode may produce."""
+    if spec.keep:  # the stored size on both sides
+        kw, kh = spec.kept_size(width, height)
+        return kh, kw
     s = spec.size
     if spec.resize_mode == "pad":  # the long side must stay >= size
         return (s, 0) if height >= width else (0, s)
     return s, s  # center-crop (short side >= size) and squash (both sides >= size)
 
 
-def is_jpeg(data) -> bool:
-    return len(data) >= 3 and data[0] == 0xFF and data[1] == 0xD8 and data[2] == 0xFF
-
-
-def jpeg_orientation(data) -> int:
-    """The Exif orientation (1..8) of a JPEG, read from its APP1 segment; 1 when the file
-    has none or it is unreadable. Walks the marker segments up to the first scan."""
-    data = bytes(data[:1 << 17]) if not isinstance(data, bytes) else data
-    i, n = 2, len(data)
-    while i + 4 <= n and data[i] == 0xFF:
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xDA, 0xD9):  # start of scan, end of image: no metadata after it
-            break
-        size = int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\0\0":
-            return _tiff_orientation(data[i + 10 : i + 2 + size])
-        i += 2 + size
-    return 1
-
-
-def _tiff_orientation(tiff: bytes) -> int:
-    """The orientation tag of a TIFF structure's first IFD (the Exif payload); 1 if absent."""
-    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
-    if order is None or len(tiff) < 8:
-        return 1
-    ifd = int.from_bytes(tiff[4:8], order)
-    count = int.from_bytes(tiff[ifd : ifd + 2], order) if ifd + 2 <= len(tiff) else 0
-    for k in range(count):
-        entry = tiff[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
-        if len(entry) < 12:
-            break
-        if int.from_bytes(entry[0:2], order) == _ORIENTATION_TAG:
-            if int.from_bytes(entry[2:4], order) != 3:  # SHORT
-                return 1
-            value = int.from_bytes(entry[8:10], order)
-            return value if 1 <= value <= 8 else 1
-    return 1
-
-
-def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
-    """``arr`` (``[H, W, C]`` as stored) turned upright by its Exif orientation, as
-    ``PIL.ImageOps.exif_transpose`` does (a view: flips and transposes copy nothing)."""
-    if orientation == 2:
-        return arr[:, ::-1]
-    if orientation == 3:
-        return arr[::-1, ::-1]
-    if orientation == 4:
-        return arr[::-1]
-    if orientation == 5:
-        return arr.transpose(1, 0, 2)
-    if orientation == 6:
-        return arr[::-1].transpose(1, 0, 2)
-    if orientation == 7:
-        return arr[::-1, ::-1].transpose(1, 0, 2)
-    if orientation == 8:
-        return arr[:, ::-1].transpose(1, 0, 2)
-    return arr
-
-
-def _swaps_axes(orientation: int) -> bool:
-    """Orientations 5-8 store the image with width and height exchanged."""
-    return orientation >= 5
-
-
 def decode_image(data: bytes, spec: ImageSpec) -> Tuple[np.ndarray, Optional[str]]:
     """Decodes to ``uint8[H, W, 3]`` RGB. Returns the pixels and a conversion note (or None).
 
-    JPEGs may come back downscaled by a power of two, never below what ``spec`` needs.
+    JPEGs may come back downscaled by a power of two, never below what ``spec`` needs; in keep
+    mode every image comes back at its stored size.
     """
     if len(data) == 0:
         raise ImageRejected(R_EMPTY, "file is empty (0 bytes)")
@@ -177,7 +169,7 @@ def decode_image(data: bytes, spec: ImageSpec) -> Tuple[np.ndarray, Optional[str
         except ValueError as e:
             raise ImageRejected(R_CORRUPT, f"unreadable JPEG header: {e}") from None
         orientation = jpeg_orientation(data) if spec.exif == "apply" else 1
-        swap = _swaps_axes(orientation)
+        swap = swaps_axes(orientation)
         # The bounds hold for the image as displayed; the decoder sees it as stored.
         shown_w, shown_h = (height, width) if swap else (width, height)
         _check_pixels(shown_w, shown_h, spec)
@@ -191,9 +183,25 @@ def decode_image(data: bytes, spec: ImageSpec) -> Tuple[np.ndarray, Optional[str
                 )
             except ValueError as e:
                 raise ImageRejected(R_CORRUPT, f"corrupt JPEG: {e}") from None
-            return orient(arr, orientation), ("grayscale->rgb" if colorspace == "Gray" else None)
+            arr = _to_kept_size(orient(arr, orientation), shown_w, shown_h, spec)
+            return arr, ("grayscale->rgb" if colorspace == "Gray" else None)
         # CMYK/YCCK JPEGs: libjpeg-turbo cannot give RGB, Pillow can.
     return _decode_with_pillow(data, spec)
+
+
+def _to_kept_size(arr: np.ndarray, width: int, height: int, spec: ImageSpec) -> np.ndarray:
+    """Keep mode: ``arr`` (the image of ``width`` x ``height`` as shown, perhaps decoded at a
+    reduced DCT scale) at its stored size, computed from the full size so that the scale's
+    rounding never shifts it; other modes: ``arr`` as it is."""
+    if not spec.keep:
+        return arr
+    kw, kh = spec.kept_size(width, height)
+    if arr.shape[:2] == (kh, kw):
+        return arr
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(arr)).resize((kw, kh), Image.BILINEAR),
+                      dtype=np.uint8)
 
 
 def _decode_with_pillow(data: bytes, spec: ImageSpec) -> Tuple[np.ndarray, Optional[str]]:
@@ -211,12 +219,14 @@ def _decode_with_pillow(data: bytes, spec: ImageSpec) -> Tuple[np.ndarray, Optio
     fmt = (img.format or "unknown").lower()
     mode = img.mode
     try:
-        if fmt == "jpeg":
-            img.draft("RGB", (spec.size, spec.size))  # DCT downscale for CMYK JPEGs too
+        if fmt == "jpeg":  # DCT downscale for CMYK JPEGs too
+            min_h, min_w = _min_decode_size(width, height, spec) if spec.keep else (
+                spec.size, spec.size)
+            img.draft("RGB", (min_w, min_h))
         img.load()
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)  # animated GIF/WebP/TIFF: first frame
-        orientation = img.getexif().get(_ORIENTATION_TAG, 1) if spec.exif == "apply" else 1
+        orientation = img.getexif().get(ORIENTATION_TAG, 1) if spec.exif == "apply" else 1
         if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
             img = img.convert("RGBA")
             background = Image.new("RGBA", img.size, (0, 0, 0, 255))
@@ -230,6 +240,8 @@ def _decode_with_pillow(data: bytes, spec: ImageSpec) -> Tuple[np.ndarray, Optio
             img = Image.fromarray(np.clip(arr32 * (255.0 / hi), 0, 255).astype(np.uint8), "L")
         rgb = img.convert("RGB")
         arr = orient(np.asarray(rgb, dtype=np.uint8), orientation)
+        shown = (height, width) if swaps_axes(orientation) else (width, height)
+        arr = _to_kept_size(arr, *shown, spec)
     except ImageRejected:
         raise
     except Exception as e:  # noqa: BLE001 - truncated or corrupt data surfaces here
@@ -242,11 +254,14 @@ def _decode_with_pillow(data: bytes, spec: ImageSpec) -> Tuple[np.ndarray, Optio
 
 
 def resize_image(arr: np.ndarray, spec: ImageSpec) -> np.ndarray:
-    """Resizes ``uint8[H, W, 3]`` to ``uint8[size, size, 3]`` by ``spec.resize_mode``."""
+    """Resizes ``uint8[H, W, 3]`` to ``uint8[size, size, 3]`` by ``spec.resize_mode`` (keep
+    mode: to :meth:`ImageSpec.kept_size`, the aspect kept)."""
     from PIL import Image
 
     s = spec.size
     h, w = arr.shape[:2]
+    if spec.keep:
+        return _to_kept_size(arr, w, h, spec)
     if (h, w) == (s, s):
         return arr
     img = Image.fromarray(arr)
@@ -276,10 +291,62 @@ def encode_pixels(arr: np.ndarray, spec: ImageSpec) -> bytes:
     )
 
 
+class Converted(NamedTuple):
+    """One converted image: what its record stores."""
+
+    encoded: bytes
+    height: int
+    width: int
+    #: Components of the stored image: 1 for a greyscale JPEG stored as it is, else 3.
+    channels: int
+    #: The input's own bytes, stored as they are (keep mode).
+    as_is: bool
+    note: Optional[str]
+
+
+def _encoded(arr: np.ndarray, spec: ImageSpec, note: Optional[str]) -> Converted:
+    return Converted(encode_pixels(arr, spec), arr.shape[0], arr.shape[1], 3, False, note)
+
+
+def _stored_as_is(data, spec: ImageSpec) -> Optional[Converted]:
+    """Keep mode: the JPEG ``data`` itself, when it may be stored as it is (it fits the limits,
+    is baseline or progressive 8-bit YCbCr or greyscale, needs no rotation) and decodes
+    completely; None when it must be re-encoded. Rejects what :func:`decode_image` rejects."""
+    import simplejpeg
+
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError as e:
+        raise ImageRejected(R_CORRUPT, f"unreadable JPEG header: {e}") from None
+    _check_pixels(width, height, spec)
+    sof, precision, _ = jpeg_frame(data)
+    if (colorspace not in ("YCbCr", "Gray") or sof not in _STORABLE_SOF or precision != 8
+            or spec.kept_size(width, height) != (width, height)
+            or (spec.exif == "apply" and jpeg_orientation(data) != 1)):
+        return None
+    try:  # every coefficient is entropy-decoded at 1/8 scale too; only the luma's IDCT runs
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", fastdct=True, fastupsample=True,
+                               min_height=1, min_width=1, strict=True)
+    except ValueError as e:
+        raise ImageRejected(R_CORRUPT, f"corrupt JPEG: {e}") from None
+    return Converted(bytes(data), height, width, 1 if colorspace == "Gray" else 3, True, None)
+
+
+def convert_image(data, spec: ImageSpec) -> Converted:
+    """One encoded image → what its record stores: decoded, resized and encoded by ``spec``,
+    or (keep mode) a fitting JPEG's own bytes."""
+    if spec.keep and len(data) > 0 and is_jpeg(data):
+        kept = _stored_as_is(data, spec)
+        if kept is not None:
+            return kept
+    arr, note = decode_image(data, spec)
+    return _encoded(resize_image(arr, spec), spec, note)
+
+
 def process_image(data: bytes, spec: ImageSpec) -> Tuple[bytes, Optional[str]]:
     """decode → resize → encode one image. Returns the encoded pixels and a conversion note."""
-    arr, note = decode_image(data, spec)
-    return encode_pixels(resize_image(arr, spec), spec), note
+    c = convert_image(data, spec)
+    return c.encoded, c.note
 
 
 def pixels_to_rgb(arr, spec: ImageSpec) -> Tuple[np.ndarray, Optional[str]]:
@@ -310,7 +377,13 @@ def pixels_to_rgb(arr, spec: ImageSpec) -> Tuple[np.ndarray, Optional[str]]:
     return np.repeat(gray, 3, axis=2), "array:gray->rgb"
 
 
+def convert_pixels(arr, spec: ImageSpec) -> Converted:
+    """One decoded image → what its record stores (resized and encoded by ``spec``)."""
+    rgb, note = pixels_to_rgb(arr, spec)
+    return _encoded(resize_image(np.ascontiguousarray(rgb), spec), spec, note)
+
+
 def process_pixels(arr, spec: ImageSpec) -> Tuple[bytes, Optional[str]]:
     """resize → encode one decoded image. Returns the encoded pixels and a conversion note."""
-    rgb, note = pixels_to_rgb(arr, spec)
-    return encode_pixels(resize_image(np.ascontiguousarray(rgb), spec), spec), note
+    c = convert_pixels(arr, spec)
+    return c.encoded, c.note

@@ -55,6 +55,9 @@ class ConvertOptions:
     exif: str = "apply"
     #: Store each shard's SHA-256 in the manifest (computed while writing).
     checksums: bool = False
+    #: resize_mode "keep" (whole images): the largest longer / shorter side stored.
+    max_side: Optional[int] = None
+    short_side: Optional[int] = None
 
     def __post_init__(self):
         if not 0.0 <= self.val_fraction < 1.0:
@@ -69,11 +72,11 @@ class ConvertOptions:
             raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
         if self.num_classes is not None and self.num_classes < 1:
             raise ConfigError(f"num_classes must be positive, got {self.num_classes}")
-        self.image_spec()  # validates size, mode, encoding, quality, max_pixels
+        self.image_spec()  # validates size, mode, encoding, quality, max_pixels, limits
 
     def image_spec(self) -> ImageSpec:
         return ImageSpec(self.size, self.resize_mode, self.encoding, self.quality, self.max_pixels,
-                         self.exif)
+                         self.exif, self.max_side, self.short_side)
 
 
 @dataclass
@@ -251,6 +254,7 @@ def write_shards(converted: Callable[[Any], Any], out: str, opts: ConvertOptions
         source=source, encoding=opts.encoding, size=opts.size, resize_mode=opts.resize_mode,
         quality=opts.quality, seed=opts.seed, val_fraction=opts.val_fraction,
         shard_size_mb=opts.shard_size_mb, class_names=class_names,
+        max_side=opts.max_side, short_side=opts.short_side,
         exif_orientation=opts.exif, **(manifest_extra or {}))
     sink = datasink_cls(
         out=out,

@@ -15,15 +15,18 @@ from typing import Any, List, Sequence
 import numpy as np
 import pyarrow as pa
 
-from ray_ingest.convert.images import ImageRejected, ImageSpec, process_image, process_pixels
+from ray_ingest.convert.images import ImageRejected, ImageSpec, convert_image, convert_pixels
 from ray_ingest.convert.sink import (
+    COL_AS_IS,
     COL_FILENAME,
+    COL_HEIGHT,
     COL_LABEL,
     COL_MESSAGE,
     COL_NOTE,
     COL_RECORD,
     COL_REJECT,
     COL_SPLIT,
+    COL_WIDTH,
 )
 from ray_ingest.format.example import encode_image_example
 
@@ -39,6 +42,9 @@ OUT_SCHEMA = pa.schema(
         (COL_REJECT, pa.string()),
         (COL_MESSAGE, pa.string()),
         (COL_NOTE, pa.string()),
+        (COL_HEIGHT, pa.int32()),
+        (COL_WIDTH, pa.int32()),
+        (COL_AS_IS, pa.bool_()),
     ]
 )
 
@@ -47,26 +53,29 @@ def encode_rows(payloads: Sequence[Any], names: Sequence[str], labels: Sequence[
                 splits: Sequence[str], spec: ImageSpec, class_names: List[str]) -> pa.Table:
     """The writer's rows for one batch.
 
-    ``payloads[i]`` is encoded image bytes (decoded, resized and re-encoded by ``spec``), a
-    ``uint8`` pixel array (resized and encoded), or an :class:`ImageRejected` (a reject row).
+    ``payloads[i]`` is encoded image bytes (decoded, resized and re-encoded by ``spec``, or in
+    keep mode stored as they are when they may be), a ``uint8`` pixel array (resized and
+    encoded), or an :class:`ImageRejected` (a reject row).
     ``labels[i]`` is the class id of a convertible input (ignored for a rejected one).
     """
     records, kept_labels, rejects, messages, notes = [], [], [], [], []
+    heights, widths, as_is = [], [], []
     for payload, name, label in zip(payloads, names, labels):
-        record = reject = message = note = None
+        record = reject = message = note = c = None
         try:
             if isinstance(payload, ImageRejected):
                 raise payload
             if isinstance(payload, np.ndarray):
-                encoded, note = process_pixels(payload, spec)
+                c = convert_pixels(payload, spec)
             else:
-                encoded, note = process_image(payload, spec)
+                c = convert_image(payload, spec)
+            note = c.note
             record = encode_image_example(
-                encoded=encoded,
+                encoded=c.encoded,
                 image_format=spec.encoding,
-                height=spec.size,
-                width=spec.size,
-                channels=3,
+                height=c.height,
+                width=c.width,
+                channels=c.channels,
                 label=label,
                 class_text=class_names[label],
                 filename=name,
@@ -80,6 +89,10 @@ def encode_rows(payloads: Sequence[Any], names: Sequence[str], labels: Sequence[
         rejects.append(reject)
         messages.append(message)
         notes.append(note)
+        ok = record is not None
+        heights.append(c.height if ok else None)
+        widths.append(c.width if ok else None)
+        as_is.append(c.as_is if ok else None)
     return pa.Table.from_arrays(
         [
             pa.array(records, pa.binary()),
@@ -89,6 +102,9 @@ def encode_rows(payloads: Sequence[Any], names: Sequence[str], labels: Sequence[
             pa.array(rejects, pa.string()),
             pa.array(messages, pa.string()),
             pa.array(notes, pa.string()),
+            pa.array(heights, pa.int32()),
+            pa.array(widths, pa.int32()),
+            pa.array(as_is, pa.bool_()),
         ],
         schema=OUT_SCHEMA,
     )

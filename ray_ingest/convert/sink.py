@@ -40,7 +40,8 @@ logger = logging.getLogger("ray_ingest")
 #: Columns of the converted rows the sink consumes (the conversion's ``map_batches`` output):
 #: the serialized record, its split, its input's name, its class id, and for an input that
 #: was not converted the reject reason and message; a conversion note (e.g. "png->rgb")
-#: otherwise.
+#: otherwise, the stored image's height and width, and whether the input's own bytes were
+#: stored as they are (keep mode).
 COL_RECORD = "record"
 COL_SPLIT = "split"
 COL_FILENAME = "filename"
@@ -48,6 +49,9 @@ COL_LABEL = "label"
 COL_REJECT = "reject"
 COL_MESSAGE = "message"
 COL_NOTE = "note"
+COL_HEIGHT = "height"
+COL_WIDTH = "width"
+COL_AS_IS = "as_is"
 
 
 @dataclass
@@ -70,6 +74,10 @@ class TaskResult:
     #: Records written per (split, class id).
     class_counts: Counter = field(default_factory=Counter)
     written: int = 0
+    #: Records written per stored height, per stored width; records stored as they are.
+    heights: Counter = field(default_factory=Counter)
+    widths: Counter = field(default_factory=Counter)
+    as_is: int = 0
 
 
 class _HashingStream:
@@ -208,6 +216,9 @@ class TFRecordDatasink(Datasink):
                 names = table.column(COL_FILENAME).to_pylist()
                 messages = table.column(COL_MESSAGE).to_pylist()
                 labels = table.column(COL_LABEL).to_pylist()
+                heights = table.column(COL_HEIGHT).to_pylist()
+                widths = table.column(COL_WIDTH).to_pylist()
+                as_is = table.column(COL_AS_IS).to_pylist()
                 for i, split in enumerate(splits):
                     if rejects[i]:
                         result.rejects.append(
@@ -222,6 +233,9 @@ class TFRecordDatasink(Datasink):
                     roller.write(records[i])
                     result.written += 1
                     result.class_counts[(split, labels[i])] += 1
+                    result.heights[heights[i]] += 1
+                    result.widths[widths[i]] += 1
+                    result.as_is += bool(as_is[i])
                     if notes[i]:
                         result.notes[notes[i]] += 1
             for roller in rollers.values():
@@ -245,16 +259,23 @@ class TFRecordDatasink(Datasink):
         rejects = [x for r in returns for x in r.rejects]
         notes: Counter = Counter()
         class_counts: Counter = Counter()
+        heights: Counter = Counter()
+        widths: Counter = Counter()
         for r in returns:
             notes.update(r.notes)
             class_counts.update(r.class_counts)
+            heights.update(r.heights)
+            widths.update(r.widths)
         written = sum(r.written for r in returns)
-        self._commit(shards, rejects, notes, written, class_counts)
+        sizes = None
+        if self.manifest_fields.get("resize_mode") == mf.KEEP:
+            sizes = mf.image_sizes(heights, widths, sum(r.as_is for r in returns), written)
+        self._commit(shards, rejects, notes, written, class_counts, sizes)
 
     def on_write_failed(self, error: Exception) -> None:
         fs.delete_dir(self.staging)
 
-    def _commit(self, shards, rejects, notes, written, class_counts) -> None:
+    def _commit(self, shards, rejects, notes, written, class_counts, sizes=None) -> None:
         out = self.out
         accounted = written + len(rejects)
         if accounted != self.num_inputs:
@@ -315,6 +336,8 @@ class TFRecordDatasink(Datasink):
             rejects_file=mf.REJECTS_NAME,
             reject_reasons=dict(sorted(Counter(r["reason"] for r in rejects).items())),
         )
+        if sizes is not None:
+            data["image_sizes"] = sizes
         mf.write_manifest(out, data)
         self.result = data
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ray_ingest import fs
 from ray_ingest.errors import ManifestError
@@ -20,10 +21,14 @@ from ray_ingest.format import keys
 MANIFEST_NAME = "manifest.json"
 REJECTS_NAME = "rejects.jsonl"
 FORMAT_NAME = "ray-ingest/tfrecord-image-classification"
-FORMAT_VERSION = 1
-#: Versions this ray-ingest reads: 1 (fixed-size images), 2 (also whole images of their own
-#: sizes, ``"resize_mode": "keep"``).
-FORMAT_VERSIONS = (1, 2)
+#: The newest manifest version this ray-ingest writes and reads: 2 for whole-image shards
+#: (``resize_mode`` "keep": each record has its own height and width, the manifest none);
+#: fixed-size shards keep writing version 1, which stays readable.
+FORMAT_VERSION = 2
+FIXED_SIZE_VERSION = 1
+READABLE_VERSIONS = (FIXED_SIZE_VERSION, FORMAT_VERSION)
+#: ``resize_mode`` of whole-image shards.
+KEEP = "keep"
 STAGING_PREFIX = "_staging-"
 #: The one-writer lock of a conversion in progress (see :mod:`ray_ingest.convert.lock`).
 LOCK_NAME = "_writer.lock"
@@ -60,20 +65,28 @@ class Manifest:
 
     @property
     def variable_size(self) -> bool:
-        """Whole images of their own sizes (each record has its own height and width)."""
-        return self.data.get("resize_mode") == "keep"
+        """Whole-image shards: every record has its own ``image/height`` / ``image/width``."""
+        return self.data.get("resize_mode") == KEEP
 
     @property
     def height(self) -> Optional[int]:
-        """Every record's height; None for whole-image shards."""
-        h = self.data["height"]
-        return None if h is None else int(h)
+        """The height of every image; None for whole-image shards (see the records)."""
+        return None if self.data["height"] is None else int(self.data["height"])
 
     @property
     def width(self) -> Optional[int]:
-        """Every record's width; None for whole-image shards."""
-        w = self.data["width"]
-        return None if w is None else int(w)
+        """The width of every image; None for whole-image shards (see the records)."""
+        return None if self.data["width"] is None else int(self.data["width"])
+
+    @property
+    def max_side(self) -> Optional[int]:
+        """Whole-image shards: the limit on each image's longer side (None: none)."""
+        return self.data.get("max_side")
+
+    @property
+    def short_side(self) -> Optional[int]:
+        """Whole-image shards: the limit on each image's shorter side (None: none)."""
+        return self.data.get("short_side")
 
     @property
     def channels(self) -> int:
@@ -120,17 +133,19 @@ def validate(data: Dict[str, Any], path: str) -> None:
             f"{path}: not a ray-ingest manifest (format {data.get('format')!r}, "
             f"expected {FORMAT_NAME!r})"
         )
-    if data.get("format_version") not in FORMAT_VERSIONS:
+    version = data.get("format_version")
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise ManifestError(
-            f"{path}: manifest format version {data.get('format_version')!r}; this ray-ingest "
-            f"reads versions {', '.join(map(str, FORMAT_VERSIONS))} (re-convert the data, or "
-            f"use a matching ray-ingest)"
+            f"{path}: manifest format version {version!r}; this ray-ingest reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))} (re-convert the data, or upgrade "
+            "ray-ingest)"
         )
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise ManifestError(f"{path}: manifest lacks {missing}")
     if data["encoding"] not in keys.ENCODINGS:
         raise ManifestError(f"{path}: unknown encoding {data['encoding']!r}")
+    _validate_sizes(data, path)
     for split, info in data["splits"].items():
         if not isinstance(info, dict) or not isinstance(info.get("shards"), list):
             raise ManifestError(f"{path}: split {split!r} has no shard list")
@@ -161,6 +176,66 @@ def validate(data: Dict[str, Any], path: str) -> None:
                     f"{len(data['class_names'])} counts adding up to its {listed} records")
 
 
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _validate_sizes(data: Dict[str, Any], path: str) -> None:
+    """Fixed-size shards name their one size; whole-image shards (version 2) none, their
+    limits and, when recorded, the distribution of the stored sizes."""
+    if data.get("resize_mode") != KEEP:
+        for k in ("height", "width"):
+            if not _positive_int(data[k]):
+                raise ManifestError(f"{path}: {k} is {data[k]!r}; a positive integer expected")
+        return
+    if data["format_version"] < FORMAT_VERSION:
+        raise ManifestError(f"{path}: resize_mode {KEEP!r} needs manifest format version "
+                            f"{FORMAT_VERSION}, this one says {data['format_version']}")
+    for k in ("height", "width"):
+        if data[k] is not None:
+            raise ManifestError(f"{path}: whole-image shards have no one {k} (null expected, "
+                                f"got {data[k]!r}); each record has its own")
+    for k in ("max_side", "short_side"):
+        if data.get(k) is not None and not _positive_int(data[k]):
+            raise ManifestError(f"{path}: {k} is {data[k]!r}; a positive integer or null "
+                                "expected")
+    sizes = data.get("image_sizes")
+    if sizes is None:
+        return
+    ok = isinstance(sizes, dict) and all(
+        isinstance(sizes.get(k), dict)
+        and all(isinstance(sizes[k].get(s), (int, type(None))) for s in ("min", "median", "max"))
+        for k in ("height", "width")) and all(
+        isinstance(sizes.get(k), int) and sizes[k] >= 0 for k in ("stored_as_is", "reencoded"))
+    if not ok:
+        raise ManifestError(f"{path}: image_sizes {sizes!r} is not {{height: {{min, median, "
+                            "max}}, width: {{...}}, stored_as_is, reencoded}}")
+
+
+def _median_low(counts: Mapping[int, int]) -> Optional[int]:
+    n = sum(counts.values())
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if 2 * seen >= n:
+            return int(value)
+    return None
+
+
+def image_sizes(heights: Counter, widths: Counter, stored_as_is: int,
+                written: int) -> Dict[str, Any]:
+    """The ``image_sizes`` entry of whole-image shards from the records written: per side the
+    smallest, median (the lower one of an even count) and largest stored size; how many
+    records hold their input's own bytes and how many were re-encoded."""
+    def side(counts: Counter) -> Dict[str, Optional[int]]:
+        values = [v for v in counts if v is not None]
+        return {"min": min(values) if values else None, "median": _median_low(counts),
+                "max": max(values) if values else None}
+
+    return {"height": side(heights), "width": side(widths), "stored_as_is": int(stored_as_is),
+            "reencoded": int(written - stored_as_is)}
+
+
 def read_manifest(root: str) -> Manifest:
     root = fs.normalize(root)
     path = fs.join(root, MANIFEST_NAME)
@@ -180,18 +255,23 @@ def read_manifest(root: str) -> Manifest:
 
 def header(*, source: str, encoding: str, size: int, resize_mode: str, quality: Optional[int],
            seed: int, val_fraction: float, shard_size_mb: float, class_names: Sequence[str],
+           max_side: Optional[int] = None, short_side: Optional[int] = None,
            **extra: Any) -> Dict[str, Any]:
-    """The fields of a manifest that a conversion knows before it writes anything."""
+    """The fields of a manifest that a conversion knows before it writes anything (whole-image
+    shards: version 2, no one height and width, their limits instead)."""
+    keep = resize_mode == KEEP
+    limits = {"max_side": max_side, "short_side": short_side} if keep else {}
     return {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if keep else FIXED_SIZE_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "source": source,
         "encoding": encoding,
-        "height": size,
-        "width": size,
+        "height": None if keep else size,
+        "width": None if keep else size,
         "channels": 3,
         "resize_mode": resize_mode,
+        **limits,
         "quality": quality if encoding == keys.FORMAT_JPEG else None,
         "seed": seed,
         "val_fraction": val_fraction,

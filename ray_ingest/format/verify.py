@@ -9,12 +9,14 @@ Per shard, in this order (the first problem found is raised, naming the file and
 3. the ``.idx`` beside it: one ``offset length`` line per record, as the shard holds them;
 4. every record: a ``tf.train.Example`` with our features, whose encoding, height, width,
    channels, class id and class name agree with the manifest; raw pixels of the right size;
-   a JPEG header of the manifest's size;
+   a JPEG header of the manifest's size (whole-image shards: of the record's own size, within
+   the manifest's limits, with the record's number of components);
 5. the shard's ``sha256``, when its manifest entry has one (a file rewritten with valid
    framing).
 
-Then per split the records per class (``class_counts``), and the rejects file against the
-manifest's reject counts. Shards are checked by a few threads of this process (no Ray), in
+Then per split the records per class (``class_counts``), the stored sizes against the
+manifest's ``image_sizes`` (whole-image shards), and the rejects file against the manifest's
+reject counts. Shards are checked by a few threads of this process (no Ray), in
 manifest order.
 """
 
@@ -46,6 +48,7 @@ from ray_ingest.format.manifest import (
     STAGING_PREFIX,
     Manifest,
     ShardInfo,
+    image_sizes,
     read_manifest,
 )
 from ray_ingest.progress import Progress
@@ -60,6 +63,9 @@ class ShardReport:
     #: Records per class id.
     class_counts: List[int]
     sha256_checked: bool = False
+    #: Records per stored height, per stored width.
+    heights: Counter = field(default_factory=Counter)
+    widths: Counter = field(default_factory=Counter)
 
 
 @dataclass
@@ -114,8 +120,8 @@ def _mismatch(path: str, rec_no: int, offset: int, what: str, got, want) -> Reco
                                f"{got!r}, the manifest says {want!r}")
 
 
-def _check_record(view, path: str, rec_no: int, offset: int, m: Manifest) -> int:
-    """Checks one record against the manifest; returns its class id."""
+def _check_record(view, path: str, rec_no: int, offset: int, m: Manifest) -> Tuple[int, int, int]:
+    """Checks one record against the manifest; returns its class id, height and width."""
     split = split_encoded(view)
     try:
         if split is not None:
@@ -135,7 +141,9 @@ def _check_record(view, path: str, rec_no: int, offset: int, m: Manifest) -> int
                                  f"our image records ({e or 'a feature is missing'})") from None
     if fmt != m.encoding:
         raise _mismatch(path, rec_no, offset, keys.FORMAT, fmt, m.encoding)
-    if (h, w, channels) != (m.height, m.width, m.channels):
+    if m.variable_size:
+        _check_whole_size(path, rec_no, offset, m, h, w, channels)
+    elif (h, w, channels) != (m.height, m.width, m.channels):
         raise _mismatch(path, rec_no, offset, "height x width x channels", (h, w, channels),
                         (m.height, m.width, m.channels))
     names = m.class_names
@@ -152,13 +160,29 @@ def _check_record(view, path: str, rec_no: int, offset: int, m: Manifest) -> int
         import simplejpeg
 
         try:
-            jh, jw, _, _ = simplejpeg.decode_jpeg_header(payload)
+            jh, jw, colorspace, _ = simplejpeg.decode_jpeg_header(payload)
         except ValueError as e:
             raise ExampleDecodeError(f"{path}: record {rec_no} at byte offset {offset}: "
                                      f"unreadable JPEG header: {e}") from None
         if (jh, jw) != (h, w):
             raise _mismatch(path, rec_no, offset, "JPEG size", (jh, jw), (h, w))
-    return label
+        if m.variable_size and (1 if colorspace == "Gray" else 3) != channels:
+            raise RecordMismatchError(f"{path}: record {rec_no} at byte offset {offset}: "
+                                      f"{keys.CHANNELS} is {channels}, its JPEG is {colorspace}")
+    return label, h, w
+
+
+def _check_whole_size(path: str, rec_no: int, offset: int, m: Manifest, h: int, w: int,
+                      channels: int) -> None:
+    """A whole-image record's own size: positive, within the manifest's limits."""
+    where = f"{path}: record {rec_no} at byte offset {offset}"
+    if h < 1 or w < 1 or channels not in (1, 3):
+        raise RecordMismatchError(f"{where}: height x width x channels is {(h, w, channels)}; "
+                                  "positive sizes and 1 or 3 channels expected")
+    for name, limit, side in (("max_side", m.max_side, max(h, w)),
+                              ("short_side", m.short_side, min(h, w))):
+        if limit is not None and side > limit:
+            raise RecordMismatchError(f"{where}: {h}x{w} exceeds the manifest's {name} {limit}")
 
 
 def _check_index(path: str, idx_path: str, offsets: List[Tuple[int, int]]) -> None:
@@ -210,12 +234,13 @@ def verify_shard(m: Manifest, split: str, shard: ShardInfo) -> ShardReport:
         offsets.append((pos, len(v) + OVERHEAD))
         pos += len(v) + OVERHEAD
     _check_index(path, fs.join(m.root, shard.index), offsets)
-    labels = np.fromiter((_check_record(v, path, i, offsets[i][0], m)
-                          for i, v in enumerate(views)), dtype=np.int64, count=len(views))
+    checked = [_check_record(v, path, i, offsets[i][0], m) for i, v in enumerate(views)]
+    labels = np.fromiter((c[0] for c in checked), dtype=np.int64, count=len(views))
     hashed = check_digest(path, data, shard.sha256)
     counts = np.bincount(labels, minlength=len(m.class_names))
     return ShardReport(split, shard.file, len(views), len(data),
-                       [int(c) for c in counts], hashed)
+                       [int(c) for c in counts], hashed, Counter(c[1] for c in checked),
+                       Counter(c[2] for c in checked))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,6 +256,21 @@ def _check_totals(m: Manifest, report: VerifyReport) -> None:
             raise ManifestError(
                 f"{m.path}: split {split!r} lists class_counts that its records disagree with "
                 "(class, manifest, records): " + ", ".join(map(str, diff[:5])))
+    sizes = m.data.get("image_sizes") if m.variable_size else None
+    if sizes:
+        heights, widths = Counter(), Counter()
+        for s in report.shards:
+            heights.update(s.heights)
+            widths.update(s.widths)
+        got = image_sizes(heights, widths, 0, 0)
+        for side in ("height", "width"):
+            if got[side] != sizes[side]:
+                raise ManifestError(f"{m.path}: image_sizes says {side} {sizes[side]}, the "
+                                    f"records have {got[side]}")
+        if sizes["stored_as_is"] + sizes["reencoded"] != report.num_records:
+            raise ManifestError(f"{m.path}: image_sizes counts {sizes['stored_as_is']} stored "
+                                f"as they are + {sizes['reencoded']} re-encoded, the shards "
+                                f"hold {report.num_records} records")
     written = m.data.get("num_written")
     if written is not None and written != report.num_records:
         raise ManifestError(f"{m.path}: num_written is {written}, the shards hold "

@@ -46,7 +46,8 @@ class ReadOptions:
     #: Records per read task (None: from the data size and the requested parallelism).
     records_per_task: Optional[int] = None
     #: Rows per block (None: DEFAULT_BLOCK_ROWS decoded rows, or ~ENCODED_BLOCK_BYTES of
-    #: encoded records when the consumer decodes).
+    #: encoded records when the consumer decodes, at most MAX_BLOCK_BYTES). A value given is
+    #: kept as it is: a caller that sizes blocks in whole batches gets exactly those.
     block_rows: Optional[int] = None
     jpeg_dct: str = "fast"
     #: (i, n): keep only tasks i, i + n, i + 2n, ... of the plan (a disjoint 1/n of the data).
@@ -155,19 +156,25 @@ def block_bytes_per_row(spec: RecordSpec, decode: str) -> int:
 
 
 def block_rows_for(spec: RecordSpec, block_rows: Optional[int], decode: str = "workers") -> int:
-    """Rows per block: ``block_rows`` (None: the default for what the block holds), at most
-    MAX_BLOCK_BYTES of it."""
+    """Rows per block: ``block_rows`` as given, or (None) the default for what the block
+    holds, at most MAX_BLOCK_BYTES of it."""
+    if block_rows is not None:
+        return block_rows
     row = block_bytes_per_row(spec, decode)
-    if block_rows is None:
-        block_rows = DEFAULT_BLOCK_ROWS
-        if row != spec.row_bytes:  # encoded: whole default blocks up to ~ENCODED_BLOCK_BYTES
-            block_rows *= max(1, ENCODED_BLOCK_BYTES // (row * DEFAULT_BLOCK_ROWS))
+    block_rows = DEFAULT_BLOCK_ROWS
+    if row != spec.row_bytes:  # encoded: whole default blocks up to ~ENCODED_BLOCK_BYTES
+        block_rows *= max(1, ENCODED_BLOCK_BYTES // (row * DEFAULT_BLOCK_ROWS))
     return max(1, min(block_rows, MAX_BLOCK_BYTES // row))
 
 
 def block_rows_in_batches(spec: Optional[RecordSpec], decode: str, batch_size: int) -> int:
     """The default block for what the blocks hold (``spec``: the dataset's; None: decoded
-    images), rounded up to whole batches of ``batch_size``: batches are then slices of blocks,
-    not copies."""
+    images) in whole batches of ``batch_size``: rounded up to a whole batch, then down to
+    whole batches that fit MAX_BLOCK_BYTES, and never under one batch. Batches are then
+    slices of blocks, not copies, whatever the batch size."""
     rows = block_rows_for(spec, None, decode) if spec else DEFAULT_BLOCK_ROWS
-    return batch_size * max(1, -(-rows // batch_size))
+    row = block_bytes_per_row(spec, decode) if spec else 0
+    batches = -(-rows // batch_size)
+    if row:
+        batches = min(batches, MAX_BLOCK_BYTES // (row * batch_size))
+    return batch_size * max(1, batches)

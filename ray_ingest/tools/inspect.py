@@ -80,9 +80,13 @@ def summary_lines(insp: Inspection) -> List[str]:
     lines = [
         f"{m.root}",
         f"  format     {d['format']} version {d['format_version']}",
-        f"  images     {m.height}x{m.width}x{m.channels} {enc}, {d.get('resize_mode', '?')}",
-        f"  created    {d.get('created', '?')} from {d.get('source', '?')}",
     ]
+    if m.variable_size:
+        lines += whole_image_lines(m, enc)
+    else:
+        lines.append(f"  images     {m.height}x{m.width}x{m.channels} {enc}, "
+                     f"{d.get('resize_mode', '?')}")
+    lines.append(f"  created    {d.get('created', '?')} from {d.get('source', '?')}")
     for split in m.splits:
         shards = m.shards(split)
         nbytes = sum(s.num_bytes for s in shards)
@@ -94,6 +98,25 @@ def summary_lines(insp: Inspection) -> List[str]:
                      f"{_n(d.get('num_ignored', 0), 'other file')} ignored")
     if d.get("conversions"):
         lines.append("  converted  " + ", ".join(f"{k} x{v}" for k, v in d["conversions"].items()))
+    return lines
+
+
+def whole_image_lines(m: Manifest, enc: str) -> List[str]:
+    """The storage policy and stored sizes of whole-image shards."""
+    limits = [f"{name} {value}" for name, value in (("max side", m.max_side),
+                                                    ("short side", m.short_side))
+              if value is not None]
+    lines = [f"  images     whole, aspect kept ({', '.join(limits) or 'no size limit'}; "
+             f"never upscaled), {enc}, decoded as {m.channels} channels"]
+    sizes = m.data.get("image_sizes")
+    if sizes:
+        def side(k):
+            s = sizes[k]
+            return f"{k} {s['min']}..{s['max']} (median {s['median']})"
+
+        lines.append(f"  sizes      {side('height')}, {side('width')}")
+        lines.append(f"  stored     {sizes['stored_as_is']:,} byte for byte (the input's own "
+                     f"JPEG), {sizes['reencoded']:,} re-encoded")
     return lines
 
 
@@ -177,7 +200,8 @@ def to_dict(insp: Inspection) -> Dict[str, Any]:
 
 def _pixels(record, m: Manifest) -> np.ndarray:
     if record.image_format == keys.FORMAT_RAW:
-        return np.frombuffer(record.encoded, np.uint8).reshape(m.height, m.width, m.channels)
+        return np.frombuffer(record.encoded, np.uint8).reshape(record.height, record.width,
+                                                                m.channels)
     import simplejpeg
 
     return simplejpeg.decode_jpeg(record.encoded, colorspace="RGB")
