@@ -13,7 +13,9 @@ DEMO_DIR ?= demo-data
 
 all: test
 
-$(STAMP): pyproject.toml constraints.txt
+# setup.py builds the fused JPEG crop decoder (a C extension on the system's libjpeg-turbo;
+# optional: without gcc or the libjpeg headers the install goes on and crops decode slower).
+$(STAMP): pyproject.toml setup.py constraints.txt ray_ingest/read/_jpegcrop.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	@touch $(STAMP)

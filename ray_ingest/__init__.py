@@ -5,7 +5,8 @@ The public API, imported lazily so that ``import ray_ingest`` stays cheap:
 * ``convert(src, out, options=None, **kwargs)`` and :class:`ConvertOptions`;
 * ``convert_dataset(ds, out, options=None, image_column=..., label_column=..., ...)``: any
   Ray Dataset of images and labels;
-* ``read_records(path, split, options=None, **kwargs)``, :class:`ReadOptions`,
+* ``read_records(path, split, options=None, **kwargs)``, :class:`ReadOptions`, the crops
+  taken while decoding (:class:`RandomResizedCrop`, :class:`CenterCrop`),
   ``iter_images(dataset_or_iterator, ...)`` and ``skip_report(dataset)`` (what
   ``skip_corrupt`` skipped);
 * ``train(TrainConfig(...))`` and ``evaluate(data, model, split="val")`` (a saved model);
@@ -31,6 +32,8 @@ _API = {
     "read_records": ("ray_ingest.read", "read_records"),
     "iter_images": ("ray_ingest.read", "iter_images"),
     "ReadOptions": ("ray_ingest.read", "ReadOptions"),
+    "RandomResizedCrop": ("ray_ingest.read.crop", "RandomResizedCrop"),
+    "CenterCrop": ("ray_ingest.read.crop", "CenterCrop"),
     "SkipReport": ("ray_ingest.read", "SkipReport"),
     "skip_report": ("ray_ingest.read", "skip_report"),
     "train": ("ray_ingest.train", None),  # the package is the function

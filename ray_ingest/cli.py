@@ -331,14 +331,18 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=d.weight_decay,
                    help="AdamW's weight decay")
     p.add_argument("--image-size", type=int, default=None,
-                   help="training resolution (default: the stored size)")
+                   help="training resolution (default: the stored size; whole-image shards: "
+                        "224)")
     p.add_argument("--no-augment", dest="augment", action="store_false",
                    help="train on the stored images as they are (default: random resized crop, "
                         "flip and colour jitter)")
     p.add_argument("--crop-scale", type=float, default=d.crop_scale,
-                   help="random resized crop: smallest area fraction")
+                   help="random resized crop: smallest area fraction (default: 0.6 of a "
+                        "fixed-size stored image; 0.08 of a whole image, cropped while "
+                        "decoding)")
     p.add_argument("--crop-ratio", type=float, default=d.crop_ratio,
-                   help="random resized crop: largest aspect-ratio change")
+                   help="random resized crop: largest aspect-ratio change (default: 1.1; "
+                        "4/3 on whole-image shards)")
     p.add_argument("--max-failures", type=int, default=d.max_failures,
                    help="worker-group restarts allowed (-1: unlimited)")
     p.add_argument("--prefetch-batches", type=int, default=d.prefetch_batches,

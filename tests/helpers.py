@@ -165,3 +165,48 @@ def predict_elsewhere(framework: str, model_path, batches: List[np.ndarray],
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     with np.load(out) as z:
         return [z[f"arr_{i}"] for i in range(len(batches))]
+
+
+def write_whole_image_shards(root: Path, splits: Dict[str, List[Tuple[bytes, int]]],
+                             class_names: List[str], records_per_shard: int = 64) -> Path:
+    """A whole-image conversion output (manifest version 2, ``resize_mode`` "keep"): each
+    split's ``(jpeg bytes, label)`` stored as they are, each record with its own size, in the
+    given splits (``convert --resize-mode keep`` assigns splits itself). Written with the
+    format's own pieces (example codec, framing, manifest)."""
+    import simplejpeg
+
+    from ray_ingest.format.example import encode_image_example
+    from ray_ingest.format.framing import TFRecordWriter
+    from ray_ingest.format.manifest import header, index_name, shard_name, split_entry, \
+        write_manifest
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    entries, sizes = {}, []
+    for split, items in splits.items():
+        chunks = [items[i : i + records_per_shard] for i in range(0, len(items),
+                                                                   records_per_shard)] or [[]]
+        shards, counts = [], [0] * len(class_names)
+        for k, chunk in enumerate(chunks):
+            name = shard_name(split, k, len(chunks))
+            with open(root / name, "wb") as f:
+                w = TFRecordWriter(f)
+                for j, (data, label) in enumerate(chunk):
+                    h, wd, _, _ = simplejpeg.decode_jpeg_header(data)
+                    sizes.append((h, wd))
+                    counts[label] += 1
+                    w.write(encode_image_example(
+                        encoded=data, image_format=keys.FORMAT_JPEG, height=h, width=wd,
+                        channels=3, label=label, class_text=class_names[label],
+                        filename=f"{split}/{k}/{j}.jpg"))
+            (root / index_name(name)).write_text(w.index_text())
+            shards.append({"file": name, "index": index_name(name),
+                           "num_records": w.num_records, "num_bytes": w.bytes_written})
+        entries[split] = split_entry(shards, counts)
+    longest = max((max(s) for s in sizes), default=0)
+    data = header(source="test", encoding=keys.FORMAT_JPEG, size=None, resize_mode="keep",
+                  quality=None, seed=0, val_fraction=0.0, shard_size_mb=0.0,
+                  class_names=class_names, max_side=longest or None)
+    data["splits"] = entries
+    write_manifest(str(root), data)
+    return root

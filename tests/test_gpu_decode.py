@@ -87,3 +87,37 @@ def test_collate_for_rays_iter_torch_batches_decodes_like_the_workers(ray_sessio
     want = sorted(zip(np.concatenate([b["label"] for b in ref]).tolist(),
                       (x.tobytes() for b in ref for x in b["image"])))
     assert got == want
+
+
+def test_torch_gpu_decode_crops_with_the_readers_boxes(monkeypatch):
+    """An encoded batch with its ``crop`` boxes: the device path cuts and resizes each box
+    (stand-in decoder on the CPU) within 3 grey levels of the fused CPU decode of the same
+    boxes, flips included."""
+    torch = pytest.importorskip("torch")
+    from ray_ingest.read import gpu
+    from ray_ingest.read.crop import RandomResizedCrop, record_keys
+    from ray_ingest.read.decode import encoded_table
+
+    sizes = [(120, 90), (64, 200), (100, 100), (90, 140)]
+    yy, xx = np.mgrid[0:200, 0:200]
+    smooth = np.stack([xx, yy, (xx + yy) // 2], -1).astype(np.uint8)
+    payloads = [memoryview(jpeg_bytes(np.ascontiguousarray(smooth[:h, :w]))) for h, w in sizes]
+    crop = RandomResizedCrop(32, flip_prob=0.5)
+    n = len(sizes)
+    boxes, flips = crop.boxes([h for h, _ in sizes], [w for _, w in sizes],
+                              record_keys(2, np.zeros(n), np.arange(n)))
+    columns = np.concatenate([boxes, flips[:, None], np.full((n, 1), 32)], 1)
+    batch = encoded_table(payloads, np.arange(n), ["s"] * n, np.arange(n), crop=columns)
+
+    def fake_decode_jpeg(data, device):
+        return [torch.from_numpy(decode_batch({"encoded": np.array([t.numpy().tobytes()],
+                                                                   dtype=object),
+                                               "label": np.zeros(1, np.int64)})["image"][0]
+                                 ).permute(2, 0, 1) for t in data]
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpu, "_torchvision_decode_jpeg", lambda: fake_decode_jpeg)
+    images = gpu.torch_gpu_decoder("cuda")(batch).numpy()
+    cpu = decode_batch(batch)["image"]
+    assert images.shape == cpu.shape == (n, 32, 32, 3)
+    assert np.abs(images.astype(np.int16) - cpu).mean(axis=(1, 2, 3)).max() <= 3

@@ -58,6 +58,10 @@ def run_bench(cfg: BenchConfig, show_progress: bool = True) -> Dict:
     from ray_ingest.runtime import ensure_ray
 
     m = read_manifest(cfg.data)
+    if m.variable_size:
+        raise ConfigError(f"{cfg.data}: whole-image shards (resize_mode 'keep'): the study "
+                          "streams fixed-size images; the random-resized-crop feed of whole "
+                          "images is measured by benchmarks/crop_bench.py")
     shards = m.shards(cfg.split)
     n_split = m.num_records(cfg.split)
     bytes_per_image = sum(s.num_bytes for s in shards) / max(1, n_split)

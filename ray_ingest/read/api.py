@@ -6,7 +6,7 @@ from typing import Dict, Iterator, Optional
 
 import numpy as np
 
-from ray_ingest.errors import ManifestError
+from ray_ingest.errors import ConfigError, ManifestError
 from ray_ingest import fs
 from ray_ingest.format.manifest import read_manifest
 from ray_ingest.read.decode import decode_ahead
@@ -36,6 +36,13 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
     ``"accurate"``; ``shard=(i, n)`` keeps a
     disjoint 1/n of the read tasks (the n shards together cover the split once);
     ``with_filename`` adds each record's ``image/filename`` as a ``filename`` column.
+    ``crop`` (:class:`~ray_ingest.read.crop.RandomResizedCrop` or
+    :class:`~ray_ingest.read.crop.CenterCrop`) crops while decoding: every image comes out
+    ``size x size``, decoded only where its box is (the box's rows and columns, at the
+    smallest DCT scale that keeps ``size`` pixels across it); boxes are drawn per record from
+    ``seed`` (shard file and record number: the same box wherever it is decoded, a new one
+    each epoch; no seed: a new random draw each epoch). Whole-image shards (converted with
+    ``--resize-mode keep``) hold images of different sizes and need a crop to form batches.
     ``decode="workers"`` (default) decodes JPEG records in the read tasks, on any node's CPUs;
     ``decode="consumer"`` leaves them encoded (an ``encoded`` column, ~10x fewer bytes through
     the object store and the network, with ``shard`` and ``record`` columns saying where each
@@ -54,6 +61,7 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
         raise TypeError("pass either options or keyword arguments, not both")
     opts = options or ReadOptions(**kwargs)
     manifest = read_manifest(path)
+    check_crop_fits(manifest, opts)
     check_files(manifest, split)
     if opts.verify_checksums and any(s.sha256 is None for s in manifest.shards(split)):
         raise ManifestError(f"{manifest.path}: verify_checksums, but the shards of split "
@@ -67,7 +75,7 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
         # default of 200 blocks is sliced into small blocks.
         cpus = int(ray.cluster_resources().get("CPU", 1))
         num_blocks = len(plan_tasks(manifest, split, 2 * max(1, cpus), opts))
-    spec = RecordSpec.of(manifest)
+    spec = RecordSpec.of(manifest, opts.crop)
     # Emit each block as the read task yields it: with the default 128 MB target, Ray Data
     # would concatenate a task's blocks into one (a copy) and a consumer would have to re-cut
     # batches across block edges (another copy).
@@ -85,6 +93,20 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
         if opts.limit is not None:
             ds = ds.limit(opts.limit)
     return ds
+
+
+def check_crop_fits(manifest, opts: ReadOptions) -> None:
+    """Whole-image shards need a crop (their images differ in size); a crop needs JPEG
+    records."""
+    if opts.crop is not None and manifest.encoding != "jpeg":
+        raise ConfigError(f"{manifest.path}: crop= decodes JPEG records; this dataset stores "
+                          f"{manifest.encoding!r} records")
+    if opts.crop is None and manifest.variable_size:
+        raise ConfigError(
+            f"{manifest.path}: whole-image shards (resize_mode 'keep') hold images of "
+            "different sizes, which cannot form a batch: read them with a crop, e.g. "
+            "crop=ray_ingest.RandomResizedCrop(224) to train or "
+            "crop=ray_ingest.CenterCrop(224) to evaluate")
 
 
 def iter_images(source, *, batch_size: int = 256, prefetch_batches: int = 4,

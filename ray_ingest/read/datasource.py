@@ -36,7 +36,7 @@ class TFRecordShardDatasource(Datasource):
         #: With ``skip_corrupt``: the :class:`~ray_ingest.read.skips.SkipLog` actor the read
         #: tasks report skipped records to.
         self.skip_log = skip_log
-        self.spec = RecordSpec.of(manifest)
+        self.spec = RecordSpec.of(manifest, options.crop)
         self._plans = 0  # a seeded shuffle differs per execution (epoch), reproducibly
 
     def get_name(self) -> str:
@@ -53,7 +53,7 @@ class TFRecordShardDatasource(Datasource):
         opts = self.options
         if opts.seed is not None:
             opts = replace(opts, seed=opts.seed + 7919 * self._plans)
-        elif opts.shuffle_files or opts.shuffle_records:
+        elif opts.shuffle_files or opts.shuffle_records or opts.crop is not None:
             opts = replace(opts, seed=random.SystemRandom().randrange(2**31))
         self._plans += 1
         return opts

@@ -28,6 +28,9 @@ FILENAME = keys.FILENAME_COLUMN
 #: Where each encoded record came from (consumer decode): shard path and record number.
 SHARD = "shard"
 RECORD = "record"
+#: A read that crops at decode time: int32 ``(y, x, h, w, flip, size)`` per encoded record (the
+#: box in stored pixels, drawn by the read task), so every decode placement takes the same box.
+CROP = "crop"
 
 Batch = Union[Dict[str, np.ndarray], "pyarrow.Table"]  # noqa: F821
 
@@ -44,8 +47,10 @@ def decode_jpeg_into(data, out: np.ndarray, fast: bool) -> None:
 
 
 def encoded_table(payloads: List[memoryview], labels: np.ndarray, shards: List[str],
-                  records: np.ndarray, filenames: Optional[List[str]] = None):
-    """An Arrow table of encoded records: the payloads copied once into one binary buffer."""
+                  records: np.ndarray, filenames: Optional[List[str]] = None,
+                  crop: Optional[np.ndarray] = None):
+    """An Arrow table of encoded records: the payloads copied once into one binary buffer;
+    ``crop``: int32[N, 6] boxes (the ``crop`` column)."""
     import pyarrow as pa
 
     sizes = np.fromiter((len(p) for p in payloads), np.int64, len(payloads))
@@ -58,7 +63,26 @@ def encoded_table(payloads: List[memoryview], labels: np.ndarray, shards: List[s
                SHARD: pa.array(shards, pa.string()), RECORD: pa.array(records, pa.int64())}
     if filenames is not None:
         columns[FILENAME] = pa.array(filenames, pa.string())
+    if crop is not None:
+        flat = pa.array(np.ascontiguousarray(crop, np.int32).reshape(-1))
+        columns[CROP] = pa.FixedSizeListArray.from_arrays(flat, 6)
     return pa.table(columns)
+
+
+def crop_boxes(batch: Batch) -> Optional[np.ndarray]:
+    """The ``crop`` column of a batch as int32[N, 6], or None when it has none."""
+    names = batch if isinstance(batch, dict) else batch.column_names
+    if CROP not in names:
+        return None
+    if isinstance(batch, dict):
+        col = batch[CROP]
+        return np.asarray(np.stack(col) if col.dtype == object else col, np.int32).reshape(-1, 6)
+    import pyarrow as pa
+
+    col = batch.column(CROP)
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return arr.flatten().to_numpy(zero_copy_only=False).astype(np.int32, copy=False
+                                                                ).reshape(-1, 6)
 
 
 def _binary_views(column) -> Tuple[memoryview, np.ndarray]:
@@ -137,6 +161,9 @@ def decode_batch(batch: Batch, dct: str = "fast", out: Optional[np.ndarray] = No
     import simplejpeg
 
     tune_malloc()
+    crop = crop_boxes(batch)
+    if crop is not None:
+        return decode_crop_batch(batch, crop, dct, out)
     enc = _Encoded(batch)
     if out is None:
         if enc.n == 0:
@@ -156,6 +183,38 @@ def decode_batch(batch: Batch, dct: str = "fast", out: Optional[np.ndarray] = No
     result = {IMAGE: out}
     result.update(_columns(batch, (LABEL, FILENAME)))
     result[LABEL] = np.array(result[LABEL], np.int64)  # a small writable copy
+    return result
+
+
+def decode_crop_batch(batch: Batch, crop: np.ndarray, dct: str = "fast",
+                      out: Optional[np.ndarray] = None, threads: int = 1
+                      ) -> Dict[str, np.ndarray]:
+    """An encoded batch with its ``crop`` boxes → ``image`` ``uint8[N, S, S, 3]`` (the fused
+    region decode, one call), ``label`` (and ``filename``)."""
+    from ray_ingest.read.cropdecode import CropDecodeError, decode_crops
+
+    n = len(crop)
+    size = int(crop[0, 5]) if n else 0
+    if out is None:
+        out = np.empty((n, size, size, 3), np.uint8)
+    if isinstance(batch, dict):
+        values = batch[ENCODED]
+        sizes = np.fromiter((len(v) for v in values), np.int64, n)
+        ends = np.cumsum(sizes)
+        data, starts = b"".join(bytes(v) for v in values), ends - sizes
+    else:
+        data, offsets = _binary_views(batch.column(ENCODED))
+        base = int(offsets[0]) if n else 0
+        data, starts, ends = data[base:], offsets[:-1] - base, offsets[1:] - base
+    try:
+        decode_crops(data, starts, ends, crop[:, :4], crop[:, 4], out, threads=threads,
+                     fast=dct == "fast")
+    except CropDecodeError as e:
+        i, message = e.args
+        raise undecodable(*_Encoded(batch).where(i), message) from None
+    result = {IMAGE: out}
+    result.update(_columns(batch, (LABEL, FILENAME)))
+    result[LABEL] = np.array(result[LABEL], np.int64)
     return result
 
 

@@ -5,6 +5,11 @@ Decoders, in order of preference: for torch, torchvision's ``decode_jpeg(..., de
 (nvJPEG, batched), else NVIDIA nvImageCodec; for TensorFlow, nvImageCodec through DLPack.
 :func:`gpu_decoder` raises a :class:`~ray_ingest.errors.ConfigError` that names what to install
 when none is importable or the worker has no GPU; :func:`probe` says whether one would work.
+
+A read that crops while decoding (``crop=``) gives each encoded record its box (the ``crop``
+column, drawn by the read task: the same boxes as the CPU placements); the GPU decodes the
+whole image, then cuts each box and resizes it to ``S x S`` there (bilinear, antialiased),
+mirrored where the box says so.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Callable, Tuple
 import numpy as np
 
 from ray_ingest.errors import ConfigError
-from ray_ingest.read.decode import Batch, _Encoded
+from ray_ingest.read.decode import Batch, _Encoded, crop_boxes
 
 NVIMGCODEC_PIP = "nvidia-nvimgcodec-cu12"
 
@@ -41,6 +46,26 @@ def _payload_arrays(batch: Batch):
     return [np.frombuffer(enc[i], dtype=np.uint8) for i in range(enc.n)]
 
 
+def torch_crop_resize(images, crop: np.ndarray):
+    """Decoded ``[3, H, W]`` uint8 tensors (any sizes, on one device) and their boxes
+    (int32[N, 6] ``(y, x, h, w, flip, size)``) → ``uint8[N, S, S, 3]`` on that device."""
+    import torch
+    import torch.nn.functional as F
+
+    n = len(images)
+    size = int(crop[0, 5]) if n else 0
+    device = images[0].device if n else "cpu"
+    out = torch.empty((n, 3, size, size), dtype=torch.float32, device=device)
+    for k, img in enumerate(images):  # sizes differ: one resize per image, no host sync
+        y, x, h, w = (int(v) for v in crop[k, :4])
+        region = img[:, y : y + h, x : x + w].unsqueeze(0).float()
+        out[k] = F.interpolate(region, size=(size, size), mode="bilinear",
+                               align_corners=False, antialias=True)[0]
+    flips = torch.from_numpy(crop[:, 4].astype(bool)).to(device)
+    out = torch.where(flips[:, None, None, None], out.flip(-1), out)
+    return out.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
 def torch_gpu_decoder(device) -> Callable[[Batch], "torch.Tensor"]:  # noqa: F821
     import torch
 
@@ -54,6 +79,9 @@ def torch_gpu_decoder(device) -> Callable[[Batch], "torch.Tensor"]:  # noqa: F82
                 warnings.simplefilter("ignore", UserWarning)
                 data = [torch.from_numpy(a) for a in _payload_arrays(batch)]
             images = decode_jpeg(data, device=device)  # [3, H, W] each
+            crop = crop_boxes(batch)
+            if crop is not None:
+                return torch_crop_resize(images, crop)
             return torch.stack(images).permute(0, 2, 3, 1)  # NHWC, as the shards store them
 
         return decode
@@ -63,7 +91,11 @@ def torch_gpu_decoder(device) -> Callable[[Batch], "torch.Tensor"]:  # noqa: F82
 
         def decode(batch: Batch) -> "torch.Tensor":  # noqa: F821
             images = decoder.decode([a.tobytes() for a in _payload_arrays(batch)])
-            return torch.stack([torch.as_tensor(img, device=device) for img in images])
+            images = [torch.as_tensor(img, device=device) for img in images]  # HWC
+            crop = crop_boxes(batch)
+            if crop is not None:
+                return torch_crop_resize([img.permute(2, 0, 1) for img in images], crop)
+            return torch.stack(images)
 
         return decode
     raise ConfigError(
@@ -87,7 +119,17 @@ def tf_gpu_decoder() -> Callable[[Batch], "tf.Tensor"]:  # noqa: F821
 
     def decode(batch: Batch) -> "tf.Tensor":  # noqa: F821
         images = decoder.decode([a.tobytes() for a in _payload_arrays(batch)])
-        return tf.stack([tf.experimental.dlpack.from_dlpack(img.to_dlpack()) for img in images])
+        images = [tf.experimental.dlpack.from_dlpack(img.to_dlpack()) for img in images]
+        crop = crop_boxes(batch)
+        if crop is None:
+            return tf.stack(images)
+        size = int(crop[0, 5])
+        out = []
+        for img, (y, x, h, w, flip, _) in zip(images, crop.tolist()):
+            r = tf.image.resize(tf.cast(img[y : y + h, x : x + w], tf.float32), (size, size),
+                                method="bilinear", antialias=True)
+            out.append(r[:, ::-1] if flip else r)
+        return tf.cast(tf.clip_by_value(tf.round(tf.stack(out)), 0, 255), tf.uint8)
 
     return decode
 

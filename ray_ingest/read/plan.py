@@ -50,7 +50,8 @@ def plan_tasks(manifest: Manifest, split: str, parallelism: int,
     total = sum(s.num_records for s in shards)
     if total == 0:
         return []
-    rows = block_rows_for(RecordSpec.of(manifest), options.block_rows, options.decode)
+    rows = block_rows_for(RecordSpec.of(manifest, options.crop), options.block_rows,
+                          options.decode)
     per_task = options.records_per_task
     if per_task is None:
         record_bytes = max(1, sum(s.num_bytes for s in shards) // total)

@@ -28,6 +28,8 @@ from ray_ingest.format.framing import SkippedRecords, read_index, scan_records, 
 from ray_ingest.format.manifest import ShardInfo
 from ray_ingest.format.records import check_shard_bytes
 import ray_ingest.read.decode as dec
+from ray_ingest.read.crop import record_keys, shard_key
+from ray_ingest.read.cropdecode import CropDecodeError, decode_crops
 from ray_ingest.read.options import ReadOptions, RecordSpec, block_rows_for
 from ray_ingest.read.plan import ShardRange
 
@@ -105,7 +107,7 @@ def _mismatch(path: str, rec_no: int, what: str, got, want) -> RecordMismatchErr
 class _Record:
     """Fields of one record that the reader needs; the payload is a view into the file."""
 
-    __slots__ = ("payload", "label", "filename")
+    __slots__ = ("payload", "label", "filename", "height", "width")
 
     def __init__(self, view, spec: RecordSpec, want_format: bytes, path: str, rec_no: int):
         split = split_encoded(view)
@@ -125,15 +127,47 @@ class _Record:
                 f"{path}: record {rec_no}: not one of our image records ({e})") from None
         if fmt != want_format:
             raise _mismatch(path, rec_no, keys.FORMAT, fmt.decode(errors="replace"), spec.encoding)
-        if h != spec.height or w != spec.width:
+        if spec.variable:
+            if h < 1 or w < 1:
+                raise _mismatch(path, rec_no, "height x width", (h, w), "positive sizes")
+        elif h != spec.height or w != spec.width:
             raise _mismatch(path, rec_no, "height x width", (h, w), (spec.height, spec.width))
         if not 0 <= label < spec.num_classes:
             raise _mismatch(path, rec_no, keys.LABEL, label, f"0..{spec.num_classes - 1}")
-        if spec.raw and len(payload) != spec.pixel_bytes:
-            raise _mismatch(path, rec_no, "raw pixel bytes", len(payload), spec.pixel_bytes)
+        if spec.raw and len(payload) != spec.stored_pixel_bytes:
+            raise _mismatch(path, rec_no, "raw pixel bytes", len(payload),
+                            spec.stored_pixel_bytes)
         self.payload = payload
         self.label = label
+        self.height, self.width = h, w
         self.filename = f[keys.FILENAME].bytes_list.value[0] if keys.FILENAME in f else b""
+
+
+def crop_columns(crop, seed: int, shards: List[str], records: np.ndarray,
+                 sizes: np.ndarray) -> np.ndarray:
+    """The ``crop`` column of a block: int32[N, 6] ``(y, x, h, w, flip, size)`` per record,
+    drawn from ``(seed, shard file, record number)``."""
+    names, inverse = np.unique(np.asarray(shards, dtype=object), return_inverse=True)
+    shard_keys = np.array([shard_key(str(name)) for name in names], np.uint64)[inverse]
+    boxes, flips = crop.boxes(sizes[:, 0], sizes[:, 1], record_keys(seed, shard_keys, records))
+    out = np.empty((len(records), 6), np.int32)
+    out[:, :4] = boxes
+    out[:, 4] = flips
+    out[:, 5] = crop.size
+    return out
+
+
+def decode_crop_block(payloads: List[memoryview], boxes: np.ndarray, images: np.ndarray,
+                      shards: List[str], records: np.ndarray, fast: bool) -> None:
+    """Decodes the crops of one block in this task (one buffer, one call)."""
+    sizes = np.fromiter((len(p) for p in payloads), np.int64, len(payloads))
+    ends = np.cumsum(sizes)
+    try:
+        decode_crops(b"".join(payloads), ends - sizes, ends, boxes[:, :4], boxes[:, 4], images,
+                     fast=fast)
+    except CropDecodeError as e:
+        i, message = e.args
+        raise dec.undecodable(shards[i], int(records[i]), message) from None
 
 
 def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadOptions,
@@ -168,6 +202,8 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
     if opts.shuffle_records:
         np.random.default_rng(seed).shuffle(order)
     consumer = not spec.raw and opts.decode == "consumer"
+    crop = opts.crop
+    crop_seed = opts.seed if opts.seed is not None else 0
     fast = opts.jpeg_dct == "fast"
     want_format = spec.encoding.encode()
     rows = block_rows_for(spec, opts.block_rows, opts.decode)
@@ -176,12 +212,13 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
         n = len(chunk)
         labels = np.empty(n, dtype=np.int64)
         names = np.empty(n, dtype=object) if opts.with_filename else None
-        if consumer:
+        if consumer or crop is not None:
             payloads: List[memoryview] = []
             shards: List[str] = []
             records = np.empty(n, dtype=np.int64)
-        else:
-            images = np.empty((n, spec.height, spec.width, spec.channels), np.uint8)
+            sizes = np.empty((n, 2), dtype=np.int64)
+        if not consumer:
+            images = np.empty((n, *spec.out_shape), np.uint8)
             flat = images.reshape(n, spec.pixel_bytes) if spec.raw else None
         for j, i in enumerate(chunk):
             path, start, first = where[owners[i]]
@@ -190,10 +227,11 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
             labels[j] = rec.label
             if names is not None:
                 names[j] = rec.filename.decode("utf-8", "replace")
-            if consumer:
+            if consumer or crop is not None:
                 payloads.append(rec.payload)
                 shards.append(path)
                 records[j] = rec_no
+                sizes[j] = rec.height, rec.width
             elif spec.raw:
                 flat[j] = np.frombuffer(rec.payload, dtype=np.uint8)
             else:
@@ -201,10 +239,15 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
                     dec.decode_jpeg_into(rec.payload, images[j], fast)
                 except ValueError as e:
                     raise dec.undecodable(path, rec_no, e) from None
+        boxes = None
+        if crop is not None:
+            boxes = crop_columns(crop, crop_seed, shards, records, sizes)
         if consumer:
             yield dec.encoded_table(payloads, labels, shards, records,
-                                    None if names is None else list(names))
+                                    None if names is None else list(names), boxes)
             continue
+        if crop is not None:
+            decode_crop_block(payloads, boxes, images, shards, records, fast)
         block = {dec.IMAGE: images, dec.LABEL: labels}
         if names is not None:
             block[dec.FILENAME] = names

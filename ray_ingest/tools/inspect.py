@@ -207,6 +207,20 @@ def _pixels(record, m: Manifest) -> np.ndarray:
     return simplejpeg.decode_jpeg(record.encoded, colorspace="RGB")
 
 
+def _thumbnail(pixels: np.ndarray, thumb: int, whole: bool):
+    """A ``thumb x thumb`` cell: a stored fixed-size image resized; a whole image
+    centre-cropped as evaluation sees it (:class:`~ray_ingest.read.crop.CenterCrop`)."""
+    from PIL import Image
+
+    img = Image.fromarray(pixels)
+    if not whole:
+        return img.resize((thumb, thumb))
+    from ray_ingest.read.crop import CenterCrop
+
+    (y, x, h, w), = CenterCrop(thumb).boxes([pixels.shape[0]], [pixels.shape[1]])[0].tolist()
+    return img.resize((thumb, thumb), Image.BILINEAR, box=(x, y, x + w, y + h))
+
+
 def sample_images(root: str, per_class: int, *, splits: Optional[List[str]] = None,
                   max_classes: Optional[int] = None) -> Tuple[Manifest, Dict[int, List]]:
     """Up to ``per_class`` records of each class (the first ones in shard order), read until
@@ -263,13 +277,8 @@ def write_grid(root: str, png: str, *, per_class: int = 8, split: Optional[str] 
         for col in range(per_class):
             x = label_w + col * cell
             if col < len(records):
-                img = Image.fromarray(_pixels(records[col], m))
-                scale = thumb / max(img.size)  # aspect kept (whole images): letterboxed
-                img = img.resize((max(1, round(img.width * scale)),
-                                  max(1, round(img.height * scale))))
-                box = Image.new("RGB", (thumb, thumb), (235, 235, 235))
-                box.paste(img, ((thumb - img.width) // 2, (thumb - img.height) // 2))
-                sheet.paste(box, (x, y))
+                img = _thumbnail(_pixels(records[col], m), thumb, m.variable_size)
+                sheet.paste(img, (x, y))
                 shown += 1
             else:
                 draw.rectangle([x, y, x + thumb - 1, y + thumb - 1], fill=(235, 235, 235))

@@ -40,8 +40,8 @@ class TFBackend:
 
         keras.mixed_precision.set_global_policy(
             "mixed_bfloat16" if cfg.resolved_precision(bool(gpus)) == "bf16" else "float32")
-        size = cfg.image_size or manifest.height
-        aug = cfg.augment_config(size)
+        size = cfg.train_size(manifest)
+        aug = cfg.augment_config(manifest)
         self.strategy = strategy = tf.distribute.MultiWorkerMirroredStrategy()
         warmup, total = steps_per_epoch, steps_per_epoch * cfg.epochs
         with strategy.scope():

@@ -48,7 +48,7 @@ class TorchBackend:
         precision = cfg.resolved_precision(self.cuda)
         self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
         self.memory_format = torch.channels_last if self.cuda else torch.contiguous_format
-        self.aug = cfg.augment_config(cfg.image_size or manifest.height)
+        self.aug = cfg.augment_config(manifest)
         self.num_classes = len(manifest.class_names)
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, self.num_classes).to(

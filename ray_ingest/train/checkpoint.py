@@ -66,11 +66,13 @@ def checkpoint_meta(cfg, manifest, metrics: Dict[str, Any]) -> Dict[str, Any]:
         "model": cfg.model,
         "model_file": MODEL_FILES[cfg.framework],
         "class_names": list(manifest.class_names),
-        "image_size": cfg.image_size or manifest.height,
+        "image_size": cfg.train_size(manifest),
         "stored_size": [manifest.height, manifest.width],
         "encoding": manifest.encoding,
         "data": cfg.data,
-        "input": "uint8 [N, H, W, 3] RGB images (any H and W: resized to image_size inside)",
+        "input": ("uint8 [N, S, S, 3] RGB images centre-cropped to image_size (as "
+                  "CenterCrop(image_size) gives them)" if manifest.variable_size else
+                  "uint8 [N, H, W, 3] RGB images (any H and W: resized to image_size inside)"),
         "output": "float32 logits [N, len(class_names)]",
         "metrics": metrics,
     }

@@ -6,7 +6,7 @@ import math
 import os
 import shlex
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from ray_ingest.errors import ConfigError
 
@@ -23,6 +23,12 @@ MODELS = tuple(dict.fromkeys(m for ms in MODELS_BY_FRAMEWORK.values() for m in m
 #: Seconds without training progress after which a run is stopped with a stack dump of each
 #: worker: long enough for the slowest first batch (stream start-up, graph compilation).
 DEFAULT_STALL_TIMEOUT = 300.0
+#: Random resized crop of fixed-size shards (a crop of the stored crop: object-centred data like
+#: the synthetic set) and of whole-image shards (the ImageNet recipe of the reference trainers).
+FIXED_CROP = (0.6, 1.1)
+WHOLE_IMAGE_CROP = (0.08, 4 / 3)
+#: Training resolution of whole-image shards when ``image_size`` is not given.
+WHOLE_IMAGE_SIZE = 224
 
 
 @dataclass(frozen=True)
@@ -42,12 +48,13 @@ class TrainConfig:
     seed: int = 0
     lr: float = 3e-3  # peak, after one epoch of warm-up; cosine decay to 0 over the run
     weight_decay: float = 1e-4
-    image_size: Optional[int] = None  # training resolution; None: the stored size
+    # Training resolution; None: the stored size (whole-image shards: WHOLE_IMAGE_SIZE).
+    image_size: Optional[int] = None
     augment: bool = True
     # Random resized crop: smallest area fraction kept and largest aspect-ratio change.
-    # Defaults for object-centred data like the synthetic set; ImageNet-style: 0.08, 4/3.
-    crop_scale: float = 0.6
-    crop_ratio: float = 1.1
+    # None: FIXED_CROP on fixed-size shards, WHOLE_IMAGE_CROP (ImageNet's) on whole images.
+    crop_scale: Optional[float] = None
+    crop_ratio: Optional[float] = None
     max_failures: int = 0
     prefetch_batches: int = 4
     shuffle_buffer: int = 0  # rows of Ray Data's local shuffle buffer (0: off)
@@ -113,20 +120,54 @@ class TrainConfig:
             raise ConfigError(f"max_failures must be -1 (unlimited) or >= 0, got {self.max_failures}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
-        if not 0 < self.crop_scale <= 1:
+        if self.crop_scale is not None and not 0 < self.crop_scale <= 1:
             raise ConfigError(f"crop_scale must be in (0, 1], got {self.crop_scale}")
-        if self.crop_ratio < 1:
+        if self.crop_ratio is not None and self.crop_ratio < 1:
             raise ConfigError(f"crop_ratio must be >= 1, got {self.crop_ratio}")
         if self.image_size is not None and self.image_size < 8:
             raise ConfigError(f"image_size must be >= 8, got {self.image_size}")
         if "/" in self.name or self.name in ("", ".", ".."):
             raise ConfigError(f"name must be a plain folder name, got {self.name!r}")
 
-    def augment_config(self, size: int):
+    def crop_params(self, manifest) -> Tuple[float, float]:
+        """``(crop_scale, crop_ratio)``, the defaults resolved for the dataset's storage."""
+        scale, ratio = WHOLE_IMAGE_CROP if manifest.variable_size else FIXED_CROP
+        return (scale if self.crop_scale is None else self.crop_scale,
+                ratio if self.crop_ratio is None else self.crop_ratio)
+
+    def train_size(self, manifest) -> int:
+        """The training resolution: ``image_size``, else the stored size (whole-image shards:
+        WHOLE_IMAGE_SIZE)."""
+        if self.image_size:
+            return self.image_size
+        return WHOLE_IMAGE_SIZE if manifest.variable_size else manifest.height
+
+    def decode_crops(self, manifest):
+        """``(train crop, validation crop)`` taken while decoding: on whole-image shards a
+        random resized crop with the flip (or, without augmentation, the centre crop) and the
+        centre crop; None, None on fixed-size shards (the device crops those)."""
+        if not manifest.variable_size:
+            return None, None
+        from ray_ingest.read.crop import CenterCrop, RandomResizedCrop
+
+        size = self.train_size(manifest)
+        scale, ratio = self.crop_params(manifest)
+        val = CenterCrop(size)
+        if not self.augment:
+            return val, val
+        return RandomResizedCrop(size, (scale, 1.0), (1.0 / ratio, ratio), flip_prob=0.5), val
+
+    def augment_config(self, manifest):
+        """The device augmentation. Whole-image shards come cropped and flipped from the
+        decode: the device keeps the colour jitter and the normalisation (an identity box)."""
         from ray_ingest.augment import AugmentConfig
 
-        return AugmentConfig(size=size, scale=(self.crop_scale, 1.0),
-                             ratio=(1.0 / self.crop_ratio, self.crop_ratio),
+        size = self.train_size(manifest)
+        if manifest.variable_size:
+            return AugmentConfig(size=size, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_prob=0.0,
+                                 enabled=self.augment)
+        scale, ratio = self.crop_params(manifest)
+        return AugmentConfig(size=size, scale=(scale, 1.0), ratio=(1.0 / ratio, ratio),
                              enabled=self.augment)
 
     def resolved_precision(self, accelerator: bool) -> str:

@@ -70,8 +70,11 @@ def check_memory(cfg: TrainConfig, manifest) -> None:
     here = -(-cfg.num_workers // nodes)
     threads = stream.decode_threads(cfg, here) if cfg.decode == "consumer" else 0
     vm = psutil.virtual_memory()
-    memory.check(memory.estimate(cfg, manifest.height, manifest.width, threads, here),
-                 vm.total, vm.available)
+    # Whole-image shards reach the batch cropped to the training size.
+    side = cfg.train_size(manifest)
+    height, width = (side, side) if manifest.variable_size else (manifest.height,
+                                                                 manifest.width)
+    memory.check(memory.estimate(cfg, height, width, threads, here), vm.total, vm.available)
 
 
 def _largest_other_node_cpus() -> float:
@@ -179,7 +182,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
         datasets[train_split] = read_records(
             cfg.data, train_split, shuffle_files=True, shuffle_records=True, seed=cfg.seed,
             block_rows=stream.block_rows(cfg, RecordSpec.of(manifest)),
-            decode=stream.read_decode(cfg),
+            decode=stream.read_decode(cfg), crop=cfg.decode_crops(manifest)[0],
             skip_corrupt=cfg.skip_corrupt)
     # Ray Train's controller and workers get the storage filesystem resolved here (with its
     # endpoint settings), and the workers our storage settings for their own files.

@@ -95,6 +95,18 @@ def load_model(path: str) -> Callable[[np.ndarray], np.ndarray]:
     return predict
 
 
+def eval_crop(manifest, meta):
+    """Whole-image shards are centre-cropped while decoding, to the model's training size
+    (its ``meta.json``; without one, the default whole-image size); None for fixed-size
+    shards."""
+    if not manifest.variable_size:
+        return None
+    from ray_ingest.read.crop import CenterCrop
+    from ray_ingest.train.config import WHOLE_IMAGE_SIZE
+
+    return CenterCrop(int((meta or {}).get("image_size") or WHOLE_IMAGE_SIZE))
+
+
 def evaluate(data: str, model: str, split: str = keys.SPLITS[1], batch_size: int = 256,
              out: Optional[str] = None) -> Evaluation:
     """Evaluates the model that ``model`` names (a model file, a checkpoint folder, a run
@@ -130,7 +142,8 @@ def evaluate(data: str, model: str, split: str = keys.SPLITS[1], batch_size: int
         framework = checkpoint.detect_framework(local)
         predict = load_model(local)
         confusion = np.zeros((len(names), len(names)), np.int64)
-        ds = read_records(data, split, block_rows=batch_size)
+        ds = read_records(data, split, block_rows=batch_size,
+                          crop=eval_crop(manifest, meta))
         for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
             logits = predict(batch[keys.IMAGE_COLUMN])
             if logits.ndim != 2 or logits.shape[1] != len(names):

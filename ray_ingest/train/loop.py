@@ -70,9 +70,11 @@ def synthetic_batches(cfg: TrainConfig, rank: int, manifest, backend) -> Iterato
     """One random batch, moved to the device once and yielded forever (the step's bound)."""
     rng = np.random.default_rng(cfg.seed + rank)
     n = cfg.per_worker_batch
+    # Whole-image shards reach the device cropped to the training size.
+    side = cfg.train_size(manifest) if manifest.variable_size else None
     batch = backend.to_batch({
-        keys.IMAGE_COLUMN: rng.integers(0, 256, (n, manifest.height, manifest.width, 3),
-                                        np.uint8),
+        keys.IMAGE_COLUMN: rng.integers(0, 256, (n, side or manifest.height,
+                                                 side or manifest.width, 3), np.uint8),
         keys.LABEL_COLUMN: rng.integers(0, len(manifest.class_names), n)})
     while True:
         yield batch
@@ -132,7 +134,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
 
         backend.begin_eval()
         val_loss = val_correct = val_count = 0.0
-        for b in stream.batches(stream.val_dataset(cfg, rank, world), cfg, threads=threads,
+        for b in stream.batches(stream.val_dataset(cfg, rank, world, m), cfg, threads=threads,
                                 drop_last=False):
             images, labels = backend.to_batch(b)
             lsum, csum = backend.eval_step(images, labels)

@@ -65,7 +65,7 @@ def estimate(cfg, height: int, width: int, decode_threads: int,
              workers_on_node: int) -> MemoryEstimate:
     """The peak memory of ``cfg``'s workers on one node (the formula of the module's doc)."""
     row = height * width * 3
-    size = cfg.image_size or height
+    size = cfg.image_size or height  # the decoded batch's side when not resized
     feed = (cfg.per_worker_batch * row * (cfg.prefetch_batches + decode_threads + 2)
             + cfg.shuffle_buffer * row)
     step = 0.0 if cfg.synthetic_data else (

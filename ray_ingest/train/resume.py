@@ -43,7 +43,7 @@ def differences(meta: Dict[str, Any], cfg, manifest) -> List[str]:
                    f"{cfg.framework}")
     if meta.get("model") not in (None, cfg.model):
         out.append(f"--model: the run trained {meta['model']}, this command {cfg.model}")
-    size = cfg.image_size or manifest.height
+    size = cfg.train_size(manifest)
     if meta.get("image_size") not in (None, size):
         out.append(f"--image-size: the run trained at {meta['image_size']} px, this command "
                    f"at {size} px")
@@ -52,9 +52,8 @@ def differences(meta: Dict[str, Any], cfg, manifest) -> List[str]:
         out.append(_classes(list(meta["class_names"]), names))
     stored = [manifest.height, manifest.width]
     if meta.get("stored_size") not in (None, stored):
-        old = meta["stored_size"]
-        out.append(f"stored size: the run's data holds {old[1]}x{old[0]} images, this data "
-                   f"{stored[1]}x{stored[0]}")
+        out.append(f"stored size: the run's data holds {_stored(meta['stored_size'])}, this "
+                   f"data {_stored(stored)}")
     had_val = (meta.get("metrics") or {}).get("val_accuracy", 0.0) is not None
     has_val = manifest.num_records(keys.SPLITS[1]) > 0
     if had_val != has_val:
@@ -65,6 +64,13 @@ def differences(meta: Dict[str, Any], cfg, manifest) -> List[str]:
         out.append(f"encoding: the run's data stores {meta['encoding']} records, this data "
                    f"{manifest.encoding}")
     return out
+
+
+def _stored(size) -> str:
+    """``[height, width]`` of a manifest as words: whole images have none."""
+    if not size or size[0] is None:
+        return "whole images (each its own size)"
+    return f"{size[1]}x{size[0]} images"
 
 
 def check(meta: Dict[str, Any], cfg, manifest, run: str) -> None:
@@ -82,7 +88,7 @@ def check(meta: Dict[str, Any], cfg, manifest, run: str) -> None:
         fixed = replace(cfg, framework=meta.get("framework", cfg.framework),
                         model=meta.get("model", cfg.model),
                         image_size=(cfg.image_size if meta.get("image_size") in
-                                    (None, cfg.image_size or manifest.height)
+                                    (None, cfg.train_size(manifest))
                                     else meta["image_size"]))
         advice = f"resume with: {fixed.command_line()}"
     raise CheckpointError(f"{run}: --resume cannot continue this run: {'; '.join(found)}; "

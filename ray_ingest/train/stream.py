@@ -32,12 +32,14 @@ def read_decode(cfg) -> str:
     return "workers" if cfg.decode == "workers" else "consumer"
 
 
-def val_dataset(cfg, rank: int, world: int):
-    """This worker's disjoint part of the validation split (all parts together: all of it)."""
+def val_dataset(cfg, rank: int, world: int, manifest):
+    """This worker's disjoint part of the validation split (all parts together: all of it);
+    whole-image shards centre-cropped while decoding."""
     from ray_ingest.read.api import read_records
 
     return read_records(cfg.data, keys.SPLITS[1], shard=(rank, world),
-                        block_rows=block_rows(cfg), decode=read_decode(cfg))
+                        block_rows=block_rows(cfg), decode=read_decode(cfg),
+                        crop=cfg.decode_crops(manifest)[1])
 
 
 def decode_threads(cfg, local_world_size: int) -> int:
