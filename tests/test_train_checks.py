@@ -79,7 +79,9 @@ def test_every_option_of_the_resume_command_is_an_option_of_the_verb():
 
 
 def _manifest(names=("circle", "square", "star"), size=32, encoding="jpeg", val=10):
+    """A manifest's fields that a resume compares (``size`` None: whole-image shards)."""
     return SimpleNamespace(class_names=list(names), height=size, width=size, encoding=encoding,
+                           variable_size=size is None,
                            num_records=lambda split: val if split == "val" else 100)
 
 
@@ -101,6 +103,16 @@ def _resume(**kw):
 def test_a_resume_of_the_same_model_on_the_same_data_passes():
     resume.check(_meta(), _resume(batch_size=64, lr=0.01, epochs=9), _manifest(), "/runs/exp")
     resume.check(_meta(), _resume(image_size=32), _manifest(), "/runs/exp")
+
+
+def test_a_resume_on_whole_image_shards_compares_the_training_size():
+    whole = _manifest(size=None)
+    cfg = TrainConfig(data="/data/a", framework="torch", model="small_cnn")
+    meta = checkpoint.checkpoint_meta(cfg, whole, {"epoch": 2, "val_accuracy": 0.5, "loss": 1.0})
+    assert meta["image_size"] == 224 and meta["stored_size"] == [None, None]
+    resume.check(meta, _resume(), whole, "/runs/exp")  # the default size: the same run
+    with pytest.raises(CheckpointError, match="trained at 224 px, this command at 160 px"):
+        resume.check(meta, _resume(image_size=160), whole, "/runs/exp")
 
 
 @pytest.mark.parametrize("change, manifest, said", [
@@ -131,6 +143,8 @@ def test_a_resume_with_another_model_is_refused_and_the_hint_drops_the_bad_flag(
      "class id 2 is 'star' in the run, 'triangle' in this data"),
     (_manifest(names=("circle", "square")), "the run has 3 classes, this data 2"),
     (_manifest(size=64), "stored size: the run's data holds 32x32 images, this data 64x64"),
+    (_manifest(size=None), "stored size: the run's data holds 32x32 images, this data whole "
+                           "images (each its own size)"),
     (_manifest(encoding="raw"), "encoding: the run's data stores jpeg records, this data raw"),
     (_manifest(val=0), "validation split: the run's data had one, this data has none"),
 ])
