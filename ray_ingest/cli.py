@@ -129,7 +129,9 @@ def _run_convert(args) -> int:
         raise ConfigError(f"{args.src}: --image-column/--label-column/--id-column apply to a "
                           "Parquet source (a .parquet file or a folder of them)")
     if args.report_json and not args.dry_run:
-        _check_report_path("--report-json", args.report_json)
+        from ray_ingest import fs
+
+        fs.check_report_file("--report-json", args.report_json)
     if args.dry_run:
         if parquet:
             raise ConfigError("--dry-run plans a conversion of files; a Parquet source is "
@@ -171,21 +173,6 @@ def _run_convert(args) -> int:
                        report.images_per_second, "seconds": report.seconds, "manifest": m}, f,
                       indent=2)
     return 0
-
-
-def _check_report_path(option: str, path: str) -> None:
-    """Refuses, before any work, a report file that could not be written at the end."""
-    import os
-
-    from ray_ingest.errors import ConfigError
-
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ConfigError(f"{option} {path}: is a folder; give a file name")
-    if not os.path.isdir(folder):
-        raise ConfigError(f"{option} {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"{option} {path}: the folder {folder} is not writable")
 
 
 # ---- inspect -------------------------------------------------------------------------------

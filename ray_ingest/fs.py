@@ -390,3 +390,18 @@ def walk_files(root: str, *, follow_links: bool = False) -> Walk:
 
     visit(top, ".", frozenset([top]))
     return walk
+
+
+def check_report_file(option: str, path: str) -> None:
+    """Refuses (:class:`ConfigError`, naming ``option``), before any work, a local report file
+    that could not be written at the end: a folder, or a file in a folder that is missing or
+    not writable."""
+    from ray_ingest.errors import ConfigError
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ConfigError(f"{option} {path}: a folder; name a file")
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{option} {path}: the folder {folder} is not writable")

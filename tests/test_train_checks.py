@@ -62,7 +62,7 @@ def test_metrics_out_in_a_missing_folder_is_refused_before_ray(tmp_path, capsys,
     assert err == [f"ray-ingest train: error: --metrics-out {target}: the folder "
                    f"{target.parent} does not exist"]
     assert main(["train", str(tmp_path / "data"), "--metrics-out", str(tmp_path)]) == 2
-    assert "a folder; name a JSON file" in capsys.readouterr().err
+    assert "a folder; name a file" in capsys.readouterr().err
 
 
 def test_every_option_of_the_resume_command_is_an_option_of_the_verb():

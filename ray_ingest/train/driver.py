@@ -88,15 +88,8 @@ def _largest_other_node_cpus() -> float:
 
 def check_metrics_out(path) -> None:
     """Refuses, before any work, a ``metrics_out`` that could not be written at the end."""
-    if not path:
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ConfigError(f"--metrics-out {path}: a folder; name a JSON file")
-    if not os.path.isdir(folder):
-        raise ConfigError(f"--metrics-out {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"--metrics-out {path}: the folder {folder} is not writable")
+    if path:
+        fs.check_report_file("--metrics-out", path)
 
 
 @contextlib.contextmanager
