@@ -41,36 +41,23 @@ SIZE, BATCH = 224, 128
 
 
 def make_inputs(workdir: str, small: int, large: int) -> Dict[str, str]:
-    """Photo folders and their whole-image shards (``{name: shards}``)."""
+    """Photo folders and their whole-image shards (``{name: shards}``), converted as a user
+    would: ``convert --resize-mode keep --max-side 512`` (the 500x375 photos fit and are
+    stored byte for byte; the 12-megapixel ones are re-encoded at 512x384)."""
     import photos
-    from PIL import Image
 
-    from tests.helpers import write_whole_image_shards
+    from ray_ingest.convert.pipeline import convert
 
     out = {}
-    for name, (n, size, max_side) in {"500x375": (small, (500, 375), None),
-                                      "12MP-512": (large, (4000, 3000), 512)}.items():
+    for name, (n, size) in {"500x375": (small, (500, 375)),
+                            "12MP-512": (large, (4000, 3000))}.items():
         src = os.path.join(workdir, f"photos-{name}")
         if not os.path.isdir(src):
             photos.make(src, n, *size)
-        files = sorted(glob.glob(os.path.join(src, "*", "*.jpg")))
-        items = []
-        for f in files:
-            data = open(f, "rb").read()
-            if max_side:
-                img = Image.open(f).convert("RGB")
-                img.thumbnail((max_side, max_side), Image.LANCZOS)
-                import io
-
-                buf = io.BytesIO()
-                img.save(buf, "JPEG", quality=90)
-                data = buf.getvalue()
-                with open(f + ".512.jpg", "wb") as g:
-                    g.write(data)
-            items.append((data, 0))
         shards = os.path.join(workdir, f"shards-{name}")
-        write_whole_image_shards(shards, {"train": items, "val": items[:8]}, ["photo"],
-                                 records_per_shard=256)
+        if not os.path.exists(os.path.join(shards, "manifest.json")):
+            convert(src, shards, resize_mode="keep", max_side=512, val_fraction=0.02,
+                    show_progress=False)
         out[name] = shards
     return out
 

@@ -275,3 +275,18 @@ def test_verify_catches_a_wrong_num_inputs(dirty_output, copy_of, capsys):
     assert main(["inspect", str(out), "--verify"]) == 2
     assert re.search(rf"num_inputs is {n + 5}, but num_written \d+ \+ num_rejected 1 = {n}",
                      capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("make", ["a file", "a manifest folder"])
+def test_data_that_is_not_a_conversion_output_is_one_line(tmp_path, capsys, make):
+    """DATA that is a file, or whose manifest.json is a folder: one line naming it, exit 2."""
+    from ray_ingest.cli import main
+
+    data = tmp_path / "data"
+    if make == "a file":
+        data.write_bytes(b"not a folder")
+    else:
+        (data / "manifest.json").mkdir(parents=True)
+    assert main(["inspect", str(data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a finished ray-ingest conversion output" in err[0], err

@@ -165,9 +165,11 @@ def test_synthetic_data_mode_runs(learnable, tmp_path, framework):
 
 
 def _val_rows_per_rank(cfg, world):
+    from ray_ingest.format.manifest import read_manifest
     from ray_ingest.train import stream
 
-    return [stream.val_dataset(cfg, rank, world).count() for rank in range(world)]
+    m = read_manifest(cfg.data)
+    return [stream.val_dataset(cfg, rank, world, m).count() for rank in range(world)]
 
 
 @pytest.mark.parametrize("framework", ["torch", "tf"])

@@ -134,10 +134,16 @@ def test_a_run_larger_than_the_node_is_refused_before_it_starts(monkeypatch):
 
     monkeypatch.setattr(psutil, "virtual_memory",
                         lambda: SimpleNamespace(total=24e9, available=20e9))
-    manifest = SimpleNamespace(height=224, width=224)
+    manifest = SimpleNamespace(height=224, width=224, variable_size=False)
     cfg = TrainConfig(data="x", batch_size=1024, decode="consumer", decode_threads=2)
     with pytest.raises(ConfigError, match=r"the run needs about \d+\.\d GB of memory on one "
                                           r"node .* the node has 24\.0 GB"):
         driver.check_memory(cfg, manifest)
     driver.check_memory(TrainConfig(data="x", batch_size=64, decode="consumer"),
-                        SimpleNamespace(height=32, width=32))
+                        SimpleNamespace(height=32, width=32, variable_size=False))
+    # whole-image shards: the batch is the training size (224 by default), not a stored one
+    whole = SimpleNamespace(height=None, width=None, variable_size=True)
+    with pytest.raises(ConfigError, match="the run needs about"):
+        driver.check_memory(cfg, whole)
+    driver.check_memory(TrainConfig(data="x", batch_size=64, decode="consumer",
+                                    image_size=32), whole)

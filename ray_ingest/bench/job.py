@@ -65,8 +65,9 @@ def run_bench(cfg: BenchConfig, show_progress: bool = True) -> Dict:
     shards = m.shards(cfg.split)
     n_split = m.num_records(cfg.split)
     bytes_per_image = sum(s.num_bytes for s in shards) / max(1, n_split)
-    # Enough passes over the split for the warm-up plus the timed images.
-    passes = math.ceil((cfg.warmup + cfg.images + cfg.batch_size) / max(1, n_split)) + 1
+    # Enough passes over the split for the warm-up plus the timed images, each rounded up to
+    # whole batches (a stream that drops its last partial batch), and one pass to spare.
+    passes = math.ceil((cfg.warmup + cfg.images + 2 * cfg.batch_size) / max(1, n_split)) + 1
     ctx = Context(m, cfg.split, passes, cfg.batch_size, cfg.warmup)
     wanted_peers = [r for r in cfg.row_names([]) if r in peer_rows.PEER_ROWS]
     if wanted_peers and m.encoding != keys.FORMAT_JPEG:

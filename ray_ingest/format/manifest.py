@@ -258,7 +258,7 @@ def _validate_sizes(data: Dict[str, Any], path: str) -> None:
         isinstance(sizes.get(k), int) and sizes[k] >= 0 for k in ("stored_as_is", "reencoded"))
     if not ok:
         raise ManifestError(f"{path}: image_sizes {sizes!r} is not {{height: {{min, median, "
-                            "max}}, width: {{...}}, stored_as_is, reencoded}}")
+                            "max}, width: {...}, stored_as_is, reencoded}")
 
 
 def _median_low(counts: Mapping[int, int]) -> Optional[int]:
@@ -290,10 +290,13 @@ def read_manifest(root: str) -> Manifest:
     path = fs.join(root, MANIFEST_NAME)
     try:
         raw = fs.read_bytes(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise ManifestError(
             f"{path}: no manifest; {root} is not a finished ray-ingest conversion output"
         ) from None
+    except IsADirectoryError:
+        raise ManifestError(f"{path}: a folder, not a manifest file; {root} is not a finished "
+                            "ray-ingest conversion output") from None
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as e:
