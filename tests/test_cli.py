@@ -91,6 +91,16 @@ def test_convert_dry_run_plans_without_writing_or_ray(tmp_path, capsys, no_ray):
     assert "refused without --overwrite" not in text
 
 
+def test_convert_dry_run_says_an_out_that_is_a_file_would_be_refused(tmp_path, capsys, no_ray):
+    src = make_synth_tree(tmp_path / "src", 4, 2, 32, 32, seed=3)
+    out = tmp_path / "afile"
+    out.write_bytes(b"x")
+    assert main(["convert", str(src), str(out), "--dry-run", "--size", "32"]) == 0
+    assert f"{out} exists and is not a directory: the conversion would be refused" in \
+        capsys.readouterr().out
+    assert out.read_bytes() == b"x"
+
+
 def test_convert_dry_run_of_a_list_names_odd_extensions_and_a_finished_output(
         tmp_path, capsys, no_ray):
     src = make_synth_tree(tmp_path / "src", 8, 2, 32, 32, seed=2)

@@ -46,6 +46,8 @@ class ConversionPlan:
     sample_as_is: int = 0
     shards: Dict[str, int] = field(default_factory=dict)
     out_refused: bool = False
+    #: OUT exists and is not a folder: the conversion would be refused whatever the options
+    out_not_a_folder: bool = False
 
     @property
     def num_inputs(self) -> int:
@@ -74,7 +76,8 @@ def plan_conversion(src: str, out: str, options: ConvertOptions,
         source_kind="list" if src.lower().endswith(LIST_EXTENSIONS) else "class folders",
         class_names=listing.class_names, counts=counts, ignored=ignored, odd_extensions=odd,
         sampled=min(sample, len(listing.inputs)),
-        out_refused=fs.exists(fs.join(out, mf.MANIFEST_NAME)) and not options.overwrite)
+        out_refused=fs.exists(fs.join(out, mf.MANIFEST_NAME)) and not options.overwrite,
+        out_not_a_folder=fs.exists(out) and not fs.isdir(out))
     _measure_records(plan, table, options)
     return plan
 
@@ -157,7 +160,10 @@ def format_plan(plan: ConversionPlan, options: ConvertOptions) -> List[str]:
     if plan.odd_extensions:
         lines.append(f"listed inputs without an image extension (rejected unless they decode): "
                      f"{len(plan.odd_extensions)}: {_examples(plan.odd_extensions)}")
-    if plan.out_refused:
+    if plan.out_not_a_folder:
+        lines.append(f"{plan.out} exists and is not a directory: the conversion would be "
+                     "refused")
+    elif plan.out_refused:
         lines.append(f"{plan.out} already holds a finished conversion: the conversion would be "
                      "refused without --overwrite")
     return lines
