@@ -76,6 +76,7 @@ def test_a_run_too_short_to_mean_anything_is_marked_and_never_compared():
     assert by_name[OURS_ITER]["x_limit"] == pytest.approx(0.05)
     table = format_table(report)
     assert "1000000*" in table and "too short" in table
+    assert "best streaming tf.data row (none ran: no ratio)" in table  # no tf.data row ran
 
 
 def test_decode_limit_row_decodes_what_it_counts(converted):

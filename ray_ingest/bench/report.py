@@ -147,7 +147,8 @@ def format_table(report: Dict) -> str:
         f"{report['images_timed']} images timed after {report['warmup']} warm-up, median of "
         f"{report['repeats']} rounds (rows interleaved); spread = half the min-max range; "
         f"x limit: of the decode-limit row; x best tf: of the best streaming tf.data row "
-        f"({report['best_tf_row']}).")
+        + (f"({report['best_tf_row']})." if report.get("best_tf_row") else
+           "(none ran: no ratio)."))
     if report.get("best_peer_row"):
         lines.append(f"best_peer: the fastest peer loader's row ({report['best_peer_row']}).")
     for name, why in report.get("skipped_rows", {}).items():
