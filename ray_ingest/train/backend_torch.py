@@ -10,6 +10,8 @@ rank alike.
 
 from __future__ import annotations
 
+import warnings
+
 import math
 import os
 from typing import List, Tuple
@@ -79,7 +81,11 @@ class TorchBackend:
         if self.gpu_decode is not None and is_encoded(batch):
             labels = torch.from_numpy(labels_of(batch)).to(self.device, non_blocking=True)
             return self.gpu_decode(batch), labels
-        images = torch.from_numpy(batch[keys.IMAGE_COLUMN])
+        with warnings.catch_warnings():
+            # Blocks from Ray's object store are read-only; the step only reads them (every
+            # augmentation op makes a new tensor), so torch's warning about it is noise.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            images = torch.from_numpy(batch[keys.IMAGE_COLUMN])
         labels = torch.from_numpy(np.asarray(batch[keys.LABEL_COLUMN], np.int64))
         if self.cuda:
             images = images.pin_memory().to(self.device, non_blocking=True)

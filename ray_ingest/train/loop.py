@@ -93,7 +93,9 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     if ckpt is not None:
         start_epoch = checkpoint.restore(ckpt, backend.load_state)
     line = start_line(restarts, cfg.max_failures, start_epoch, ckpt is not None)
-    if rank == 0 and line:
+    # A resume is announced by the driver ("resuming after epoch N"); a restart is known here
+    # alone.
+    if rank == 0 and restarts and line:
         print(line, flush=True)
     tb = rundir.TensorBoard(cfg.storage_path, cfg.name, enabled=rank == 0)
     history = rundir.History(cfg.storage_path, cfg.name) if rank == 0 else None
