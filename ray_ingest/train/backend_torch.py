@@ -10,10 +10,9 @@ rank alike.
 
 from __future__ import annotations
 
-import warnings
-
 import math
 import os
+import warnings
 from typing import List, Tuple
 
 import numpy as np
