@@ -74,3 +74,17 @@ def learnable(ray_session, tmp_path_factory):
     out = tmp_path_factory.mktemp("learn-shards")
     convert(str(src), str(out), size=32, val_fraction=0.2, overwrite=True)
     return out
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fails the test if anything starts or joins Ray."""
+    import ray
+
+    import ray_ingest.runtime
+
+    def refuse(*a, **k):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray_ingest.runtime, "ensure_ray", refuse)

@@ -50,20 +50,6 @@ def test_verbose_is_accepted_after_the_verb():
     assert not hasattr(build_parser().parse_args(["convert", "src", "out"]), "verbose")
 
 
-@pytest.fixture
-def no_ray(monkeypatch):
-    """Fails the test if anything starts or joins Ray."""
-    import ray
-
-    import ray_ingest.runtime
-
-    def refuse(*a, **k):
-        raise AssertionError("Ray was started")
-
-    monkeypatch.setattr(ray, "init", refuse)
-    monkeypatch.setattr(ray_ingest.runtime, "ensure_ray", refuse)
-
-
 def test_convert_dry_run_plans_without_writing_or_ray(tmp_path, capsys, no_ray):
     src = make_synth_tree(tmp_path / "src", 12, 4, 48, 40, seed=1)
     (src / "notes.txt").write_text("not an image")

@@ -17,20 +17,6 @@ from ray_ingest.train import checkpoint, console, memory, metrics, resume
 from ray_ingest.train.config import TrainConfig
 
 
-@pytest.fixture
-def no_ray(monkeypatch):
-    """Fails the test if anything starts or joins Ray."""
-    import ray
-
-    import ray_ingest.runtime
-
-    def refuse(*a, **k):
-        raise AssertionError("Ray was started")
-
-    monkeypatch.setattr(ray, "init", refuse)
-    monkeypatch.setattr(ray_ingest.runtime, "ensure_ray", refuse)
-
-
 @pytest.mark.parametrize("args, rule", [
     (["--lr", "nan"], "lr must be a finite number, got nan"),
     (["--lr", "inf"], "lr must be a finite number, got inf"),
