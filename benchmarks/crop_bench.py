@@ -23,7 +23,6 @@ Rows, in interleaved rounds (each ratio taken within one round):
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
@@ -60,6 +59,18 @@ def make_inputs(workdir: str, small: int, large: int) -> Dict[str, str]:
                     show_progress=False)
         out[name] = shards
     return out
+
+
+def stored_files(folder: str, encoded: List[bytes]) -> List[str]:
+    """The shards' JPEGs as files (the same bytes the other rows decode), written once."""
+    files = [os.path.join(folder, f"{i:06d}.jpg") for i in range(len(encoded))]
+    if not os.path.exists(os.path.join(folder, ".complete")):
+        os.makedirs(folder, exist_ok=True)
+        for path, data in zip(files, encoded):
+            with open(path, "wb") as f:
+                f.write(data)
+        open(os.path.join(folder, ".complete"), "w").close()
+    return files
 
 
 def _records(shards: str):
@@ -277,7 +288,11 @@ def dataloader(files: List[str], images: int, cores: int) -> float:
     loader = torch.utils.data.DataLoader(_PilFiles(files), batch_size=BATCH, shuffle=True,
                                          num_workers=cores, persistent_workers=False,
                                          prefetch_factor=4)
-    it = iter(loader)
+    def forever():  # epochs back to back, as a training loop sees them
+        while True:
+            yield from loader
+
+    it = forever()
     for _ in range(2 * cores):
         next(it)
     n, t0 = 0, time.perf_counter()
@@ -323,9 +338,7 @@ def main(argv=None) -> int:
             if "tf" in rows:
                 fig.update(tfdata(path, args.images))
             if "torch" in rows:
-                src = os.path.join(args.workdir, f"photos-{name}")
-                pattern = "*.512.jpg" if name.startswith("12MP") else "[0-9]*[0-9].jpg"
-                files = sorted(glob.glob(os.path.join(src, "*", pattern)))
+                files = stored_files(os.path.join(args.workdir, f"files-{name}"), encoded)
                 fig["DataLoader PIL"] = dataloader(files, args.images // 2, cores)
             results[name].append(fig)
             print(f"round {r + 1} {name}: " + ", ".join(

@@ -450,6 +450,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class ConsoleFormatter(logging.Formatter):
+    """Our lines read like the rest of our output (``warning: ...``); other libraries' lines
+    keep their level and logger name, and with ``-v`` every line gets its time."""
+
+    def __init__(self, verbose: bool = False):
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s" if verbose
+                         else "%(levelname)s %(name)s: %(message)s")
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.verbose or not record.name.startswith("ray_ingest"):
+            return super().format(record)
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + self.formatException(record.exc_info)
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {message}"
+        return message
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -458,10 +478,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     quiet.configure(verbose=verbose)
     # Quiet: other libraries' warnings and errors, and ray-ingest's own lines from INFO up.
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(ConsoleFormatter(verbose))
     logging.getLogger("ray_ingest").setLevel(logging.DEBUG if verbose else logging.INFO)
     from ray_ingest.errors import find_error
 

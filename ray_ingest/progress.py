@@ -16,6 +16,11 @@ import time
 from typing import Dict, List, Optional, TextIO
 
 
+def plural(n: int, word: str) -> str:
+    """``1 shard``, ``2 shards`` (``word`` is the singular; an ``s`` is added)."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
 def _rate(per_second: float) -> str:
     """``1,234/s``; a slow rate keeps two significant digits (``0.27/s``)."""
     if per_second >= 10 or per_second == 0:

@@ -122,3 +122,20 @@ def test_demo_says_whether_the_input_keeps_up():
     assert "bottleneck" in slow and "0.80x" in slow
     for words in ("MISSED", "met", "target"):
         assert not re.search(rf"\b{words}\b", text + slow)
+
+
+def test_console_formatter_our_lines_plain_others_named():
+    import logging
+
+    from ray_ingest.cli import ConsoleFormatter
+
+    def rec(name, level, msg):
+        return logging.LogRecord(name, level, __file__, 1, msg, None, None)
+
+    quiet = ConsoleFormatter(verbose=False)
+    assert quiet.format(rec("ray_ingest.train", logging.WARNING, "one class")) == \
+        "warning: one class"
+    assert quiet.format(rec("ray_ingest", logging.INFO, "wrote 3 shards")) == "wrote 3 shards"
+    assert quiet.format(rec("ray.data", logging.WARNING, "slow")) == "WARNING ray.data: slow"
+    loud = ConsoleFormatter(verbose=True).format(rec("ray_ingest", logging.WARNING, "x"))
+    assert loud.endswith("WARNING ray_ingest: x") and loud[:4].isdigit()

@@ -116,3 +116,11 @@ def test_remote_progress_disabled_starts_nothing():
     with RemoteProgress("convert", total=5, stream=s, enabled=False) as p:
         assert p.counter is None
     assert s.getvalue() == ""
+
+
+def test_plural_counts_read_as_english():
+    from ray_ingest.progress import plural
+
+    assert plural(1, "worker") == "1 worker"
+    assert plural(0, "shard") == "0 shards"
+    assert plural(12000, "record") == "12,000 records"

@@ -293,6 +293,8 @@ def test_verify_names_a_record_over_the_limit_and_sizes_that_disagree(whole_out,
     with pytest.raises(ManifestError, match="image_sizes says height"):
         verify_output(str(edited("sizes", lambda d: d["image_sizes"]["height"].update(max=1))),
                       progress=False)
+    with pytest.raises(ManifestError, match="but no image_sizes"):
+        verify_output(str(edited("nosizes", lambda d: d.pop("image_sizes"))), progress=False)
     with pytest.raises(ManifestError, match="whole-image shards have no one height"):
         mf.read_manifest(str(edited("height", lambda d: d.update(height=64))))
     with pytest.raises(ManifestError, match="needs manifest format version 2"):

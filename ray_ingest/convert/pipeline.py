@@ -32,7 +32,7 @@ from ray_ingest.convert.sink import TFRecordDatasink
 from ray_ingest.convert.sources import list_source, split_of
 from ray_ingest.errors import ConfigError, ConversionError
 from ray_ingest.format import keys, manifest as mf
-from ray_ingest.progress import add_count
+from ray_ingest.progress import add_count, plural
 
 logger = logging.getLogger("ray_ingest")
 
@@ -102,7 +102,7 @@ class ConvertReport:
         return (
             f"convert: {self.num_inputs} images in, {self.num_written} written, "
             f"{self.num_rejected} rejected ({self.num_ignored} other files ignored), "
-            f"{self.num_shards} shards, {self.num_bytes / 1e6:.1f} MB, "
+            f"{plural(self.num_shards, 'shard')}, {self.num_bytes / 1e6:.1f} MB, "
             f"{self.images_per_second:.0f} images/s in {self.seconds:.1f} s -> {self.out}"
         )
 

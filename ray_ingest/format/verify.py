@@ -52,7 +52,7 @@ from ray_ingest.format.manifest import (
     image_sizes,
     read_manifest,
 )
-from ray_ingest.progress import Progress
+from ray_ingest.progress import Progress, plural
 
 
 @dataclass
@@ -93,7 +93,8 @@ class VerifyReport:
     def summary_line(self) -> str:
         hashed = sum(s.sha256_checked for s in self.shards)
         what = "framing, CRCs, indexes, records" + (f", sha256 of {hashed}" if hashed else "")
-        return (f"verify: OK, {len(self.shards)} shards, {self.num_records:,} records, "
+        return (f"verify: OK, {plural(len(self.shards), 'shard')}, "
+                f"{plural(self.num_records, 'record')}, "
                 f"{self.num_bytes / 1e6:.1f} MB in {self.seconds:.1f} s ({what}; manifest "
                 "agrees)")
 
@@ -258,6 +259,9 @@ def _check_totals(m: Manifest, report: VerifyReport) -> None:
                 f"{m.path}: split {split!r} lists class_counts that its records disagree with "
                 "(class, manifest, records): " + ", ".join(map(str, diff[:5])))
     sizes = m.data.get("image_sizes") if m.variable_size else None
+    if m.variable_size and sizes is None:
+        raise ManifestError(f"{m.path}: whole-image shards (resize_mode 'keep') but no "
+                            "image_sizes; every whole-image conversion records it")
     if sizes:
         heights, widths = Counter(), Counter()
         for s in report.shards:

@@ -12,6 +12,7 @@ import shlex
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
+from ray_ingest.progress import plural
 import ray_ingest.train.metrics as metrics
 import ray_ingest.train.rundir as rundir
 
@@ -73,8 +74,8 @@ def summary(final: Dict[str, Any]) -> List[str]:
     last = (f"last epoch val acc {final['val_accuracy']:.3f}" if validated else
             f"last epoch loss {final['loss']:.4f}; no validation split (converted with "
             "--val-fraction 0): the best checkpoint is the one of the lowest training loss")
-    lines = [f"done: {final['epochs']} epochs in {final['wall_seconds']:.0f} s, "
-             f"{final['restarts']} restarts; {last}"]
+    lines = [f"done: {plural(final['epochs'], 'epoch')} in {final['wall_seconds']:.0f} s, "
+             f"{plural(final['restarts'], 'restart')}; {last}"]
     same = best is not None and latest is not None and best["checkpoint"] == latest["checkpoint"]
     if best is not None:
         score = (f"val acc {best['val_accuracy']:.3f}" if best["val_accuracy"] is not None

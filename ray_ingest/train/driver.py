@@ -19,6 +19,7 @@ from ray_ingest.errors import (CheckpointError, ConfigError, RunExistsError,
                                TrainingStalledError, find_error)
 from ray_ingest.format import keys
 from ray_ingest.format.manifest import read_manifest
+from ray_ingest.progress import plural
 from ray_ingest.read.options import RecordSpec
 import ray_ingest.train.checkpoint as checkpoint
 import ray_ingest.train.console as console
@@ -165,9 +166,9 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
                   attempt_id=uuid.uuid4().hex[:12])
     check_memory(cfg, manifest)
     trainer_cls = _trainer_class(cfg.framework)
-    progress(f"train: {cfg.framework} {cfg.model} on {cfg.data} | {cfg.num_workers} workers x "
+    progress(f"train: {cfg.framework} {cfg.model} on {cfg.data} | {plural(cfg.num_workers, 'worker')} x "
              f"{'1 GPU' if use_gpu else f'{cpus:g} CPU'} | global batch {cfg.batch_size} | "
-             f"{cfg.epochs} epochs | decode: {decode} ({decode_reason}) | run {run}")
+             f"{plural(cfg.epochs, 'epoch')} | decode: {decode} ({decode_reason}) | run {run}")
     if latest is not None:
         progress(f"resuming after epoch {latest['epoch']} from {latest['checkpoint']}")
     datasets = {}
