@@ -26,7 +26,7 @@ def missing_modules(*modules: str) -> Optional[str]:
     tops = [m.split(".")[0] for m in modules]
     absent = [m for m in tops if importlib.util.find_spec(m) is None]
     if absent:
-        return f"{', '.join(absent)} not installed ({INSTALL_HINT})"
+        return f"{', '.join(absent)} not installed: {INSTALL_HINT}"
     for m in modules:
         try:
             importlib.import_module(m)
