@@ -16,6 +16,9 @@ Rows, in interleaved rounds (each ratio taken within one round):
   Ray Train feed     read_records(crop=..., decode="consumer") through a Ray Train worker
   tf.data            sample_distorted_bounding_box + decode_and_crop_jpeg + resize, per
                      record (AUTOTUNE) then batch, or batched first; the best of the two
+  DALI               NVIDIA DALI's CPU pipeline (device_id=None, threads = cores) on the same
+                     shards and .idx files: fn.decoders.image_random_crop (decodes only the
+                     box) + fn.resize to 224x224
   DataLoader PIL     torch DataLoader (workers = cores) over the photos as files, a
                      torchvision-style RandomResizedCrop written with PIL
 """
@@ -244,6 +247,27 @@ def tfdata(shards: str, images: int) -> Dict[str, float]:
     return rates
 
 
+def dali_crop(shards: str, images: int, cores: int) -> float:
+    """NVIDIA DALI's random-resized-crop decode of the same shards, with our .idx files."""
+    from ray_ingest.bench.peers import dali
+    from ray_ingest.format.manifest import read_manifest
+
+    m = read_manifest(shards)
+    train = m.shards("train")
+    pipe = dali.pipeline([os.path.join(shards, s.file) for s in train],
+                         [os.path.join(shards, s.index) for s in train], BATCH, cores,
+                         decode=dali.decode_random_crop(SIZE), shuffle=True)
+    counts = dali.batch_counts(pipe)
+    for _ in range(4):
+        next(counts)
+    n, t0 = 0, time.perf_counter()
+    while n < images:
+        n += next(counts)
+    rate = n / (time.perf_counter() - t0)
+    del pipe
+    return rate
+
+
 class _PilFiles:
     """A map-style dataset of photo files with a torchvision-style PIL RandomResizedCrop."""
 
@@ -311,7 +335,7 @@ def main(argv=None) -> int:
     ap.add_argument("--large", type=int, default=120, help="12-megapixel photos")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--images", type=int, default=3072, help="images timed per feed row")
-    ap.add_argument("--rows", default="pixels,one,limit,feed,tf,torch")
+    ap.add_argument("--rows", default="pixels,one,limit,feed,tf,dali,torch")
     ap.add_argument("--json", help="write every round's figures here")
     args = ap.parse_args(argv)
     from ray_ingest.runtime import ensure_ray, usable_cores
@@ -337,6 +361,14 @@ def main(argv=None) -> int:
                 fig["Ray Train feed"] = ray_train_feed(path, args.images)
             if "tf" in rows:
                 fig.update(tfdata(path, args.images))
+            if "dali" in rows:
+                from ray_ingest.bench.peers import dali
+
+                why = dali.missing()
+                if why is None:
+                    fig["DALI"] = dali_crop(path, args.images, cores)
+                elif r == 0:
+                    print(f"not run: DALI ({why})", flush=True)
             if "torch" in rows:
                 files = stored_files(os.path.join(args.workdir, f"files-{name}"), encoded)
                 fig["DataLoader PIL"] = dataloader(files, args.images // 2, cores)
@@ -357,6 +389,7 @@ def main(argv=None) -> int:
             "feed / limit (>= 0.8)": lambda x: x["Ray Train feed"] / x["limit"],
             "feed / best tf.data (>= 1.3)": lambda x: x["Ray Train feed"] / tf_best(x),
             "feed / DataLoader PIL (>= 2)": lambda x: x["Ray Train feed"] / x["DataLoader PIL"],
+            "feed / DALI (>= 1.0)": lambda x: x["Ray Train feed"] / x["DALI"],
         }
         for label, f in lines.items():
             try:

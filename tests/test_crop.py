@@ -349,3 +349,25 @@ def test_the_throughput_study_refuses_whole_images(whole_images):
 
     with pytest.raises(ConfigError, match="crop_bench.py"):
         run_bench(BenchConfig(data=str(whole_images[0])))
+
+
+def test_dalis_random_crop_peer_reads_our_whole_image_shards(whole_images):
+    """The crop benchmark's DALI row: our shards and .idx files, every record, 224x224 RGB."""
+    pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed")
+    import os
+
+    from ray_ingest.bench.peers import dali
+
+    root, items = whole_images
+    from ray_ingest.format.manifest import read_manifest
+
+    m = read_manifest(str(root))
+    train = m.shards("train")
+    pipe = dali.pipeline([os.path.join(root, s.file) for s in train],
+                         [os.path.join(root, s.index) for s in train], 40, 1,
+                         decode=dali.decode_random_crop(24))
+    images, labels = pipe.run()
+    batch = np.array(images.as_tensor())
+    assert batch.shape == (40, 24, 24, 3) and batch.dtype == np.uint8
+    assert sorted(int(v) for v in np.array(labels.as_tensor()).ravel()) == \
+        sorted(label for _, label in items[:40])

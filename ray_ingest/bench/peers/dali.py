@@ -35,6 +35,22 @@ def decode_image(encoded):
     return fn.decoders.image(encoded, device="cpu", output_type=types.RGB)
 
 
+def decode_random_crop(size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> Callable:
+    """The decoder of the random-resized-crop row, the peer of a read with
+    ``crop=RandomResizedCrop(size, scale, ratio)``: ``fn.decoders.image_random_crop`` (decodes
+    only the drawn box; 10 tries, like torchvision) and ``fn.resize`` to ``size x size``."""
+
+    def decode(encoded):
+        from nvidia.dali import fn, types
+
+        boxes = fn.decoders.image_random_crop(
+            encoded, device="cpu", output_type=types.RGB, random_area=list(scale),
+            random_aspect_ratio=list(ratio), num_attempts=10)
+        return fn.resize(boxes, resize_x=size, resize_y=size)
+
+    return decode
+
+
 def pipeline(files: List[str], indexes: List[str], batch_size: int, threads: int,
              decode: Callable = decode_image, prefetch: int = 2, shuffle: bool = False):
     """A built CPU-only DALI pipeline yielding ``(images, labels)`` batches of the records of
