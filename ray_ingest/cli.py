@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 import sys
 from typing import Any, List, Optional
 
@@ -17,11 +18,39 @@ from ray_ingest.format import keys
 
 
 def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any):
-    """The dataclass ``cls`` from the parsed arguments of the same names (plus ``overrides``)."""
+    """The dataclass ``cls`` from the parsed arguments of the same names (plus ``overrides``).
+    A value the config refuses is reported under its flag (``--max-side``, not ``max_side``)."""
+    from ray_ingest.errors import ConfigError
+
     given = vars(args)
     values = {f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given}
     values.update(overrides)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as e:
+        raise type(e)(flag_names(str(e), given.get("_flags") or {})) from None
+
+
+def flag_names(message: str, flags: dict) -> str:
+    """``message`` with each option's field name replaced by its flag."""
+    for dest in sorted(flags, key=len, reverse=True):
+        message = re.sub(rf"(?<![\w-]){re.escape(dest)}(?!\w)", flags[dest], message)
+    return message
+
+
+class _FlagParser(argparse.ArgumentParser):
+    """A verb's parser that remembers each option's flag by its field name (``_flags``)."""
+
+    def __init__(self, *a, **kw):
+        self.flags: dict = {}
+        super().__init__(*a, **kw)
+        self.set_defaults(_flags=self.flags)
+
+    def add_argument(self, *a, **kw):
+        action = super().add_argument(*a, **kw)
+        if action.option_strings:
+            self.flags[action.dest] = max(action.option_strings, key=len)
+        return action
 
 
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -429,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_verbose_parent()],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB",
+                                parser_class=_FlagParser)
     _add_synth_arguments(_parser(sub, "synth", "draw a learnable synthetic dataset of JPEGs",
                                  _run_synth))
     add_convert_arguments(_parser(sub, "convert", "convert images to TFRecord shards on Ray Data",

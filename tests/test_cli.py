@@ -139,3 +139,14 @@ def test_console_formatter_our_lines_plain_others_named():
     assert quiet.format(rec("ray.data", logging.WARNING, "slow")) == "WARNING ray.data: slow"
     loud = ConsoleFormatter(verbose=True).format(rec("ray_ingest", logging.WARNING, "x"))
     assert loud.endswith("WARNING ray_ingest: x") and loud[:4].isdigit()
+
+
+def test_a_refused_value_is_named_by_its_flag(capsys):
+    from ray_ingest.cli import main
+
+    assert main(["convert", "missing-src", "out", "--val-fraction", "1.5"]) == 2
+    assert main(["convert", "missing-src", "out", "--resize-mode", "keep",
+                 "--max-side", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-2] == "ray-ingest convert: error: --val-fraction must be in [0, 1), got 1.5"
+    assert err[-1].startswith("ray-ingest convert: error: --max-side must be")

@@ -349,8 +349,8 @@ def test_dry_run_plans_whole_images(whole_src, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--encoding", "raw"], "stores whole images as JPEG"),
     (["--size", "256"], "--size sets the side of the fixed-size modes"),
-    (["--max-side", "0"], "max_side must be an integer from 8"),
-    (["--short-side", "-3"], "short_side must be an integer from 8"),
+    (["--max-side", "0"], "--max-side must be an integer from 8"),
+    (["--short-side", "-3"], "--short-side must be an integer from 8"),
 ])
 def test_cli_refuses_bad_whole_image_options_in_one_line(tmp_path, capsys, args, message):
     out = tmp_path / "out"
@@ -358,7 +358,7 @@ def test_cli_refuses_bad_whole_image_options_in_one_line(tmp_path, capsys, args,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert main(["convert", str(tmp_path), str(out), "--max-side", "512"]) == 2
-    assert "applies to resize_mode 'keep'" in capsys.readouterr().err
+    assert "applies to --resize-mode 'keep'" in capsys.readouterr().err
 
 
 def test_convert_dataset_with_keep(ray_session, tmp_path):
