@@ -376,7 +376,9 @@ def walk_files(root: str, *, follow_links: bool = False) -> Walk:
                 if real in ancestors:
                     walk.skipped.append(Skipped(
                         rel, SYMLINK_LOOP,
-                        f"link to {entered[real]!r}, a folder that contains it; not entered"))
+                        ("link to the source folder itself" if entered[real] == "." else
+                         f"link to {entered[real]!r}, a folder that contains it") +
+                        "; not entered"))
                 elif real in entered:
                     walk.skipped.append(Skipped(
                         rel, DUPLICATE, f"the same folder as {entered[real]!r} (kept)"))
