@@ -86,21 +86,24 @@ def _parser(sub, name: str, help: str, run) -> argparse.ArgumentParser:
 def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     from ray_ingest.convert import ConvertOptions
     from ray_ingest.convert.images import EXIF_MODES, RESIZE_MODES
+    from ray_ingest.convert.pipeline import DEFAULT_MAX_SIDE, DEFAULT_SIZE
 
     d = ConvertOptions()
     p.add_argument("src", help="class-folder tree, a .csv/.jsonl list of path,label, or a Parquet "
                                "file or folder (path or URI)")
     p.add_argument("out", help="output folder (path or URI)")
     p.add_argument("--size", type=int, default=None,
-                   help=f"square output side of the fixed-size modes (default: {d.size})")
-    p.add_argument("--resize-mode", choices=RESIZE_MODES, default=d.resize_mode,
-                   help="center-crop: crop to a square, then resize; squash: resize the whole "
-                        "image; pad: fit inside the square and pad; keep: store whole images, "
+                   help=f"store fixed SIZE x SIZE squares (center-crop unless --resize-mode "
+                        f"names another fixed mode; default of the fixed modes: {DEFAULT_SIZE})")
+    p.add_argument("--resize-mode", choices=RESIZE_MODES, default=None,
+                   help="keep (the default unless --size is given): store whole images, "
                         "aspect kept (fitting JPEGs byte for byte), bounded by --max-side / "
-                        "--short-side")
+                        "--short-side; center-crop: crop to a square, then resize; squash: "
+                        "resize the whole image; pad: fit inside the square and pad")
     p.add_argument("--max-side", type=int, default=None,
-                   help="keep: downscale so that the longer side is at most this (never "
-                        "upscaled; default: no limit)")
+                   help=f"keep: downscale so that the longer side is at most this (never "
+                        f"upscaled; default {DEFAULT_MAX_SIDE} unless --short-side is given; "
+                        f"0: no limit)")
     p.add_argument("--short-side", type=int, default=None,
                    help="keep: downscale so that the shorter side is at most this (never "
                         "upscaled; default: no limit)")
@@ -150,8 +153,7 @@ def _run_convert(args) -> int:
     if args.size is not None and args.resize_mode == "keep":
         raise ConfigError("--size sets the side of the fixed-size modes; whole images "
                           "(--resize-mode keep) are bounded by --max-side / --short-side")
-    size = ConvertOptions.size if args.size is None else args.size
-    opts = config_from_args(ConvertOptions, args, size=size)
+    opts = config_from_args(ConvertOptions, args)
     parquet = is_parquet_source(args.src)
     if not parquet and (args.image_column, args.label_column, args.id_column) != (
             "image", "label", None):

@@ -349,7 +349,7 @@ def test_dry_run_plans_whole_images(whole_src, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--encoding", "raw"], "stores whole images as JPEG"),
     (["--size", "256"], "--size sets the side of the fixed-size modes"),
-    (["--max-side", "0"], "--max-side must be an integer from 8"),
+    (["--max-side", "4"], "--max-side must be an integer from 8"),
     (["--short-side", "-3"], "--short-side must be an integer from 8"),
 ])
 def test_cli_refuses_bad_whole_image_options_in_one_line(tmp_path, capsys, args, message):
@@ -357,8 +357,43 @@ def test_cli_refuses_bad_whole_image_options_in_one_line(tmp_path, capsys, args,
     assert main(["convert", str(tmp_path), str(out), "--resize-mode", "keep", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
-    assert main(["convert", str(tmp_path), str(out), "--max-side", "512"]) == 2
+    assert main(["convert", str(tmp_path), str(out), "--size", "224", "--max-side", "512"]) == 2
     assert "applies to --resize-mode 'keep'" in capsys.readouterr().err
+
+
+def test_the_default_policy_is_whole_images_up_to_512():
+    """No options: whole images, longer side <= 512; a size alone: fixed center-crop squares;
+    0 lifts a limit; a limit of the other side replaces the default one."""
+    from ray_ingest.convert import ConvertOptions
+
+    d = ConvertOptions()
+    assert (d.resize_mode, d.max_side, d.short_side, d.size) == ("keep", 512, None, None)
+    assert d.image_spec().keep and d.image_spec().max_side == 512
+    fixed = ConvertOptions(size=160)
+    assert (fixed.resize_mode, fixed.size, fixed.max_side) == ("center-crop", 160, None)
+    assert ConvertOptions(resize_mode="squash").size == 224
+    assert ConvertOptions(size=64, resize_mode="pad").resize_mode == "pad"
+    assert (ConvertOptions(max_side=0).max_side, ConvertOptions(max_side=0).short_side) == (
+        None, None)
+    assert (ConvertOptions(short_side=256).max_side, ConvertOptions(short_side=256).short_side
+            ) == (None, 256)
+    assert ConvertOptions(max_side=320, short_side=0).short_side is None
+    with pytest.raises(ConfigError, match="size=224 sets the side of the fixed-size modes"):
+        ConvertOptions(size=224, resize_mode="keep")
+    with pytest.raises(ConfigError, match="applies to resize_mode 'keep'"):
+        ConvertOptions(size=224, max_side=512)
+
+
+def test_cli_default_is_whole_images(tmp_path, capsys):
+    src = tmp_path / "src"
+    for c in ("a", "b"):
+        (src / c).mkdir(parents=True)
+        for i in range(3):
+            (src / c / f"{i}.jpg").write_bytes(jpeg_bytes(_photo(600, 400, i)))
+    assert main(["convert", str(src), str(tmp_path / "plan"), "--dry-run"]) == 0
+    assert "whole images (max side 512)" in capsys.readouterr().out
+    assert main(["convert", str(src), str(tmp_path / "plan"), "--dry-run", "--size", "32"]) == 0
+    assert "32x32" in capsys.readouterr().out
 
 
 def test_convert_dataset_with_keep(ray_session, tmp_path):
