@@ -21,6 +21,9 @@ Rows, in interleaved rounds (each ratio taken within one round):
                      box) + fn.resize to 224x224
   DataLoader PIL     torch DataLoader (workers = cores) over the photos as files, a
                      torchvision-style RandomResizedCrop written with PIL
+  cause              (with --rows cause) the per-image work of the tf.data and PIL rows on
+                     one core beside the fused decode (same boxes, alternating bursts), and
+                     how far the machine's cores add up (the limit over cores x one core)
 """
 
 from __future__ import annotations
@@ -91,8 +94,9 @@ def _boxes(h, w, seed=0):
     return RandomResizedCrop(SIZE).boxes(h, w, record_keys(seed, np.zeros(n), np.arange(n)))[0]
 
 
-def one_core(encoded, h, w, seconds=2.0) -> Dict[str, float]:
-    """images/s of the fused decode and of full decode + crop + resize, same boxes."""
+def one_core(encoded, h, w, seconds=2.0, per_image_peers=False) -> Dict[str, float]:
+    """images/s of the fused decode and of full decode + crop + resize, same boxes; with
+    ``per_image_peers``, also tf.data's and PIL's per-image work of the recipe on one core."""
     import simplejpeg
     from PIL import Image
 
@@ -116,15 +120,69 @@ def one_core(encoded, h, w, seconds=2.0) -> Dict[str, float]:
                 (SIZE, SIZE), Image.BILINEAR, box=(x, y, x + bw, y + bh)))
         return len(boxes)
 
-    # Alternating bursts, the median of each: other jobs on a shared machine slow both alike.
-    samples: Dict[str, List[float]] = {"fused 1 core": [], "full 1 core": []}
-    fused(), full()
-    t_end = time.perf_counter() + 2 * seconds
-    while time.perf_counter() < t_end or len(samples["full 1 core"]) < 5:
-        for name, fn in (("fused 1 core", fused), ("full 1 core", full)):
+    calls = {"fused 1 core": fused, "full 1 core": full}
+    if per_image_peers:
+        calls["tf.data 1 core"] = _tf_one_core(encoded, boxes)
+        calls["PIL 1 core"] = lambda: _pil_one_core(encoded, boxes, out)
+    return alternating(calls, seconds)
+
+
+def alternating(calls, seconds: float, min_bursts: int = 5) -> Dict[str, float]:
+    """Images/s of each ``calls[name]()`` (which returns the images it did), in alternating
+    bursts, the median of each: other jobs on a shared machine slow them all alike."""
+    samples: Dict[str, List[float]] = {name: [] for name in calls}
+    for fn in calls.values():
+        fn()
+    t_end = time.perf_counter() + len(calls) * seconds
+    while time.perf_counter() < t_end or min(map(len, samples.values())) < min_bursts:
+        for name, fn in calls.items():
             t0 = time.perf_counter()
             samples[name].append(fn() / (time.perf_counter() - t0))
     return {name: float(np.median(v)) for name, v in samples.items()}
+
+
+def _tf_one_core(encoded, boxes):
+    """tf.data's per-image work of the recipe on one thread, the same boxes:
+    decode_and_crop_jpeg + resize (antialiased bilinear, as the tf.data rows), from memory."""
+    import tensorflow as tf
+
+    windows = tf.constant(np.asarray(boxes, np.int32))
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(encoded), windows)).map(
+        lambda e, b: tf.cast(tf.image.resize(tf.io.decode_and_crop_jpeg(e, b, channels=3),
+                                             (SIZE, SIZE), antialias=True), tf.uint8)
+    ).batch(BATCH)  # batches, as the tf.data rows: no per-image cost of Python's iterator
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    options.threading.max_intra_op_parallelism = 1
+    options.autotune.enabled = False
+    ds = ds.with_options(options)
+
+    def run():
+        return sum(int(b.shape[0]) for b in ds)
+
+    return run
+
+
+def _pil_one_core(encoded, boxes, out):
+    """The DataLoader row's per-image work (PIL open + full decode + crop-resize) on one
+    thread, from memory, the same boxes."""
+    import io
+
+    from PIL import Image
+
+    for i, e in enumerate(encoded):
+        y, x, bh, bw = boxes[i]
+        img = Image.open(io.BytesIO(e)).convert("RGB")
+        out[i] = np.asarray(img.resize((SIZE, SIZE), Image.BILINEAR,
+                                       box=(x, y, x + bw, y + bh)))
+    return len(encoded)
+
+
+def scaling(encoded, h, w, cores: int, seconds=3.0) -> float:
+    """How far the machine's cores add up: the fused decode's rate on every core at once over
+    ``cores`` x its rate on one (1.0: independent cores; less: shared physical cores or a
+    busy host)."""
+    return limit(encoded, h, w, cores, seconds) / (cores * limit(encoded, h, w, 1, seconds))
 
 
 def pixels(encoded, h, w, count: int = 150) -> Dict[str, float]:
@@ -161,10 +219,10 @@ def _limit_worker(args):
 
     out = np.empty((len(boxes), SIZE, SIZE, 3), np.uint8)
     flips = np.zeros(len(boxes), np.uint8)
-    decode_crops(data, starts, ends, boxes, flips, out)
+    decode_crops(data, starts, ends, boxes, flips, out, threads=1)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        decode_crops(data, starts, ends, boxes, flips, out)
+        decode_crops(data, starts, ends, boxes, flips, out, threads=1)
         n += len(boxes)
     return n / (time.perf_counter() - t0)
 
@@ -235,16 +293,19 @@ def tfdata(shards: str, images: int) -> Dict[str, float]:
         "tf.data batch + map(AUTOTUNE)": base().batch(BATCH).map(
             parse_batch, num_parallel_calls=autotune, deterministic=False).prefetch(autotune),
     }
-    rates = {}
-    for name, ds in variants.items():
-        it = iter(ds)
-        for _ in range(4):
-            next(it)
-        n, t0 = 0, time.perf_counter()
-        while n < images:
-            n += int(next(it).shape[0])
-        rates[name] = n / (time.perf_counter() - t0)
-    return rates
+    return {name: stream_rate((int(b.shape[0]) for b in ds), images, warmup=4)
+            for name, ds in variants.items()}
+
+
+def stream_rate(batch_sizes, images: int, warmup: int) -> float:
+    """Images/s of an iterator of batch sizes over ``images``, after ``warmup`` batches."""
+    it = iter(batch_sizes)
+    for _ in range(warmup):
+        next(it)
+    n, t0 = 0, time.perf_counter()
+    while n < images:
+        n += next(it)
+    return n / (time.perf_counter() - t0)
 
 
 def dali_crop(shards: str, images: int, cores: int) -> float:
@@ -257,13 +318,7 @@ def dali_crop(shards: str, images: int, cores: int) -> float:
     pipe = dali.pipeline([os.path.join(shards, s.file) for s in train],
                          [os.path.join(shards, s.index) for s in train], BATCH, cores,
                          decode=dali.decode_random_crop(SIZE), shuffle=True)
-    counts = dali.batch_counts(pipe)
-    for _ in range(4):
-        next(counts)
-    n, t0 = 0, time.perf_counter()
-    while n < images:
-        n += next(counts)
-    rate = n / (time.perf_counter() - t0)
+    rate = stream_rate(dali.batch_counts(pipe), images, warmup=4)
     del pipe
     return rate
 
@@ -316,15 +371,7 @@ def dataloader(files: List[str], images: int, cores: int) -> float:
         while True:
             yield from loader
 
-    it = forever()
-    for _ in range(2 * cores):
-        next(it)
-    n, t0 = 0, time.perf_counter()
-    while n < images:
-        n += int(next(it).shape[0])
-    rate = n / (time.perf_counter() - t0)
-    del it
-    return rate
+    return stream_rate((int(b.shape[0]) for b in forever()), images, warmup=2 * cores)
 
 
 def main(argv=None) -> int:
@@ -353,8 +400,10 @@ def main(argv=None) -> int:
             fig: Dict[str, float] = {}
             if "pixels" in rows and r == 0:
                 fig.update(pixels(encoded, h, w))
-            if "one" in rows:
-                fig.update(one_core(encoded, h, w))
+            if "one" in rows or "cause" in rows:
+                fig.update(one_core(encoded, h, w, per_image_peers="cause" in rows))
+            if "cause" in rows:
+                fig["core scaling"] = scaling(encoded, h, w, cores)
             if "limit" in rows:
                 fig["limit"] = limit(encoded, h, w, cores)
             if "feed" in rows:
@@ -374,7 +423,7 @@ def main(argv=None) -> int:
                 fig["DataLoader PIL"] = dataloader(files, args.images // 2, cores)
             results[name].append(fig)
             print(f"round {r + 1} {name}: " + ", ".join(
-                f"{k} {v:.2f}" if k.startswith("MAD") else f"{k} {v:.0f}/s"
+                f"{k} {v:.2f}" if k.startswith(("MAD", "core")) else f"{k} {v:.0f}/s"
                 for k, v in fig.items()), flush=True)
     print(f"\n{cores} cores; ratios per round, median over {args.rounds} rounds:")
     for name, rounds in results.items():
@@ -390,6 +439,9 @@ def main(argv=None) -> int:
             "feed / best tf.data (>= 1.3)": lambda x: x["Ray Train feed"] / tf_best(x),
             "feed / DataLoader PIL (>= 2)": lambda x: x["Ray Train feed"] / x["DataLoader PIL"],
             "feed / DALI (>= 1.0)": lambda x: x["Ray Train feed"] / x["DALI"],
+            "fused / tf.data, 1 core": lambda x: x["fused 1 core"] / x["tf.data 1 core"],
+            "fused / PIL, 1 core": lambda x: x["fused 1 core"] / x["PIL 1 core"],
+            "core scaling (1.0: cores add up)": lambda x: x["core scaling"],
         }
         for label, f in lines.items():
             try:
