@@ -31,7 +31,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional
 
-import numpy as np
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
@@ -40,6 +39,7 @@ from ray_ingest.convert.commit import restore_previous, set_aside, write_error
 from ray_ingest.convert.lock import ensure_owner
 from ray_ingest.errors import ConversionError
 from ray_ingest.format import manifest as mf
+from ray_ingest.format.arrow import binary_values
 from ray_ingest.format.framing import OVERHEAD, TFRecordWriter
 from ray_ingest.format.keys import SPLITS
 
@@ -148,20 +148,6 @@ class _ShardRoller:
         self._stream = self._writer = None
 
 
-def _binary_views(column) -> List[memoryview]:
-    """Zero-copy views of each value of an arrow binary column."""
-    import pyarrow as pa
-
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if len(arr) == 0:
-        return []
-    large = pa.types.is_large_binary(arr.type)
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64 if large else np.int32)
-    offsets = offsets[arr.offset : arr.offset + len(arr) + 1]
-    data = memoryview(bufs[2]) if bufs[2] is not None else memoryview(b"")
-    return [data[offsets[i] : offsets[i + 1]] for i in range(len(arr))]
-
 
 class TFRecordDatasink(Datasink):
     def __init__(
@@ -217,7 +203,7 @@ class TFRecordDatasink(Datasink):
                 table = BlockAccessor.for_block(block).to_arrow()
                 if table.num_rows == 0:
                     continue
-                records = _binary_views(table.column(COL_RECORD))
+                records = binary_values(table.column(COL_RECORD))
                 splits = table.column(COL_SPLIT).to_pylist()
                 rejects = table.column(COL_REJECT).to_pylist()
                 notes = table.column(COL_NOTE).to_pylist()

@@ -18,6 +18,7 @@ import numpy as np
 
 from ray_ingest.errors import ConfigError, ExampleDecodeError
 from ray_ingest.format import keys
+from ray_ingest.format.arrow import binary_buffer
 from ray_ingest.read.options import JPEG_DCT
 from ray_ingest.runtime import tune_malloc
 
@@ -85,18 +86,6 @@ def crop_boxes(batch: Batch) -> Optional[np.ndarray]:
                                                                 ).reshape(-1, 6)
 
 
-def _binary_views(column) -> Tuple[memoryview, np.ndarray]:
-    """``(data, offsets)`` of an Arrow binary column (one chunk, zero-copy)."""
-    import pyarrow as pa
-
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    large = pa.types.is_large_binary(arr.type)
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64 if large else np.int32)
-    offsets = offsets[arr.offset : arr.offset + len(arr) + 1]
-    data = memoryview(bufs[2]).cast("B") if bufs[2] is not None else memoryview(b"")
-    return data, offsets
-
 
 class _Encoded:
     """The encoded images of a batch, whatever its format: indexable views, and where each
@@ -109,7 +98,7 @@ class _Encoded:
             self._data = self._offsets = None
             self.n = len(self._values)
         else:
-            self._data, offsets = _binary_views(batch.column(ENCODED))
+            self._data, offsets = binary_buffer(batch.column(ENCODED))
             self._offsets = offsets.tolist()  # Python ints: the fastest slice bounds
             self.n = batch.num_rows
 
@@ -203,7 +192,7 @@ def decode_crop_batch(batch: Batch, crop: np.ndarray, dct: str = "fast",
         ends = np.cumsum(sizes)
         data, starts = b"".join(bytes(v) for v in values), ends - sizes
     else:
-        data, offsets = _binary_views(batch.column(ENCODED))
+        data, offsets = binary_buffer(batch.column(ENCODED))
         base = int(offsets[0]) if n else 0
         data, starts, ends = data[base:], offsets[:-1] - base, offsets[1:] - base
     try:

@@ -28,7 +28,7 @@ import ray_ingest.train.resume as resume
 import ray_ingest.train.rundir as rundir
 import ray_ingest.train.stream as stream
 from ray_ingest.train.config import TrainConfig
-from ray_ingest.train.placement import resolve_decode
+from ray_ingest.train.decode_choice import resolve_decode
 
 logger = logging.getLogger("ray_ingest")
 
