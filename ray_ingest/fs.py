@@ -3,6 +3,13 @@ native filesystems, and any other fsspec protocol (``memory://``, ``az://``, ...
 pyarrow's fsspec handler. Everything passes URIs as strings between processes and resolves them
 where they are used (cached per process).
 
+Every operation takes one path through ``pyarrow.fs``: a local path (or ``file://``) resolves to
+:class:`pyarrow.fs.LocalFileSystem`, so a local folder and a bucket behave alike. The exceptions
+are what Arrow cannot express: its paths are UTF-8 text, so a local file name whose bytes are not
+UTF-8 (Python holds them as surrogate escapes) is read by Python's ``open``
+(:func:`read_bytes`); and its local errors carry no file name, so they are raised again as
+Python's own (same class and ``errno``, the system's message, ``filename``).
+
 S3 is configured the standard way of the AWS SDKs, by environment: ``AWS_ENDPOINT_URL_S3`` or
 ``AWS_ENDPOINT_URL`` for an S3-compatible server (MinIO, Ceph, ...), ``AWS_REGION``, the
 credential chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, an instance
@@ -13,12 +20,11 @@ setting made in the calling process holds in the workers too, however Ray was st
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import functools
 import os
 import posixpath
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import pyarrow.fs as pafs
@@ -120,6 +126,22 @@ def _local() -> pafs.LocalFileSystem:
     return pafs.LocalFileSystem()
 
 
+@contextlib.contextmanager
+def _named(path: str, other: Optional[str] = None):
+    """Arrow's errors of the operating system name no file (``filename`` is None, the path is
+    only in their text): raised again as Python raises them, with the ``errno``, the system's
+    message and the normalised ``path`` (``OSError`` picks the class by ``errno``), since
+    callers tell a failed write of OUT by the file it names. Errors without an ``errno`` (an
+    object store's) pass unchanged."""
+    try:
+        yield
+    except OSError as e:
+        if not e.errno or e.filename is not None:
+            raise
+        raise OSError(e.errno, os.strerror(e.errno), normalize(path), None,
+                      other and normalize(other)) from e
+
+
 def join(base: str, *parts: str) -> str:
     if is_uri(base):
         return posixpath.join(base, *parts)
@@ -127,62 +149,55 @@ def join(base: str, *parts: str) -> str:
 
 
 def read_bytes(path: str) -> bytes:
-    if not is_uri(path):
-        with open(path, "rb") as f:
-            return f.read()
     fs, inner = resolve(path)
-    with fs.open_input_stream(inner) as f:
+    if fs is _local() and not _arrow_name(inner):
+        with open(inner, "rb") as f:  # a name Arrow cannot carry (see the module's text)
+            return f.read()
+    with _named(path), fs.open_input_stream(inner, compression=None) as f:
         return f.read()
 
 
+def _arrow_name(path: str) -> bool:
+    """Whether Arrow can take ``path``: UTF-8 text, not undecodable bytes held as escapes."""
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def read_range(path: str, offset: int, length: int) -> bytes:
-    if not is_uri(path):
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read(length)
     fs, inner = resolve(path)
-    with fs.open_input_file(inner) as f:
+    with _named(path), fs.open_input_file(inner) as f:
         return f.read_at(length, offset)
 
 
-def file_size(path: str) -> int:
-    if not is_uri(path):
-        return os.path.getsize(path)
+def _info(path: str) -> pafs.FileInfo:
     fs, inner = resolve(path)
-    info = fs.get_file_info(inner)
-    if info.type == pafs.FileType.NotFound:
-        raise FileNotFoundError(path)
-    return info.size
+    with _named(path):
+        return fs.get_file_info(inner)
 
 
 def exists(path: str) -> bool:
-    if not is_uri(path):
-        return os.path.exists(path)
-    fs, inner = resolve(path)
-    return fs.get_file_info(inner).type != pafs.FileType.NotFound
+    return _info(path).type != pafs.FileType.NotFound
 
 
 def isdir(path: str) -> bool:
-    if not is_uri(path):
-        return os.path.isdir(path)
-    fs, inner = resolve(path)
-    return fs.get_file_info(inner).type == pafs.FileType.Directory
+    return _info(path).type == pafs.FileType.Directory
 
 
 def makedirs(path: str) -> None:
-    if not is_uri(path):
-        os.makedirs(path, exist_ok=True)
-        return
     fs, inner = resolve(path)
-    fs.create_dir(inner, recursive=True)
+    with _named(path):
+        fs.create_dir(inner, recursive=True)
 
 
 def open_output(path: str):
-    """A binary output stream (local: a buffered file)."""
-    if not is_uri(path):
-        return open(path, "wb", buffering=1 << 20)
+    """A binary output stream, buffered; what it wrote is at ``path`` once it is closed (on an
+    object store, not before)."""
     fs, inner = resolve(path)
-    return fs.open_output_stream(inner)
+    with _named(path):
+        return fs.open_output_stream(inner, compression=None, buffer_size=1 << 20)
 
 
 def write_bytes(path: str, data: bytes) -> None:
@@ -190,75 +205,83 @@ def write_bytes(path: str, data: bytes) -> None:
         f.write(data)
 
 
+#: Stores that make an object visible whole when its output stream closes (one upload): a
+#: reader sees the old object or the new one, never part of one, with nothing to rename.
+_WHOLE_OBJECTS = _BUCKETED | {"abfs", "abfss", "az", "memory"}
+
+
 def write_atomic(path: str, data: bytes) -> None:
-    """Writes to a temporary name beside ``path`` and renames it into place."""
+    """Puts ``data`` at ``path`` so that a reader finds the old content or the new, never part
+    of it: on an object store one upload; on a file system (local, HDFS, ...) a temporary name
+    in the same folder, then renamed over ``path``."""
+    path = normalize(path)
+    if is_uri(path) and path.split("://", 1)[0] in _WHOLE_OBJECTS:
+        write_bytes(path, data)
+        return
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
     try:
         write_bytes(tmp, data)
         move(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):  # leave nothing behind; the first error is raised
             delete_file(tmp)
-        except OSError:
-            pass
         raise
 
 
 def move(src: str, dst: str) -> None:
-    if not is_uri(src):
-        os.replace(src, dst)
-        return
+    """Renames ``src`` to ``dst``, replacing a file there (locally a rename; an object store
+    copies and deletes)."""
     fs, a = resolve(src)
     _, b = resolve(dst)
-    fs.move(a, b)
+    with _named(src, dst):
+        fs.move(a, b)
 
 
 def delete_file(path: str, missing_ok: bool = True) -> None:
+    fs, inner = resolve(path)
     try:
-        if not is_uri(path):
-            os.remove(path)
-            return
-        fs, inner = resolve(path)
-        fs.delete_file(inner)
+        with _named(path):
+            fs.delete_file(inner)
     except FileNotFoundError:
         if not missing_ok:
             raise
 
 
 def delete_dir(path: str) -> None:
-    if not is_uri(path):
-        import shutil
-
-        shutil.rmtree(path, ignore_errors=True)
-        return
+    """Removes the folder and all under it; nothing to do if it does not exist. Any other
+    failure raises (no permission, not a folder, a file that stays)."""
     fs, inner = resolve(path)
     try:
-        fs.delete_dir(inner)
+        with _named(path):
+            fs.delete_dir(inner)
     except FileNotFoundError:
         pass
 
 
 def list_dir(path: str) -> List[str]:
-    """Names (not paths) directly under ``path``; empty if it does not exist."""
-    if not is_uri(path):
-        try:
-            return sorted(os.listdir(path))
-        except FileNotFoundError:
-            return []
+    """Names (not paths) directly under ``path``, sorted; empty if it does not exist. Any
+    other failure raises (no permission, not a folder)."""
     fs, inner = resolve(path)
-    infos = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
+    with _named(path):
+        infos = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
     return sorted(posixpath.basename(i.path) for i in infos)
 
 
-#: Why :func:`walk_files` did not follow an entry (the reasons ``rejects.jsonl`` reports).
-SYMLINK_LOOP = "symlink-loop"
-LINK_OUTSIDE = "link-outside-source"
-BROKEN_LINK = "broken-link"
-DUPLICATE = "duplicate"
-UNREADABLE = "unreadable"
-NOT_A_FILE = "not-a-regular-file"
-#: A folder whose name starts with ``.`` (``.ipynb_checkpoints``, ``.git``): not entered.
-HIDDEN_FOLDER = "hidden-folder"
+def list_files(root: str) -> List[str]:
+    """The names relative to ``root`` (``/``-separated) of every file below it, sorted;
+    empty if it does not exist. No link handling: a source tree is walked by
+    :func:`ray_ingest.convert.sources.walk_files`."""
+    fs, inner = resolve(root)
+    with _named(root):
+        infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True, allow_not_found=True))
+    base = inner.strip("/")
+    prefix = base + "/" if base else ""
+    names = []
+    for info in infos:
+        path = info.path.lstrip("/")  # fsspec's memory:// lists "/bucket/key"
+        if info.type == pafs.FileType.File and path.startswith(prefix):
+            names.append(path[len(prefix):])
+    return sorted(names)
 
 
 def printable(name: str) -> str:
@@ -268,130 +291,6 @@ def printable(name: str) -> str:
         return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate that no file name decodes to
         return name.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def is_hidden(name: str) -> bool:
-    """A file or folder name that starts with ``.`` (not ``.`` or ``..`` themselves)."""
-    return name.startswith(".") and name not in (".", "..")
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """An entry a listing did not take: its name, a reason code and a message."""
-
-    path: str
-    reason: str
-    message: str
-
-
-@dataclass
-class Walk:
-    """:func:`walk_files`: ``files`` as ``(name relative to the root with '/' separators,
-    identity)`` in listing order, and the entries that were not followed, with why."""
-
-    files: List[Tuple[str, str]] = field(default_factory=list)
-    skipped: List[Skipped] = field(default_factory=list)
-
-
-def canonical(path: str) -> str:
-    """The identity of a file: its real path (symlinks resolved, ``..`` and ``.`` removed;
-    a missing file keeps its normalised name), or the normalised URI."""
-    path = normalize(path)
-    if not is_uri(path):
-        return os.path.realpath(path)
-    scheme, rest = path.split("://", 1)
-    return f"{scheme}://{posixpath.normpath(rest)}"
-
-
-def walk_files(root: str, *, follow_links: bool = False) -> Walk:
-    """Every file below ``root``, depth first, each folder's entries by name.
-
-    Local trees: each folder is entered once, by its real path. A link to a folder that
-    contains it is a ``symlink-loop``; a second way into a folder already entered is a
-    ``duplicate``; a link whose target lies outside ``root`` is not followed unless
-    ``follow_links``; a broken link, an unreadable folder and anything that is neither a file
-    nor a folder are reported. Object stores have no links: their keys, sorted. Hidden folders
-    (:func:`is_hidden`) are reported once as ``hidden-folder`` and not entered. Names are
-    :func:`printable`; the identities (real paths) are the names to open.
-    """
-    walk = Walk()
-    hidden_note = "hidden folder: not entered, nothing under it is converted"
-    if is_uri(root):
-        fs, inner = resolve(root)
-        infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
-        base = inner.strip("/") + "/"
-        hidden = set()
-        for info in infos:
-            path = info.path.lstrip("/")  # fsspec's memory:// lists "/bucket/key"
-            if info.type == pafs.FileType.File and path.startswith(base):
-                rel = path[len(base):]
-                parts = rel.split("/")
-                top = next((i for i, p in enumerate(parts[:-1]) if is_hidden(p)), None)
-                if top is not None:
-                    hidden.add("/".join(parts[: top + 1]))
-                    continue
-                walk.files.append((rel, canonical(join(root, rel))))
-        walk.files.sort()
-        walk.skipped = [Skipped(h, HIDDEN_FOLDER, hidden_note) for h in sorted(hidden)]
-        return walk
-    top = os.path.realpath(root)
-    entered = {top: "."}  # real folder -> the name it was entered under
-
-    def inside(real: str) -> bool:
-        return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
-
-    def visit(folder: str, rel_folder: str, ancestors: frozenset) -> None:
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as e:
-            walk.skipped.append(Skipped(rel_folder, UNREADABLE,
-                                        printable(f"cannot list the folder: {e}")))
-            return
-        for entry in entries:
-            name = printable(entry.name)
-            rel = name if rel_folder == "." else f"{rel_folder}/{name}"
-            if entry.is_symlink():
-                try:
-                    real = os.path.realpath(entry.path, strict=True)
-                except OSError as e:
-                    if e.errno == errno.ELOOP:
-                        walk.skipped.append(Skipped(rel, SYMLINK_LOOP,
-                                                    "the link resolves through a cycle of links"))
-                    else:
-                        walk.skipped.append(Skipped(rel, BROKEN_LINK, printable(
-                            f"broken link to {os.readlink(entry.path)!r}")))
-                    continue
-                if not follow_links and not inside(real):
-                    walk.skipped.append(Skipped(rel, LINK_OUTSIDE, printable(
-                        f"link to {real}, outside the source (--follow-links follows it)")))
-                    continue
-                is_dir = os.path.isdir(real)
-            else:
-                real = entry.path  # the folder's path is real, so is its plain entry
-                is_dir = entry.is_dir(follow_symlinks=False)
-            if is_dir and is_hidden(entry.name):
-                walk.skipped.append(Skipped(rel, HIDDEN_FOLDER, hidden_note))
-            elif is_dir:
-                if real in ancestors:
-                    walk.skipped.append(Skipped(
-                        rel, SYMLINK_LOOP,
-                        ("link to the source folder itself" if entered[real] == "." else
-                         f"link to {entered[real]!r}, a folder that contains it") +
-                        "; not entered"))
-                elif real in entered:
-                    walk.skipped.append(Skipped(
-                        rel, DUPLICATE, f"the same folder as {entered[real]!r} (kept)"))
-                else:
-                    entered[real] = rel
-                    visit(real, rel, ancestors | {real})
-            elif os.path.isfile(real):
-                walk.files.append((rel, real))
-            else:
-                walk.skipped.append(Skipped(rel, NOT_A_FILE, "neither a file nor a folder"))
-
-    visit(top, ".", frozenset([top]))
-    return walk
 
 
 def check_report_file(option: str, path: str) -> None:

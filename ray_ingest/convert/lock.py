@@ -244,10 +244,7 @@ class OutputLock:
         """Renews the lease (the refresher thread calls this every quarter lease)."""
         ensure_owner(self.out, self.run_id)
         info = LockInfo(**{**asdict(self._info), "refreshed": time.time()})
-        if self._local:
-            fs.write_atomic(self.path, info.to_bytes())
-        else:
-            fs.write_bytes(self.path, info.to_bytes())
+        fs.write_atomic(self.path, info.to_bytes())
         self._info = info
 
     def _refresh_loop(self) -> None:

@@ -4,11 +4,15 @@ Both give a list of :class:`Input` (where to read it, its name relative to the s
 label) plus the class names, one input per real file, and assign each input to ``train`` or
 ``val`` by a stable hash of its relative name and the seed, so that re-running gives the same
 split.
+
+A tree is walked by :func:`walk_files`, which reports what it does not follow (links that
+loop or leave SRC, a second way into a folder, hidden folders) rather than dropping it.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import os
@@ -27,13 +31,143 @@ IMAGE_EXTENSIONS = frozenset(
 LIST_EXTENSIONS = (".csv", ".jsonl", ".ndjson")
 
 
+#: Why :func:`walk_files` did not follow an entry (the reasons ``rejects.jsonl`` reports).
+SYMLINK_LOOP = "symlink-loop"
+LINK_OUTSIDE = "link-outside-source"
+BROKEN_LINK = "broken-link"
+DUPLICATE = "duplicate"
+UNREADABLE = "unreadable"
+NOT_A_FILE = "not-a-regular-file"
+#: A folder whose name starts with ``.`` (``.ipynb_checkpoints``, ``.git``): not entered.
+HIDDEN_FOLDER = "hidden-folder"
+
+
+def is_hidden(name: str) -> bool:
+    """A file or folder name that starts with ``.`` (not ``.`` or ``..`` themselves)."""
+    return name.startswith(".") and name not in (".", "..")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An entry a listing did not take: its name, a reason code and a message."""
+
+    path: str
+    reason: str
+    message: str
+
+
+@dataclass
+class Walk:
+    """:func:`walk_files`: ``files`` as ``(name relative to the root with '/' separators,
+    identity)`` in listing order, and the entries that were not followed, with why."""
+
+    files: List[Tuple[str, str]] = field(default_factory=list)
+    skipped: List[Skipped] = field(default_factory=list)
+
+
+def canonical(path: str) -> str:
+    """The identity of a file: its real path (symlinks resolved, ``..`` and ``.`` removed;
+    a missing file keeps its normalised name), or the normalised URI."""
+    path = fs.normalize(path)
+    if not fs.is_uri(path):
+        return os.path.realpath(path)
+    scheme, rest = path.split("://", 1)
+    return f"{scheme}://{posixpath.normpath(rest)}"
+
+
+def walk_files(root: str, *, follow_links: bool = False) -> Walk:
+    """Every file below ``root``, depth first, each folder's entries by name.
+
+    Local trees: each folder is entered once, by its real path. A link to a folder that
+    contains it is a ``symlink-loop``; a second way into a folder already entered is a
+    ``duplicate``; a link whose target lies outside ``root`` is not followed unless
+    ``follow_links``; a broken link, an unreadable folder and anything that is neither a file
+    nor a folder are reported. Object stores have no links: their keys, sorted. Hidden folders
+    (:func:`is_hidden`) are reported once as ``hidden-folder`` and not entered. Names are
+    :func:`ray_ingest.fs.printable`; the identities (real paths) are the names to open.
+    """
+    walk = Walk()
+    hidden_note = "hidden folder: not entered, nothing under it is converted"
+    if fs.is_uri(root):  # object stores have no links
+        hidden = set()
+        for rel in fs.list_files(root):
+            parts = rel.split("/")
+            top = next((i for i, p in enumerate(parts[:-1]) if is_hidden(p)), None)
+            if top is not None:
+                hidden.add("/".join(parts[: top + 1]))
+                continue
+            walk.files.append((rel, canonical(fs.join(root, rel))))
+        walk.skipped = [Skipped(h, HIDDEN_FOLDER, hidden_note) for h in sorted(hidden)]
+        return walk
+    # A local tree is walked through os, not pyarrow.fs: links are a local concern that
+    # pyarrow does not show (it tells no link from its target), and a name need not be UTF-8.
+    top = os.path.realpath(root)
+    entered = {top: "."}  # real folder -> the name it was entered under
+
+    def inside(real: str) -> bool:
+        return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+    def visit(folder: str, rel_folder: str, ancestors: frozenset) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            walk.skipped.append(Skipped(rel_folder, UNREADABLE,
+                                        fs.printable(f"cannot list the folder: {e}")))
+            return
+        for entry in entries:
+            name = fs.printable(entry.name)
+            rel = name if rel_folder == "." else f"{rel_folder}/{name}"
+            if entry.is_symlink():
+                try:
+                    real = os.path.realpath(entry.path, strict=True)
+                except OSError as e:
+                    if e.errno == errno.ELOOP:
+                        walk.skipped.append(Skipped(rel, SYMLINK_LOOP,
+                                                    "the link resolves through a cycle of links"))
+                    else:
+                        walk.skipped.append(Skipped(rel, BROKEN_LINK, fs.printable(
+                            f"broken link to {os.readlink(entry.path)!r}")))
+                    continue
+                if not follow_links and not inside(real):
+                    walk.skipped.append(Skipped(rel, LINK_OUTSIDE, fs.printable(
+                        f"link to {real}, outside the source (--follow-links follows it)")))
+                    continue
+                is_dir = os.path.isdir(real)
+            else:
+                real = entry.path  # the folder's path is real, so is its plain entry
+                is_dir = entry.is_dir(follow_symlinks=False)
+            if is_dir and is_hidden(entry.name):
+                walk.skipped.append(Skipped(rel, HIDDEN_FOLDER, hidden_note))
+            elif is_dir:
+                if real in ancestors:
+                    walk.skipped.append(Skipped(
+                        rel, SYMLINK_LOOP,
+                        ("link to the source folder itself" if entered[real] == "." else
+                         f"link to {entered[real]!r}, a folder that contains it") +
+                        "; not entered"))
+                elif real in entered:
+                    walk.skipped.append(Skipped(
+                        rel, DUPLICATE, f"the same folder as {entered[real]!r} (kept)"))
+                else:
+                    entered[real] = rel
+                    visit(real, rel, ancestors | {real})
+            elif os.path.isfile(real):
+                walk.files.append((rel, real))
+            else:
+                walk.skipped.append(Skipped(rel, NOT_A_FILE, "neither a file nor a folder"))
+
+    visit(top, ".", frozenset([top]))
+    return walk
+
+
 #: Why a file under SRC was not taken (the listing's own reasons; those of links and folders
-#: come from :func:`ray_ingest.fs.walk_files`).
+#: come from :func:`walk_files`).
 R_HIDDEN = "hidden-file"
-R_HIDDEN_FOLDER = fs.HIDDEN_FOLDER
+R_HIDDEN_FOLDER = HIDDEN_FOLDER
 R_NO_CLASS = "outside-class-folder"
 R_NOT_IMAGE = "not-an-image-extension"
-R_DUPLICATE = fs.DUPLICATE
+R_DUPLICATE = DUPLICATE
 
 
 @dataclass(frozen=True)
@@ -49,7 +183,7 @@ class Listing:
     class_names: List[str]
     #: What was not taken, with why (not images by extension, outside a class folder,
     #: symlink loops, links leaving SRC, duplicates): reported, never silently dropped.
-    ignored: List[fs.Skipped] = field(default_factory=list)
+    ignored: List[Skipped] = field(default_factory=list)
 
 
 def list_source(src: str, *, follow_links: bool = False,
@@ -71,18 +205,18 @@ def list_source(src: str, *, follow_links: bool = False,
 
 
 def _list_tree(src: str, follow_links: bool, num_classes: Optional[int]) -> Listing:
-    walk = fs.walk_files(src, follow_links=follow_links)
+    walk = walk_files(src, follow_links=follow_links)
     ignored = list(walk.skipped)
     taken: List[Tuple[str, str, str]] = []  # (relpath, identity, class name)
     for rel, real in walk.files:
         name = posixpath.basename(rel)
         is_image = posixpath.splitext(name)[1].lower() in IMAGE_EXTENSIONS
         if name.startswith("."):
-            ignored.append(fs.Skipped(rel, R_HIDDEN, "hidden file"))
+            ignored.append(Skipped(rel, R_HIDDEN, "hidden file"))
         elif not is_image:
-            ignored.append(fs.Skipped(rel, R_NOT_IMAGE, "not an image file by its extension"))
+            ignored.append(Skipped(rel, R_NOT_IMAGE, "not an image file by its extension"))
         elif "/" not in rel:
-            ignored.append(fs.Skipped(rel, R_NO_CLASS, "image outside any class folder"))
+            ignored.append(Skipped(rel, R_NO_CLASS, "image outside any class folder"))
         else:
             taken.append((rel, real, rel.split("/", 1)[0]))
     names = sorted({c for _, _, c in taken})
@@ -96,7 +230,7 @@ def _list_tree(src: str, follow_links: bool, num_classes: Optional[int]) -> List
 
 
 def _dedupe(candidates: List[Tuple[Input, str]], class_names: List[str],
-            ignored: List[fs.Skipped]) -> List[Input]:
+            ignored: List[Skipped]) -> List[Input]:
     """Keeps the first input of each identity; reports the others (``where``: how to find
     each in the source) as duplicates naming the kept one."""
     kept: Dict[str, Tuple[Input, str]] = {}
@@ -111,7 +245,7 @@ def _dedupe(candidates: List[Tuple[Input, str]], class_names: List[str],
         if first[0].label != item.label:
             message += (f"; labels differ: {class_names[item.label]!r} here, "
                         f"{class_names[first[0].label]!r} kept")
-        ignored.append(fs.Skipped(item.relpath, R_DUPLICATE, message))
+        ignored.append(Skipped(item.relpath, R_DUPLICATE, message))
     return inputs
 
 
@@ -146,18 +280,18 @@ def _list_file(path: str, num_classes: Optional[int]) -> Listing:
             raise SourceError(f"{path}:{lineno}: empty label")
     base = posixpath.dirname(path) if fs.is_uri(path) else os.path.dirname(path)
     located = []  # (row, its identity, its normalised name)
-    ignored: List[fs.Skipped] = []
+    ignored: List[Skipped] = []
     for lineno, p, label in rows:
         if fs.is_uri(p):
-            full = rel = fs.canonical(p)
+            full = rel = canonical(p)
         else:
             # Normalised name: 'a.jpg', './a.jpg' and 'x/../a.jpg' are all 'a.jpg'.
             rel = posixpath.normpath(p.replace(os.sep, "/"))
             full = p if posixpath.isabs(p) else fs.join(base, p)
-        identity = fs.canonical(full)
-        hidden = _hidden_part(rel, identity, fs.canonical(base))
+        identity = canonical(full)
+        hidden = _hidden_part(rel, identity, canonical(base))
         if hidden is not None:  # not an input, as in a folder listing: no class either
-            ignored.append(fs.Skipped(rel, hidden[0], f"line {lineno} ({p!r}): {hidden[1]}"))
+            ignored.append(Skipped(rel, hidden[0], f"line {lineno} ({p!r}): {hidden[1]}"))
             continue
         located.append(((lineno, p, label), identity, rel))
     if not located:
@@ -179,10 +313,10 @@ def _hidden_part(rel: str, identity: str, base: str) -> Optional[Tuple[str, str]
             return None
         rel = identity[len(prefix):]
     parts = rel.split("/")
-    folder = next((p for p in parts[:-1] if fs.is_hidden(p)), None)
+    folder = next((p for p in parts[:-1] if is_hidden(p)), None)
     if folder is not None:
         return R_HIDDEN_FOLDER, f"under the hidden folder {folder!r}"
-    if fs.is_hidden(parts[-1]):
+    if is_hidden(parts[-1]):
         return R_HIDDEN, "hidden file"
     return None
 

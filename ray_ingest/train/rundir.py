@@ -104,7 +104,7 @@ class TensorBoard:
         """Copies every local event file, whole, to the run folder (they are small)."""
         if not self._remote:
             return
-        for rel, _ in fs.walk_files(self._local).files:
+        for rel in fs.list_files(self._local):
             with open(os.path.join(self._local, rel), "rb") as f:
                 data = f.read()
             fs.write_bytes(fs.join(self.logdir, rel), data)
