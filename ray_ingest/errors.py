@@ -18,7 +18,7 @@ an exception that fails a task, which ``str`` ignores.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 
 def _rebuild(cls: type, args: Tuple[Any, ...], state: Dict[str, Any]) -> "RayIngestError":
@@ -69,8 +69,31 @@ def find_error(error: Optional[BaseException]) -> Optional[RayIngestError]:
     return None
 
 
+class FieldName(str):
+    """A config field's name inside a :class:`ConfigError`'s message: where the CLI shows the
+    field's flag (``--max-side``) instead."""
+
+
 class ConfigError(RayIngestError, ValueError):
-    """An argument or option is out of its range, or options contradict each other."""
+    """An argument or option is out of its range, or options contradict each other.
+
+    A config's validation passes the message in parts, each field it names as a
+    :class:`FieldName`: ``ConfigError(FieldName("lr"), " must be positive, got 0")`` reads
+    ``lr must be positive, got 0``, and :meth:`named` words it with other names for the fields
+    (the CLI: their flags)."""
+
+    def __init__(self, *parts: Any):
+        self.parts = tuple(parts)
+        super().__init__("".join(map(str, parts)))
+
+    def named(self, names: Mapping[str, str]) -> "ConfigError":
+        """The same error with each :class:`FieldName` in ``names`` replaced by its name
+        there."""
+        text = "".join(names.get(p, p) if isinstance(p, FieldName) else str(p)
+                       for p in self.parts)
+        error = _rebuild(type(self), (text,), dict(self.__dict__))
+        error.parts, error.message = (text,), text
+        return error
 
 
 class SourceError(RayIngestError, ValueError):
@@ -122,6 +145,7 @@ __all__ = [
     "ConfigError",
     "ConversionError",
     "ExampleDecodeError",
+    "FieldName",
     "ManifestError",
     "RayIngestError",
     "RecordCorruptError",

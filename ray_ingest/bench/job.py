@@ -16,30 +16,38 @@ from ray_ingest.bench import peers as peer_rows
 from ray_ingest.bench.measure import measure_round_robin
 from ray_ingest.bench.report import Row, make_report, write_report
 from ray_ingest.bench.rows import ALL_ROWS, ROWS, Context, available_rows
-from ray_ingest.errors import ConfigError
+from ray_ingest.errors import ConfigError, FieldName
+from ray_ingest.flags import opt
 from ray_ingest.format import keys
 from ray_ingest.format.manifest import read_manifest
 
 
 @dataclass
 class BenchConfig:
-    data: str
-    split: str = "train"
-    images: int = 4000
-    warmup: int = 500
-    repeats: int = 5
-    batch_size: int = 256
-    rows: Optional[List[str]] = None  # None: all that can run here
+    data: str = opt(help="a conversion output (path or URI)", positional=True)
+    split: str = opt("train", help="split of the shards to read")
+    images: int = opt(4000, help="images timed per run")
+    warmup: int = opt(500, help="images skipped before timing")
+    repeats: int = opt(5, help="timed rounds (every row once per round; the report gives the "
+                               "median)")
+    batch_size: int = opt(256, help="batch size of Ray rows")
+    rows: Optional[List[str]] = opt(None, help=(  # None: all that can run here
+        "comma-separated row names (default: all this machine can run)"))
     #: Add the peer loaders' rows (DALI, MosaicML Streaming, the torch DataLoader).
-    peers: bool = False
-    out: Optional[str] = None
+    peers: bool = opt(False, help=(
+        "add the rows of the loaders users pick instead: NVIDIA DALI's CPU pipeline, MosaicML "
+        "Streaming and the torch DataLoader (each skipped with one line when its package is "
+        "missing: pip install 'ray-ingest[bench-peers]')"))
+    #: The folder of report.json/.md/.png (None: no report files).
+    out: Optional[str] = opt(None, cli_default="bench-report",
+                             help="folder for report.json/.md/.png")
 
     def __post_init__(self):
         for name in ("images", "repeats", "batch_size"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(FieldName(name), f" must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0:
-            raise ConfigError(f"warmup must be >= 0, got {self.warmup}")
+            raise ConfigError(FieldName("warmup"), f" must be >= 0, got {self.warmup}")
         known = ALL_ROWS + peer_rows.PEER_ROWS
         unknown = sorted(set(self.rows or ()) - set(known))
         if unknown:

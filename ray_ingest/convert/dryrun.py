@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List
 
 from ray_ingest import fs
-from ray_ingest.convert.pipeline import ConvertOptions, _input_table, convert_batch
+from ray_ingest.convert.options import ConvertOptions
+from ray_ingest.convert.pipeline import _input_table, convert_batch
 from ray_ingest.convert.sink import COL_AS_IS, COL_RECORD, COL_REJECT
 from ray_ingest.convert.sources import IMAGE_EXTENSIONS, LIST_EXTENSIONS, list_source
 from ray_ingest.format import manifest as mf

@@ -41,7 +41,8 @@ from ray_ingest import fs
 from ray_ingest.convert.commit import output_errors
 from ray_ingest.convert.images import R_READ, ImageRejected, ImageSpec
 from ray_ingest.convert.lock import OutputLock
-from ray_ingest.convert.pipeline import ConvertOptions, ConvertReport, prepare_output, write_shards
+from ray_ingest.convert.options import ConvertOptions
+from ray_ingest.convert.pipeline import ConvertReport, prepare_output, write_shards
 from ray_ingest.convert.rows import encode_rows
 from ray_ingest.convert.sink import TFRecordDatasink
 from ray_ingest.convert.sources import split_of
@@ -75,11 +76,11 @@ def convert_dataset(
     """Converts the rows of the Ray Dataset ``ds`` into TFRecord shards under ``out``.
 
     ``options`` (a :class:`ConvertOptions`, or its fields as keyword arguments) are those of
-    :func:`~ray_ingest.convert`. ``shuffle`` (default) shuffles the rows with ``seed`` before
+    :func:`~ray_ingest.convert_folder`. ``shuffle`` (default) shuffles the rows with ``seed`` before
     writing, so every shard mixes classes whatever the source's order (Ray Data's
     ``random_shuffle``: one more pass through the object store); without it, shards follow
     the source's order. ``source`` names the data in the manifest. Holds OUT's lock, as
-    :func:`~ray_ingest.convert` does.
+    :func:`~ray_ingest.convert_folder` does.
     """
     if options is not None and kwargs:
         raise TypeError("pass either options or keyword arguments, not both")

@@ -22,7 +22,6 @@ pixel order). For JPEGs the tag is read straight from the APP1 segment, without 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -35,20 +34,12 @@ from ray_ingest.convert.jpeg_markers import (  # noqa: F401 - also this module's
     orient,
     swaps_axes,
 )
-from ray_ingest.errors import ConfigError
+from ray_ingest.convert.options import ImageSpec
 from ray_ingest.format import keys
-from ray_ingest.format.manifest import KEEP
 
-#: "keep" stores whole images (aspect kept, bounded by ``max_side`` / ``short_side``); the
-#: others make every image ``size`` x ``size``.
-FIXED_RESIZE_MODES = ("center-crop", "squash", "pad")
-RESIZE_MODES = FIXED_RESIZE_MODES + (KEEP,)
-_MAX_JPEG_SIDE = 65535
 #: Frame types stored as they are: baseline and progressive Huffman (SOF0, SOF2). Extended
 #: (SOF1), lossless, hierarchical and arithmetic-coded JPEGs are decoded and re-encoded.
 _STORABLE_SOF = (0xC0, 0xC2)
-EXIF_MODES = ("apply", "ignore")
-DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 
 # Reject reasons (stable codes, used in rejects.jsonl and in the summary).
 R_EMPTY = "empty-file"
@@ -64,71 +55,6 @@ class ImageRejected(Exception):
         self.reason = reason
         self.message = message
         super().__init__(f"{reason}: {message}")
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """What every converted image becomes."""
-
-    size: int = 224
-    resize_mode: str = "center-crop"
-    encoding: str = keys.FORMAT_JPEG
-    quality: int = 90
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    #: "apply": store photos upright by their Exif orientation; "ignore": as stored.
-    exif: str = "apply"
-    #: keep mode: the largest longer side / shorter side stored (None: no limit).
-    max_side: Optional[int] = None
-    short_side: Optional[int] = None
-
-    def __post_init__(self):
-        if not isinstance(self.size, int) or not 8 <= self.size <= 8192:
-            raise ConfigError(f"size must be an integer from 8 to 8192, got {self.size!r}")
-        if self.resize_mode not in RESIZE_MODES:
-            raise ConfigError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
-        if self.encoding not in keys.ENCODINGS:
-            raise ConfigError(f"encoding must be one of {keys.ENCODINGS}, got {self.encoding!r}")
-        for name in ("max_side", "short_side"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if self.resize_mode != KEEP:
-                raise ConfigError(f"{name} applies to resize_mode 'keep' (whole images), not "
-                                  f"{self.resize_mode!r}; fixed-size modes take size")
-            if (not isinstance(value, int) or isinstance(value, bool)
-                    or not 8 <= value <= _MAX_JPEG_SIDE):
-                raise ConfigError(f"{name} must be an integer from 8 to {_MAX_JPEG_SIDE}, "
-                                  f"got {value!r}")
-        if self.resize_mode == KEEP and self.encoding != keys.FORMAT_JPEG:
-            raise ConfigError("resize_mode 'keep' stores whole images as JPEG; encoding "
-                              f"{self.encoding!r} applies to the fixed-size modes")
-        if not 1 <= self.quality <= 100:
-            raise ConfigError(f"quality must be from 1 to 100, got {self.quality!r}")
-        if self.max_pixels < 1:
-            raise ConfigError(f"max_pixels must be positive, got {self.max_pixels!r}")
-        if self.exif not in EXIF_MODES:
-            raise ConfigError(f"exif must be one of {EXIF_MODES}, got {self.exif!r}")
-
-    @property
-    def keep(self) -> bool:
-        return self.resize_mode == KEEP
-
-    @property
-    def raw_bytes(self) -> int:
-        return self.size * self.size * 3
-
-    def kept_size(self, width: int, height: int) -> Tuple[int, int]:
-        """Keep mode: the ``(width, height)`` an image of ``width`` x ``height`` is stored at,
-        downscaled by the largest factor that ``max_side`` and ``short_side`` need (never
-        upscaled; the limits are integers, so rounding never exceeds them)."""
-        f = 1.0
-        if self.max_side is not None:
-            f = min(f, self.max_side / max(width, height))
-        if self.short_side is not None:
-            f = min(f, self.short_side / min(width, height))
-        if f >= 1.0:
-            return width, height
-        return max(1, round(width * f)), max(1, round(height * f))
 
 
 def _check_pixels(width: int, height: int, spec: ImageSpec) -> None:

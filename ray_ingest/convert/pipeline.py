@@ -5,6 +5,7 @@ The driver takes OUT's one-writer lock (:mod:`~ray_ingest.convert.lock`), lists 
 stable hash, shuffles their order (so every shard mixes classes) and hands them to Ray Data in
 blocks; ``map_batches`` reads, decodes, resizes and encodes many images per call on CPU
 workers; :class:`~ray_ingest.convert.sink.TFRecordDatasink` writes the shards and commits them.
+How the images are stored is :class:`~ray_ingest.convert.options.ConvertOptions`.
 """
 
 from __future__ import annotations
@@ -25,106 +26,17 @@ import pyarrow as pa
 
 from ray_ingest import fs
 from ray_ingest.convert.commit import output_errors, restore_previous
-from ray_ingest.convert.images import FIXED_RESIZE_MODES, ImageRejected, ImageSpec, R_READ
+from ray_ingest.convert.images import ImageRejected, ImageSpec, R_READ
 from ray_ingest.convert.lock import OutputLock
+from ray_ingest.convert.options import ConvertOptions
 from ray_ingest.convert.rows import encode_rows
 from ray_ingest.convert.sink import TFRecordDatasink
 from ray_ingest.convert.sources import list_source, split_of
-from ray_ingest.errors import ConfigError, ConversionError
-from ray_ingest.format import keys, manifest as mf
+from ray_ingest.errors import ConversionError
+from ray_ingest.format import manifest as mf
 from ray_ingest.progress import add_count, plural
 
 logger = logging.getLogger("ray_ingest")
-
-#: The default storage policy: whole images whose longer side is at most this.
-DEFAULT_MAX_SIDE = 512
-#: The fixed-size modes' default side, and the mode a ``size`` alone asks for.
-DEFAULT_SIZE = 224
-FIXED_DEFAULT_MODE = "center-crop"
-
-
-@dataclass(frozen=True)
-class ConvertOptions:
-    """How ``convert`` / ``convert_dataset`` store the images.
-
-    The default policy stores whole images (``resize_mode="keep"``), aspect kept, the longer
-    side at most :data:`DEFAULT_MAX_SIDE` (512): what the standard random-resized-crop recipe
-    trains from. A ``size`` alone asks for fixed ``size`` x ``size`` squares (``center-crop``
-    unless ``resize_mode`` names another fixed mode). In ``keep`` mode, ``max_side`` /
-    ``short_side`` bound the stored sides (neither given: ``max_side=512``; ``0``: no limit).
-    The fields hold the resolved values after construction.
-    """
-
-    #: The side of the fixed-size modes (default 224 there; not used by "keep").
-    size: Optional[int] = None
-    #: "keep" (whole images), or a fixed-size mode; None: "keep" unless ``size`` is given.
-    resize_mode: Optional[str] = None
-    encoding: str = keys.FORMAT_JPEG
-    quality: int = 90
-    shard_size_mb: float = 100.0
-    val_fraction: float = 0.1
-    seed: int = 0
-    max_reject_fraction: float = 0.01
-    max_pixels: int = ImageSpec.max_pixels
-    overwrite: bool = False
-    batch_size: int = 32
-    #: Follow links (to folders or files) whose target lies outside SRC.
-    follow_links: bool = False
-    #: The number of classes; integer labels may then leave ids unused (else dense 0..K-1).
-    num_classes: Optional[int] = None
-    #: "apply": store photos upright by their Exif orientation; "ignore": as stored.
-    exif: str = "apply"
-    #: Store each shard's SHA-256 in the manifest (computed while writing).
-    checksums: bool = False
-    #: resize_mode "keep" (whole images): the largest longer / shorter side stored.
-    max_side: Optional[int] = None
-    short_side: Optional[int] = None
-
-    def __post_init__(self):
-        self._resolve_policy()
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if not 0.0 <= self.max_reject_fraction <= 1.0:
-            raise ConfigError(
-                f"max_reject_fraction must be in [0, 1], got {self.max_reject_fraction}"
-            )
-        if not 0.01 <= self.shard_size_mb <= 10_000:
-            raise ConfigError(f"shard_size_mb must be from 0.01 to 10000, got {self.shard_size_mb}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
-        if self.num_classes is not None and self.num_classes < 1:
-            raise ConfigError(f"num_classes must be positive, got {self.num_classes}")
-        self.image_spec()  # validates size, mode, encoding, quality, max_pixels, limits
-
-    def _resolve_policy(self) -> None:
-        mode = self.resize_mode
-        if mode is None:
-            mode = mf.KEEP if self.size is None else FIXED_DEFAULT_MODE
-        max_side, short_side, size = self.max_side, self.short_side, self.size
-        if mode == mf.KEEP:
-            if size is not None:
-                raise ConfigError(
-                    f"size={size} sets the side of the fixed-size modes "
-                    f"({', '.join(FIXED_RESIZE_MODES)}); whole images (resize_mode 'keep') "
-                    "are bounded by max_side / short_side")
-            if max_side is None and short_side is None:
-                max_side = DEFAULT_MAX_SIDE
-            max_side = None if max_side == 0 else max_side
-            short_side = None if short_side == 0 else short_side
-        elif size is None:
-            size = DEFAULT_SIZE
-        for name, value in (("resize_mode", mode), ("size", size), ("max_side", max_side),
-                            ("short_side", short_side)):
-            object.__setattr__(self, name, value)
-
-    @property
-    def keep(self) -> bool:
-        return self.resize_mode == mf.KEEP
-
-    def image_spec(self) -> ImageSpec:
-        return ImageSpec(DEFAULT_SIZE if self.size is None else self.size, self.resize_mode,
-                         self.encoding, self.quality, self.max_pixels, self.exif,
-                         self.max_side, self.short_side)
 
 
 @dataclass

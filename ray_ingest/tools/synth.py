@@ -17,7 +17,8 @@ from typing import List, Tuple
 import numpy as np
 
 from ray_ingest import fs
-from ray_ingest.errors import ConfigError
+from ray_ingest.errors import ConfigError, FieldName
+from ray_ingest.flags import no_flag, opt
 
 SHAPES = (
     "circle",
@@ -190,20 +191,24 @@ def draw_image(seed: int, index: int, num_classes: int, width: int, height: int)
 
 @dataclass(frozen=True)
 class SynthSpec:
-    out: str
-    num_images: int
-    num_classes: int = 10
-    width: int = 320
-    height: int = 240
-    seed: int = 0
-    quality: int = 90
+    out: str = opt(help="output folder of class folders of JPEGs (path or URI)",
+                   positional=True)
+    num_images: int = opt(help="images to draw", cli_default=2000)
+    num_classes: int = opt(10, flag="--classes", help="number of classes (kinds of shapes)")
+    # The command line sets both with --size WxH (parse_size).
+    width: int = no_flag(320)
+    height: int = no_flag(240)
+    seed: int = opt(0, help="the same seed draws the same images")
+    quality: int = opt(90, help="JPEG quality")
 
     def __post_init__(self):
         if self.num_images < 1:
-            raise ConfigError(f"num_images must be at least 1, got {self.num_images}")
+            raise ConfigError(FieldName("num_images"), f" must be at least 1, got "
+                              f"{self.num_images}")
         class_names(self.num_classes)  # validates
         if not 1 <= self.quality <= 100:
-            raise ConfigError(f"quality must be from 1 to 100, got {self.quality}")
+            raise ConfigError(FieldName("quality"), f" must be from 1 to 100, got "
+                              f"{self.quality}")
 
     def relpath(self, index: int) -> str:
         return f"{class_names(self.num_classes)[index % self.num_classes]}/{index:07d}.jpg"

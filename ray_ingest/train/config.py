@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import os
 import shlex
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Tuple
 
-from ray_ingest.errors import ConfigError
+from ray_ingest.errors import ConfigError, FieldName
+from ray_ingest.flags import no_flag, opt, option_words
 
 FRAMEWORKS = ("tf", "torch")
 #: Where training images are decoded: chosen per run (auto), in the read tasks on any node
@@ -20,6 +21,8 @@ MODELS_BY_FRAMEWORK = {
     "torch": ("small_cnn", "resnet18", "resnet50", "mobilenet_v2"),
 }
 MODELS = tuple(dict.fromkeys(m for ms in MODELS_BY_FRAMEWORK.values() for m in ms))
+#: auto: bf16 on an accelerator, fp32 on CPUs.
+PRECISIONS = ("auto", "fp32", "bf16")
 #: Seconds without training progress after which a run is stopped with a stack dump of each
 #: worker: long enough for the slowest first batch (stream start-up, graph compilation).
 DEFAULT_STALL_TIMEOUT = 300.0
@@ -33,101 +36,139 @@ WHOLE_IMAGE_SIZE = 224
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str
-    framework: str = "tf"
-    model: str = "small_cnn"
-    epochs: int = 5
-    batch_size: int = 128  # global: split across workers
-    num_workers: int = 1
-    use_gpu: Optional[bool] = None  # None: use GPUs when the cluster has them
-    cpus_per_worker: Optional[float] = None  # None: chosen from the cluster (see driver)
-    storage_path: str = "runs"
-    name: str = "ray-ingest-train"
-    resume: bool = False
-    metrics_out: Optional[str] = None
-    seed: int = 0
-    lr: float = 3e-3  # peak, after one epoch of warm-up; cosine decay to 0 over the run
-    weight_decay: float = 1e-4
+    data: str = opt(help="a conversion output (path or URI)", positional=True)
+    framework: str = opt("tf", choices=FRAMEWORKS, help=(
+        "TensorFlow/Keras (MultiWorkerMirroredStrategy) or PyTorch (DDP)"))
+    model: str = opt("small_cnn", choices=MODELS, help="model architecture")
+    epochs: int = opt(5, help="passes over the train split")
+    batch_size: int = opt(128, help="global batch size")  # split across workers
+    num_workers: int = opt(1, help="Ray Train workers (data-parallel replicas)")
+    use_gpu: Optional[bool] = opt(None, help="default: use GPUs when the cluster has one per "
+                                             "worker")
+    # None: chosen from the cluster (see driver).
+    cpus_per_worker: Optional[float] = opt(None, help="default: chosen from the cluster")
+    storage_path: str = opt("runs", help="folder or URI of the runs (checkpoints, TensorBoard "
+                                         "logs)")
+    name: str = opt("ray-ingest-train", help="run name (folder under --storage-path)")
+    resume: bool = opt(False, help="continue the run from its last checkpoint")
+    metrics_out: Optional[str] = opt(None, help="write the final metrics to this JSON file")
+    seed: int = opt(0, help="seed of the shuffling, the augmentation and the initial weights")
+    # Peak, after one epoch of warm-up; cosine decay to 0 over the run.
+    lr: float = opt(3e-3, help="peak learning rate")
+    weight_decay: float = opt(1e-4, help="AdamW's weight decay")
     # Training resolution; None: the stored size (whole-image shards: WHOLE_IMAGE_SIZE).
-    image_size: Optional[int] = None
-    augment: bool = True
+    image_size: Optional[int] = opt(None, help=(
+        f"training resolution (default: the stored size; whole-image shards: "
+        f"{WHOLE_IMAGE_SIZE})"))
+    augment: bool = opt(True, help=(
+        "train on the stored images as they are (default: random resized crop, flip and "
+        "colour jitter)"))
     # Random resized crop: smallest area fraction kept and largest aspect-ratio change.
     # None: FIXED_CROP on fixed-size shards, WHOLE_IMAGE_CROP (ImageNet's) on whole images.
-    crop_scale: Optional[float] = None
-    crop_ratio: Optional[float] = None
-    max_failures: int = 0
-    prefetch_batches: int = 4
-    shuffle_buffer: int = 0  # rows of Ray Data's local shuffle buffer (0: off)
-    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU), fp32, bf16
-    synthetic_data: bool = False  # train on one batch kept on the device (upper bound)
-    steps_per_epoch: Optional[int] = None  # cap (for tests and quick looks)
-    stall_timeout: float = DEFAULT_STALL_TIMEOUT  # 0: wait forever
-    decode: str = "auto"  # one of DECODE_MODES
-    decode_threads: Optional[int] = None  # consumer decode threads per worker (None: its share)
+    crop_scale: Optional[float] = opt(None, help=(
+        f"random resized crop: smallest area fraction (default: {FIXED_CROP[0]} of a "
+        f"fixed-size stored image; {WHOLE_IMAGE_CROP[0]} of a whole image, cropped while "
+        f"decoding)"))
+    crop_ratio: Optional[float] = opt(None, help=(
+        f"random resized crop: largest aspect-ratio change (default: {FIXED_CROP[1]}; 4/3 on "
+        f"whole-image shards)"))
+    max_failures: int = opt(0, help="worker-group restarts allowed (-1: unlimited)")
+    prefetch_batches: int = opt(4, help="batches each worker's stream prepares ahead of the "
+                                        "step")
+    shuffle_buffer: int = opt(0, help="rows of Ray Data's local shuffle buffer (0: off)")
+    precision: str = opt("auto", choices=PRECISIONS, help="auto: bf16 on an accelerator, fp32 "
+                                                          "on CPUs")
+    synthetic_data: bool = opt(False, help="train on one batch kept on the device: the step's "
+                                           "upper bound")
+    # A cap (for tests and quick looks).
+    steps_per_epoch: Optional[int] = opt(None, help=(
+        "steps per epoch (default: one pass over each worker's part of the train split)"))
+    stall_timeout: float = opt(DEFAULT_STALL_TIMEOUT, help=(
+        "seconds without training progress before the run is stopped with a stack dump of "
+        "each worker (0: wait forever)"))
+    decode: str = opt("auto", choices=DECODE_MODES, help=(
+        "where JPEG records are decoded: in the read tasks (workers), in threads of each "
+        "training worker (consumer), on its GPU (gpu), or chosen from the cluster (auto)"))
+    decode_threads: Optional[int] = opt(None, help=(
+        "consumer decode threads per training worker (default: its share of the node's "
+        "cores)"))
     # Skip damaged records of the train split (each one alone) instead of failing; the final
     # report says how many and where. Off: a damaged record stops the run, naming it.
-    skip_corrupt: bool = False
-    attempt_id: str = field(default="")  # set by the driver; names this fit's attempts
+    skip_corrupt: bool = opt(False, help=(
+        "skip damaged records of the train split instead of stopping; the final report says "
+        "how many and where"))
+    attempt_id: str = no_flag("")  # set by the driver; names this fit's attempts
 
     def __post_init__(self):
         for name in ("lr", "weight_decay", "crop_scale", "crop_ratio", "stall_timeout",
                      "cpus_per_worker"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number, got {value}")
+                raise ConfigError(FieldName(name), f" must be a finite number, got {value}")
         if self.framework not in FRAMEWORKS:
-            raise ConfigError(f"framework must be one of {FRAMEWORKS}, got {self.framework!r}")
+            raise ConfigError(FieldName("framework"), f" must be one of {FRAMEWORKS}, got "
+                              f"{self.framework!r}")
         if self.model not in MODELS:
-            raise ConfigError(f"model must be one of {MODELS}, got {self.model!r}")
+            raise ConfigError(FieldName("model"), f" must be one of {MODELS}, got "
+                              f"{self.model!r}")
         if self.model not in MODELS_BY_FRAMEWORK[self.framework]:
             raise ConfigError(
-                f"model {self.model!r} is not available with framework {self.framework!r} "
-                f"(it offers {', '.join(MODELS_BY_FRAMEWORK[self.framework])})")
+                FieldName("model"), f" {self.model!r} is not available with ",
+                FieldName("framework"), f" {self.framework!r} (it offers "
+                f"{', '.join(MODELS_BY_FRAMEWORK[self.framework])})")
         if self.decode not in DECODE_MODES:
-            raise ConfigError(f"decode must be one of {DECODE_MODES}, got {self.decode!r}")
+            raise ConfigError(FieldName("decode"), f" must be one of {DECODE_MODES}, got "
+                              f"{self.decode!r}")
         if self.decode_threads is not None and self.decode_threads < 1:
-            raise ConfigError(f"decode_threads must be >= 1, got {self.decode_threads}")
+            raise ConfigError(FieldName("decode_threads"), f" must be >= 1, got "
+                              f"{self.decode_threads}")
         if self.stall_timeout < 0:
-            raise ConfigError(f"stall_timeout must be >= 0 seconds (0: off), got "
-                             f"{self.stall_timeout}")
+            raise ConfigError(FieldName("stall_timeout"), f" must be >= 0 seconds (0: off), "
+                              f"got {self.stall_timeout}")
         if self.epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+            raise ConfigError(FieldName("epochs"), f" must be >= 1, got {self.epochs}")
         if self.num_workers < 1:
-            raise ConfigError(f"num_workers must be >= 1, got {self.num_workers}")
+            raise ConfigError(FieldName("num_workers"), f" must be >= 1, got "
+                              f"{self.num_workers}")
         if self.batch_size < self.num_workers:
-            raise ConfigError(
-                f"batch_size (global) {self.batch_size} is smaller than num_workers "
-                f"{self.num_workers}")
+            raise ConfigError(FieldName("batch_size"), f" (global) {self.batch_size} is "
+                              "smaller than ", FieldName("num_workers"), f" {self.num_workers}")
         if self.batch_size % self.num_workers:
-            raise ConfigError(
-                f"batch_size (global) {self.batch_size} must divide evenly across "
-                f"{self.num_workers} workers")
+            raise ConfigError(FieldName("batch_size"), f" (global) {self.batch_size} must "
+                              f"divide evenly across {self.num_workers} workers")
         if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
+            raise ConfigError(FieldName("lr"), f" must be positive, got {self.lr}")
         if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+            raise ConfigError(FieldName("weight_decay"), f" must be >= 0, got "
+                              f"{self.weight_decay}")
         if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
-            raise ConfigError(f"cpus_per_worker must be positive, got {self.cpus_per_worker}")
+            raise ConfigError(FieldName("cpus_per_worker"), f" must be positive, got "
+                              f"{self.cpus_per_worker}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise ConfigError(f"steps_per_epoch must be >= 1 (leave it out for one pass over "
-                              f"the train split), got {self.steps_per_epoch}")
+            raise ConfigError(FieldName("steps_per_epoch"), " must be >= 1 (leave it out for "
+                              f"one pass over the train split), got {self.steps_per_epoch}")
         if self.prefetch_batches < 0:
-            raise ConfigError(f"prefetch_batches must be >= 0, got {self.prefetch_batches}")
+            raise ConfigError(FieldName("prefetch_batches"), f" must be >= 0, got "
+                              f"{self.prefetch_batches}")
         if self.shuffle_buffer < 0:
-            raise ConfigError(f"shuffle_buffer must be >= 0 rows (0: off), got "
+            raise ConfigError(FieldName("shuffle_buffer"), f" must be >= 0 rows (0: off), got "
                               f"{self.shuffle_buffer}")
         if self.max_failures < -1:
-            raise ConfigError(f"max_failures must be -1 (unlimited) or >= 0, got {self.max_failures}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+            raise ConfigError(FieldName("max_failures"), f" must be -1 (unlimited) or >= 0, "
+                              f"got {self.max_failures}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(FieldName("precision"), f" must be auto, fp32 or bf16, got "
+                              f"{self.precision!r}")
         if self.crop_scale is not None and not 0 < self.crop_scale <= 1:
-            raise ConfigError(f"crop_scale must be in (0, 1], got {self.crop_scale}")
+            raise ConfigError(FieldName("crop_scale"), f" must be in (0, 1], got "
+                              f"{self.crop_scale}")
         if self.crop_ratio is not None and self.crop_ratio < 1:
-            raise ConfigError(f"crop_ratio must be >= 1, got {self.crop_ratio}")
+            raise ConfigError(FieldName("crop_ratio"), f" must be >= 1, got {self.crop_ratio}")
         if self.image_size is not None and self.image_size < 8:
-            raise ConfigError(f"image_size must be >= 8, got {self.image_size}")
+            raise ConfigError(FieldName("image_size"), f" must be >= 8, got {self.image_size}")
         if "/" in self.name or self.name in ("", ".", ".."):
-            raise ConfigError(f"name must be a plain folder name, got {self.name!r}")
+            raise ConfigError(FieldName("name"), f" must be a plain folder name, got "
+                              f"{self.name!r}")
 
     def crop_params(self, manifest) -> Tuple[float, float]:
         """``(crop_scale, crop_ratio)``, the defaults resolved for the dataset's storage."""
@@ -182,23 +223,10 @@ class TrainConfig:
 
     def command_line(self) -> str:
         """The ``ray-ingest train`` command of this configuration: the data, ``--epochs``,
-        ``--storage-path`` and ``--name``, and every other field that differs from its default,
-        as its option (``--field-name VALUE``; a flag for booleans: ``--field`` /
-        ``--no-field``)."""
-        default = TrainConfig(data=self.data)
-        parts = ["ray-ingest", "train", shlex.quote(self.data)]
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("data", "attempt_id") or (
-                    value == getattr(default, f.name)
-                    and f.name not in ("epochs", "storage_path", "name")):
-                continue
-            option = f.name.replace("_", "-")
-            if isinstance(value, bool):
-                parts.append(f"--{option}" if value else f"--no-{option}")
-            elif value is not None:
-                parts += [f"--{option}", shlex.quote(str(value))]
-        return " ".join(parts)
+        ``--storage-path`` and ``--name``, and the option of every other field that differs
+        from its default (the options the CLI generates from the same fields)."""
+        words = option_words(self, always=("epochs", "storage_path", "name"))
+        return " ".join(["ray-ingest", "train", *map(shlex.quote, words)])
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
