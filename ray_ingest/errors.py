@@ -145,7 +145,6 @@ __all__ = [
     "ConfigError",
     "ConversionError",
     "ExampleDecodeError",
-    "FieldName",
     "ManifestError",
     "RayIngestError",
     "RecordCorruptError",
