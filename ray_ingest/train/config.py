@@ -15,12 +15,8 @@ FRAMEWORKS = ("tf", "torch")
 #: Where training images are decoded: chosen per run (auto), in the read tasks on any node
 #: (workers), by threads of each training worker (consumer), or on its GPU (gpu).
 DECODE_MODES = ("auto", "workers", "consumer", "gpu")
-#: The models each framework offers (``models_tf`` / ``models_torch`` build them).
-MODELS_BY_FRAMEWORK = {
-    "tf": ("small_cnn", "resnet18", "resnet50", "mobilenet_v2"),
-    "torch": ("small_cnn", "resnet18", "resnet50", "mobilenet_v2"),
-}
-MODELS = tuple(dict.fromkeys(m for ms in MODELS_BY_FRAMEWORK.values() for m in ms))
+#: The models; both frameworks build each of them (``models_tf`` / ``models_torch``).
+MODELS = ("small_cnn", "resnet18", "resnet50", "mobilenet_v2")
 #: auto: bf16 on an accelerator, fp32 on CPUs.
 PRECISIONS = ("auto", "fp32", "bf16")
 #: Seconds without training progress after which a run is stopped with a stack dump of each
@@ -111,11 +107,6 @@ class TrainConfig:
         if self.model not in MODELS:
             raise ConfigError(FieldName("model"), f" must be one of {MODELS}, got "
                               f"{self.model!r}")
-        if self.model not in MODELS_BY_FRAMEWORK[self.framework]:
-            raise ConfigError(
-                FieldName("model"), f" {self.model!r} is not available with ",
-                FieldName("framework"), f" {self.framework!r} (it offers "
-                f"{', '.join(MODELS_BY_FRAMEWORK[self.framework])})")
         if self.decode not in DECODE_MODES:
             raise ConfigError(FieldName("decode"), f" must be one of {DECODE_MODES}, got "
                               f"{self.decode!r}")
