@@ -136,7 +136,10 @@ def test_runtime_env_quiets_workers_and_leaves_the_submissions_keys_alone(monkey
     assert quiet.train_log_level() == "INFO"
 
 
-def test_worker_setup_hook_quiets_the_process_and_names_the_cluster(monkeypatch):
+def test_worker_setup_hook_names_the_cluster_to_the_workers_own_processes(monkeypatch):
+    """What the hook sets beside the quieting (which the log tests below check in real
+    workers): RAY_ADDRESS, by which Ray's State API in the worker finds this cluster rather
+    than guessing among the Ray instances on the node."""
     monkeypatch.setattr(quiet, "_PROCESS_QUIET", False)
     monkeypatch.setattr(quiet, "quiet_this_process", lambda: None)
     monkeypatch.setenv("RAY_ADDRESS", "")
