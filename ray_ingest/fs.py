@@ -196,6 +196,10 @@ def open_output(path: str):
     """A binary output stream, buffered; what it wrote is at ``path`` once it is closed (on an
     object store, not before)."""
     fs, inner = resolve(path)
+    if isinstance(fs, pafs.LocalFileSystem):
+        # Python's own file: its errors name the file, and one whose write failed (a full
+        # disk) is closed without Arrow's destructor printing the error again on stderr.
+        return open(inner, "wb", buffering=1 << 20)
     with _named(path):
         return fs.open_output_stream(inner, compression=None, buffer_size=1 << 20)
 
