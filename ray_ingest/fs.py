@@ -3,12 +3,14 @@ native filesystems, and any other fsspec protocol (``memory://``, ``az://``, ...
 pyarrow's fsspec handler. Everything passes URIs as strings between processes and resolves them
 where they are used (cached per process).
 
-Every operation takes one path through ``pyarrow.fs``: a local path (or ``file://``) resolves to
-:class:`pyarrow.fs.LocalFileSystem`, so a local folder and a bucket behave alike. The exceptions
-are what Arrow cannot express: its paths are UTF-8 text, so a local file name whose bytes are not
-UTF-8 (Python holds them as surrogate escapes) is read by Python's ``open``
-(:func:`read_bytes`); and its local errors carry no file name, so they are raised again as
-Python's own (same class and ``errno``, the system's message, ``filename``).
+Every operation on folders and names (listing, info, moves, deletes) takes one path through
+``pyarrow.fs``: a local path (or ``file://``) resolves to :class:`pyarrow.fs.LocalFileSystem`, so
+a local folder and a bucket behave alike. A local file's bytes are read and written by Python's
+own files: their errors carry the file name and the system's reason (a folder where a file was
+expected, a full disk) and are said once, where Arrow's local streams name no file, print a
+failed write again from their destructor, and cannot open a name whose bytes are not UTF-8.
+Arrow's local errors elsewhere are raised again as Python's own (same class and ``errno``, the
+system's message, ``filename``).
 
 S3 is configured the standard way of the AWS SDKs, by environment: ``AWS_ENDPOINT_URL_S3`` or
 ``AWS_ENDPOINT_URL`` for an S3-compatible server (MinIO, Ceph, ...), ``AWS_REGION``, the
@@ -150,24 +152,18 @@ def join(base: str, *parts: str) -> str:
 
 def read_bytes(path: str) -> bytes:
     fs, inner = resolve(path)
-    if fs is _local() and not _arrow_name(inner):
-        with open(inner, "rb") as f:  # a name Arrow cannot carry (see the module's text)
+    if isinstance(fs, pafs.LocalFileSystem):  # Python's own file (see the module's text)
+        with open(inner, "rb") as f:
             return f.read()
     with _named(path), fs.open_input_stream(inner, compression=None) as f:
         return f.read()
 
 
-def _arrow_name(path: str) -> bool:
-    """Whether Arrow can take ``path``: UTF-8 text, not undecodable bytes held as escapes."""
-    try:
-        path.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
 def read_range(path: str, offset: int, length: int) -> bytes:
     fs, inner = resolve(path)
+    if isinstance(fs, pafs.LocalFileSystem):
+        with open(inner, "rb") as f:
+            return os.pread(f.fileno(), length, offset)
     with _named(path), fs.open_input_file(inner) as f:
         return f.read_at(length, offset)
 
