@@ -27,20 +27,28 @@ def ensure_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None)
     if not quiet.is_verbose():
         quiet.quiet_this_process()
     address = address or os.environ.get("RAY_ADDRESS")
-    kwargs = {"log_to_driver": True, "logging_level": quiet.ray_log_level(),
-              "runtime_env": quiet.runtime_env() or None}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
+    env = quiet.runtime_env()
+    kwargs = {"log_to_driver": True, "logging_level": quiet.ray_log_level()}
+    if not address:
         cpus = num_cpus or os.cpu_count() or 1
         # "local": a new instance even where a `ray start` cluster runs on this machine
         # (which ray.init() would join). The dashboard serves the State API, which Ray Train
         # asks about its controller; it listens on loopback only.
-        ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1",
-                 num_cpus=num_cpus,
-                 _system_config={"num_workers_soft_limit": worker_soft_limit(cpus)}, **kwargs)
-    if not quiet.is_verbose():
-        quiet.filter_worker_logs()
+        kwargs.update(address="local", include_dashboard=True, dashboard_host="127.0.0.1",
+                      num_cpus=num_cpus,
+                      _system_config={"num_workers_soft_limit": worker_soft_limit(cpus)})
+    else:
+        kwargs["address"] = address
+    try:
+        ray.init(runtime_env=env or None, **kwargs)
+    except ValueError:
+        if not env:
+            raise
+        # A job submission whose runtime environment has its own worker setup hook: Ray
+        # refuses to merge two, and the submission's wins (its workers print Ray's INFO
+        # lines). Any other error is raised again by the call without ours.
+        logger.debug("ray.init refused the quiet runtime environment; starting without it")
+        ray.init(**kwargs)
     _quiet_data_context(verbose=quiet.is_verbose())
 
 
@@ -58,12 +66,16 @@ def worker_soft_limit(cpus: int) -> int:
 
 def _quiet_data_context(verbose: bool) -> None:
     import ray
+    import ray.data
+
+    from ray_ingest import quiet
 
     ctx = ray.data.DataContext.get_current()
     if not verbose:
         # Our own display (ray_ingest.progress) shows each long stage once.
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
+        quiet.quiet_ray_data_console()
 
 
 @contextlib.contextmanager
@@ -76,6 +88,8 @@ def data_context(**overrides):
     import ray
 
     ctx = ray.data.DataContext.get_current()
+    # A tuning knob of ours that a Ray release no longer has is left out, not added.
+    overrides = {k: v for k, v in overrides.items() if hasattr(ctx, k)}
     saved = {k: getattr(ctx, k) for k in overrides}
     for k, v in overrides.items():
         setattr(ctx, k, v)

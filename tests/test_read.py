@@ -323,6 +323,12 @@ def test_skip_corrupt_on_a_truncated_shard_loses_only_the_records_past_the_end(c
     assert r.reason == f"truncated: the file ends at byte {second + 30}"
     with pytest.raises(ConfigError, match="skip_corrupt=True"):
         skip_report(read_records(str(d)))
+    # A dataset derived from the read is a new object: its log is asked for by the handle.
+    from ray_ingest.read.skips import skip_log_of
+
+    with pytest.raises(ConfigError, match="derived from it is a new object"):
+        skip_report(ds.map_batches(lambda b: b))
+    assert skip_report(skip_log_of(ds)).records == in_shard - 1
 
 
 def test_crc_verification_can_be_turned_off(converted, tmp_path):

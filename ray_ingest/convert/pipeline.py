@@ -11,12 +11,10 @@ How the images are stored is :class:`~ray_ingest.convert.options.ConvertOptions`
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import functools
 import logging
 import math
 import random
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -101,41 +99,6 @@ def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str],
 
 # ---------------------------------------------------------------------------------------------
 # Driver side.
-
-#: Ray Data's loggers that log a failed task's exception, traceback included, before raising
-#: it on to the driver's ``write_datasink``.
-_RAY_DATA_ERROR_LOGGERS = ("ray.data._internal.execution.streaming_executor_state",
-                           "ray.data.exceptions")
-
-
-class _OurErrorFilter(logging.Filter):
-    """Drops a record about an exception that is (or carries) one of ours."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from ray_ingest.errors import find_error
-
-        error = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
-        return error is None or find_error(error) is None
-
-
-@contextlib.contextmanager
-def _quiet_our_task_errors():
-    """Quiet output: a write task that fails with one of our errors (OUT is full, say) is
-    said once, by the error itself, not first by Ray Data's log of it (``-v`` keeps it)."""
-    from ray_ingest import quiet
-
-    loggers = [] if quiet.is_verbose() else [logging.getLogger(n) for n in
-                                             _RAY_DATA_ERROR_LOGGERS]
-    ours = _OurErrorFilter()
-    for log in loggers:
-        log.addFilter(ours)
-    try:
-        yield
-    finally:
-        for log in loggers:
-            log.removeFilter(ours)
-
-
 
 def prepare_output(out: str, overwrite: bool) -> None:
     """Refuses a finished output unless ``overwrite``; clears what a crashed run left behind
@@ -278,7 +241,7 @@ def write_shards(converted: Callable[[Any], Any], out: str, opts: ConvertOptions
         logger.warning("%s: one class only (%r): a classifier learns nothing from it", source,
                        class_names[0])
     try:
-        with data_context(**PIPELINE_CONTEXT), _quiet_our_task_errors(), RemoteProgress(
+        with data_context(**PIPELINE_CONTEXT), RemoteProgress(
                 "convert", total=num_inputs, unit="images", enabled=show_progress) as progress:
             env = fs.task_runtime_env()
             converted(progress.counter).write_datasink(

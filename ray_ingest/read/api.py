@@ -54,7 +54,7 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
     import ray
 
     from ray_ingest.read.datasource import TFRecordShardDatasource
-    from ray_ingest.read.skips import start_skip_log
+    from ray_ingest.read.skips import remember_skip_log, start_skip_log
     from ray_ingest.runtime import PIPELINE_CONTEXT, data_context, ensure_ray
 
     if options is not None and kwargs:
@@ -92,6 +92,8 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
                                       runtime_env=fs.task_runtime_env())
         if opts.limit is not None:
             ds = ds.limit(opts.limit)
+    if skip_log is not None:
+        remember_skip_log(ds, skip_log)
     return ds
 
 

@@ -3,14 +3,15 @@
 ``read_records(..., skip_corrupt=True)`` starts a small Ray actor (:class:`SkipLog`, on the
 caller's node, no CPU) and its read tasks report each damaged range to it before they yield a
 block, wherever they run: on other nodes, or behind a Ray Train worker's
-``get_dataset_shard``. :func:`skip_report` fetches what it holds, from the dataset (or one
-derived from it) or from the actor's handle (:func:`skip_log_of`), at any time; once a pass over
-the data has finished, it covers that pass. A range skipped again (the next epoch, a retried
-task) is counted once.
+``get_dataset_shard``. :func:`skip_report` fetches what it holds, from the dataset the read
+returned or from the actor's handle (:func:`skip_log_of`), at any time; once a pass over the
+data has finished, it covers that pass. A range skipped again (the next epoch, a retried task)
+is counted once.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, List, Optional, Tuple
 
@@ -99,30 +100,38 @@ def reporter(log) -> Callable[[List[SkippedRecords]], None]:
     return report
 
 
+#: The skip log of each dataset that ``read_records(..., skip_corrupt=True)`` returned, for
+#: as long as that dataset object lives.
+_LOGS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def remember_skip_log(dataset, log) -> None:
+    """Notes ``log`` as the :class:`SkipLog` of ``dataset`` (by ``read_records``)."""
+    _LOGS[dataset] = log
+
+
 def skip_log_of(dataset):
-    """The :class:`SkipLog` handle of a dataset read with ``skip_corrupt=True`` (or derived
-    from one), else None."""
-    plan = getattr(dataset, "_logical_plan", None)  # Ray Data's plan: its Read operator
-    todo = [plan.dag] if plan is not None else []
-    while todo:
-        op = todo.pop()
-        log = getattr(getattr(op, "datasource", None), "skip_log", None)
-        if log is not None:
-            return log
-        todo.extend(getattr(op, "input_dependencies", ()))
-    return None
+    """The :class:`SkipLog` handle of a dataset that ``read_records(..., skip_corrupt=True)``
+    returned, else None. A dataset derived from it (``map_batches``, ``limit``...) is a new
+    object: keep this handle, or the dataset the read returned, to ask for its report."""
+    try:
+        return _LOGS.get(dataset)
+    except TypeError:  # not weakly referable: no dataset of ours
+        return None
 
 
 def skip_report(source) -> SkipReport:
-    """What was skipped by the read behind ``source``: a ``Dataset`` from
-    ``read_records(..., skip_corrupt=True)`` (or derived from one) or the handle that
-    :func:`skip_log_of` returns (which a Ray Train worker can be given)."""
+    """What was skipped by the read behind ``source``: the ``Dataset`` that
+    ``read_records(..., skip_corrupt=True)`` returned, or the handle that :func:`skip_log_of`
+    returns for it (which a dataset derived from it, or a Ray Train worker, can be asked
+    with)."""
     import ray
 
     log: Optional[object] = source
     if not isinstance(source, ray.actor.ActorHandle):
         log = skip_log_of(source)
         if log is None:
-            raise ConfigError("skip_report needs a dataset read with "
-                              "read_records(..., skip_corrupt=True), or its skip log")
+            raise ConfigError("skip_report needs the dataset that read_records(..., "
+                              "skip_corrupt=True) returned, or its skip_log_of(...) handle "
+                              "(a dataset derived from it is a new object)")
     return SkipReport(tuple(ray.get(log.ranges.remote())))

@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterator, Tuple
 
 import numpy as np
 
+from ray_ingest import quiet
 from ray_ingest.format import keys
 from ray_ingest.format.manifest import read_manifest
 import ray_ingest.train.checkpoint as checkpoint
@@ -44,6 +45,7 @@ def start_worker(config: Dict[str, Any]) -> Tuple[TrainConfig, int, int, int, St
     stops for ``cfg.stall_timeout``."""
     import ray.train
 
+    quiet.quiet_train_worker()
     cfg = TrainConfig(**config)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
