@@ -24,7 +24,8 @@ messages:
   makes, such as "Progress bars disabled"). A record that handler gets about an error of ours
   (a failed write task whose error the command prints as its last line) is left out there:
   the error is said once.
-* Ray Train: ``RunConfig(logging_config=LoggingConfig(log_level=train_log_level()))``.
+* Ray Train: ``RunConfig(logging_config=LoggingConfig(log_level=train_log_level()))``; its
+  console in a training worker leaves out its record of our own error (as Ray Data's does).
 * Python: the ``DeprecationWarning``\\ s that Ray's modules raise about Ray's own calls.
 
 The driver applies them to itself (:func:`quiet_this_process`); :func:`runtime_env` gives the
@@ -35,8 +36,8 @@ controller, finds this cluster even where several Ray instances run on one machi
 
 What stays, the price of using no library's internals (listed in the README): TensorFlow's
 load-time lines (absl's "All log messages before absl::InitializeLog()" and oneDNN's note),
-Ray's token-authentication notice at start, Ray core's notes on its own actors and worker
-pool, and Ray Train's log of a training function's error before the command's last line.
+Ray's token-authentication notice at start, and Ray core's notes on its own actors and
+worker pool.
 """
 
 from __future__ import annotations
@@ -117,9 +118,12 @@ def setup_worker() -> None:
 def quiet_train_worker() -> None:
     """Called by the training loop in each Ray Train worker: Ray Train sets up the worker's
     logging as the loop starts, the root logger at INFO again; in a quiet job this puts it
-    back at WARNING (Ray Train's records of each report stay out of the output)."""
+    back at WARNING (Ray Train's records of each report stay out of the output), and Ray
+    Train's console leaves out its record of a training function that failed with one of our
+    errors (the command prints that error as its last line)."""
     if _PROCESS_QUIET:
         _quiet_root()
+        _leave_out_our_errors("ray.train", logging.NOTSET)
 
 
 def _quiet_root() -> None:
@@ -154,10 +158,16 @@ def quiet_ray_data_console() -> None:
     process that runs a dataset): quiet keeps its errors there, less its records of our own
     errors (said once, by the command). Its log file keeps everything. Call after
     ``import ray.data``, which sets up that logger."""
-    for handler in logging.getLogger("ray.data").handlers:
+    _leave_out_our_errors("ray.data", logging.ERROR)
+
+
+def _leave_out_our_errors(name: str, level: int) -> None:
+    """The console handlers of the logger ``name``: at ``level`` at least, and without the
+    records about an error of ours."""
+    for handler in logging.getLogger(name).handlers:
         if isinstance(handler, logging.StreamHandler) and not isinstance(
                 handler, logging.FileHandler):
-            handler.setLevel(max(handler.level, logging.ERROR))
+            handler.setLevel(max(handler.level, level))
             if not any(isinstance(f, OurErrorFilter) for f in handler.filters):
                 handler.addFilter(OurErrorFilter())
 

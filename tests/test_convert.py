@@ -16,6 +16,7 @@ from PIL import Image
 from helpers import (
     huge_jpeg_header,
     jpeg_bytes,
+    own_lines,
     pil_bytes,
     random_rgb,
     run_cli,
@@ -496,7 +497,7 @@ def test_a_full_disk_is_one_line_exit_2_and_the_old_output_stays(synth_tree, tmp
     before = _snapshot(out)
     r = run_cli("convert", str(synth_tree), str(out), "--size", "96", "--encoding", "raw",
                 "--overwrite")  # 4.4 MB of raw pixels
-    lines = [x for x in r.stdout.splitlines() if not x.startswith("convert: ")]
+    lines = [x for x in own_lines(r.stdout) if not x.startswith("convert: ")]
     assert r.returncode == 2 and lines == [
         f"ray-ingest convert: error: {out}: cannot write the conversion output (No space left "
         f"on device); nothing committed, {out} holds what it held before"], r.stdout[-3000:]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import fresh_env, stored_filenames
+from helpers import fresh_env, own_lines, stored_filenames
 from ray_ingest.convert import ConvertOptions, convert
 from ray_ingest.convert.lock import LockInfo, OutputLock, ensure_owner, read_lock
 from ray_ingest.convert.sink import TFRecordDatasink
@@ -284,7 +284,7 @@ def test_ctrl_c_of_the_command_is_one_line_exit_130_and_cleans_up(synth_tree, tm
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         except OSError:
             pass
-    lines = [x for x in text.splitlines() if not x.startswith("convert: ")]
+    lines = [x for x in own_lines(text) if not x.startswith("convert: ")]
     assert proc.returncode == 130, text[-3000:]
     assert lines == [f"ray-ingest convert: interrupted; nothing committed, {out} holds what it "
                      "held before"], text[-3000:]

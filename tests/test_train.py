@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import own_lines
+
 from ray_ingest.errors import ConfigError, RecordCorruptError, RunExistsError, TrainingStalledError
 from ray_ingest.format.manifest import read_manifest
 from ray_ingest.train import TrainConfig, train
@@ -314,6 +316,6 @@ def test_cli_last_line_names_the_shard_and_offset(learnable, tmp_path):
     assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-3000:]
     # Our line alone: none of Ray's echoes of the error (the read task's, the split
     # coordinator's, the training worker's tracebacks), which -v shows.
-    assert r.stderr.strip().splitlines() == [
+    assert own_lines(r.stderr) == [
         f"ray-ingest train: error: {shard}: corrupt TFRecord at byte offset {offset}: data CRC "
         "mismatch"], r.stderr[-3000:]

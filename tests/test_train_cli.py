@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import fresh_env, run_cli
+from helpers import fresh_env, own_lines, run_cli
 from ray_ingest.errors import ConfigError
 from ray_ingest.train.config import TrainConfig
 
@@ -65,7 +65,9 @@ def test_ctrl_c_writes_the_pointers_and_prints_the_resume_command(no_val, tmp_pa
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, out[-2000:] + err[-3000:]
-    assert re.fullmatch(r"ray-ingest train: interrupted; the last checkpoint is of epoch \d+", err.strip()), err
+    assert len(own_lines(err)) == 1, err
+    assert re.fullmatch(r"ray-ingest train: interrupted; the last checkpoint is of epoch \d+",
+                        own_lines(err)[0]), err
     rows = [line.split() for line in out.splitlines() if re.match(r"\s*\d+/200\s", line)]
     assert rows and all(r[3] == r[4] == "\u2014" for r in rows), out
     best, latest = (json.loads((runs / name / f"{k}.json").read_text()) for k in ("best", "latest"))
@@ -119,7 +121,7 @@ def test_evaluate_on_a_corrupt_record_prints_one_line(converted, tmp_path):
                         "--out", str(tmp_path / "eval")], env=fresh_env(), capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 2, r.stderr[-3000:]
-    lines = r.stderr.strip().splitlines()
+    lines = own_lines(r.stderr)
     assert len(lines) == 1, r.stderr[-4000:]
     assert lines[0].startswith(f"ray-ingest evaluate: error: {shard}: corrupt TFRecord at byte "
                                "offset ")
