@@ -5,6 +5,7 @@ The public API, imported lazily so that ``import ray_ingest`` stays cheap:
 * ``convert_folder(src, out, options=None, **kwargs)`` and :class:`ConvertOptions`;
 * ``convert_dataset(ds, out, options=None, image_column=..., label_column=..., ...)``: any
   Ray Dataset of images and labels;
+* :class:`ShardSetWriter`: shards written from any Python loop, without Ray;
 * ``read_records(path, split, options=None, **kwargs)``, :class:`ReadOptions`, the crops
   taken while decoding (:class:`RandomResizedCrop`, :class:`CenterCrop`),
   ``iter_images(dataset_or_iterator, ...)`` and ``skip_report(dataset)`` (what
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from ray_ingest.convert.from_dataset import convert_dataset  # noqa: F401
     from ray_ingest.convert.options import ConvertOptions
     from ray_ingest.convert.pipeline import ConvertReport
+    from ray_ingest.format.writer import ShardSetWriter  # noqa: F401
     from ray_ingest.read import (ReadOptions, SkipReport, iter_images,  # noqa: F401
                                  read_records, skip_report)
     from ray_ingest.read.crop import CenterCrop, RandomResizedCrop  # noqa: F401
@@ -61,6 +63,7 @@ _API = {
     "ConvertOptions": ("ray_ingest.convert.options", "ConvertOptions"),
     "ConvertReport": ("ray_ingest.convert.pipeline", "ConvertReport"),
     "convert_dataset": ("ray_ingest.convert.from_dataset", "convert_dataset"),
+    "ShardSetWriter": ("ray_ingest.format.writer", "ShardSetWriter"),
     "read_records": ("ray_ingest.read", "read_records"),
     "iter_images": ("ray_ingest.read", "iter_images"),
     "ReadOptions": ("ray_ingest.read", "ReadOptions"),

@@ -23,11 +23,11 @@ from helpers import (
     tf_feature_spec,
 )
 from ray_ingest.convert import ConvertOptions, convert
-from ray_ingest.convert.commit import set_aside
 from ray_ingest.convert.sink import TFRecordDatasink
 from ray_ingest.convert.sources import split_of
 from ray_ingest.errors import ConversionError, find_error
 from ray_ingest.format import keys, manifest as mf
+from ray_ingest.format.commit import set_aside
 from ray_ingest.format.example import decode_image_example
 from ray_ingest.format.framing import read_index, scan_records
 from ray_ingest.format.verify import verify_output

@@ -17,10 +17,10 @@ import pytest
 
 from helpers import fresh_env, own_lines, stored_filenames
 from ray_ingest.convert import ConvertOptions, convert
-from ray_ingest.convert.lock import LockInfo, OutputLock, ensure_owner, read_lock
 from ray_ingest.convert.sink import TFRecordDatasink
 from ray_ingest.errors import ConversionError, SourceError
 from ray_ingest.format import manifest as mf
+from ray_ingest.format.lock import LockInfo, OutputLock, ensure_owner, read_lock
 
 HERE = Path(__file__).resolve().parent
 

@@ -38,15 +38,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_ingest import fs
-from ray_ingest.convert.commit import output_errors
 from ray_ingest.convert.images import R_READ, ImageRejected, ImageSpec
-from ray_ingest.convert.lock import OutputLock
 from ray_ingest.convert.options import ConvertOptions
-from ray_ingest.convert.pipeline import ConvertReport, prepare_output, write_shards
+from ray_ingest.convert.pipeline import ConvertReport, write_shards
 from ray_ingest.convert.rows import encode_rows
 from ray_ingest.convert.sink import TFRecordDatasink
 from ray_ingest.convert.sources import split_of
 from ray_ingest.errors import ConfigError, SourceError
+from ray_ingest.format.commit import output_errors, prepare_output
+from ray_ingest.format.lock import OutputLock
 from ray_ingest.progress import add_count
 
 logger = logging.getLogger("ray_ingest")

@@ -1,6 +1,6 @@
 """``ray-ingest convert SRC OUT``: images → TFRecord shards on Ray Data.
 
-The driver takes OUT's one-writer lock (:mod:`~ray_ingest.convert.lock`), lists the inputs
+The driver takes OUT's one-writer lock (:mod:`~ray_ingest.format.lock`), lists the inputs
 (class folders or a CSV/JSONL list, one per real file), splits them train/val by a
 stable hash, shuffles their order (so every shard mixes classes) and hands them to Ray Data in
 blocks; ``map_batches`` reads, decodes, resizes and encodes many images per call on CPU
@@ -23,15 +23,15 @@ from typing import Any, Callable, Dict, List, Optional
 import pyarrow as pa
 
 from ray_ingest import fs
-from ray_ingest.convert.commit import output_errors, restore_previous
 from ray_ingest.convert.images import ImageRejected, ImageSpec, R_READ
-from ray_ingest.convert.lock import OutputLock
 from ray_ingest.convert.options import ConvertOptions
 from ray_ingest.convert.rows import encode_rows
 from ray_ingest.convert.sink import TFRecordDatasink
 from ray_ingest.convert.sources import list_source, split_of
 from ray_ingest.errors import ConversionError
 from ray_ingest.format import manifest as mf
+from ray_ingest.format.commit import output_errors, prepare_output
+from ray_ingest.format.lock import OutputLock
 from ray_ingest.progress import add_count, plural
 
 logger = logging.getLogger("ray_ingest")
@@ -100,27 +100,6 @@ def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str],
 # ---------------------------------------------------------------------------------------------
 # Driver side.
 
-def prepare_output(out: str, overwrite: bool) -> None:
-    """Refuses a finished output unless ``overwrite``; clears what a crashed run left behind
-    (called holding OUT's lock: no other run is live, so every staging folder is a leftover),
-    first moving back a finished output that a killed overwrite had set aside."""
-    manifest = fs.join(out, mf.MANIFEST_NAME)
-    fs.makedirs(out)
-    for name in fs.list_dir(out):
-        if name.startswith(mf.STAGING_PREFIX):
-            leftover = fs.join(out, name)
-            previous = fs.join(leftover, mf.PREVIOUS_NAME)
-            if fs.exists(previous) and not fs.exists(manifest):
-                logger.warning("restoring the output of %s that an interrupted overwrite had "
-                               "moved to %s", out, previous)
-                restore_previous(out, previous)
-            logger.warning("removing %s left by an interrupted run", leftover)
-            fs.delete_dir(leftover)
-    if fs.exists(manifest) and not overwrite:
-        raise ConversionError(
-            f"{out} already holds a finished conversion ({mf.MANIFEST_NAME}); "
-            "pass --overwrite to replace it"
-        )
 
 
 def _input_table(inputs, seed: int, val_fraction: float) -> pa.Table:

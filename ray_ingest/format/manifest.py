@@ -36,7 +36,7 @@ STAGING_PREFIX = "_staging-"
 #: Inside a staging folder: the finished output that an overwrite moved aside while it
 #: commits (moved back if the commit fails, or by the next run if this one was killed).
 PREVIOUS_NAME = "previous"
-#: The one-writer lock of a conversion in progress (see :mod:`ray_ingest.convert.lock`).
+#: The one-writer lock of a conversion or writer in progress (see :mod:`ray_ingest.format.lock`).
 LOCK_NAME = "_writer.lock"
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 SHARD_RE = re.compile(r"^(%s)-\d{5}-of-\d{5}\.(tfrecord|idx)$" % "|".join(keys.SPLITS))

@@ -1,4 +1,5 @@
-"""One writer per output folder: the lock a conversion takes before it does any work.
+"""One writer per output folder: the lock a conversion (or a
+:class:`~ray_ingest.format.writer.ShardSetWriter`) takes before it does any work.
 
 The lock is a small JSON file in OUT (:data:`~ray_ingest.format.manifest.LOCK_NAME`) naming
 its holder: host, process id, run id, start time, and a lease that the holder refreshes from a
