@@ -160,8 +160,9 @@ def test_verify_checks_sha256_when_the_manifest_has_it(dirty_output, copy_of):
     assert f"sha256 of {len(shards)}" in report.summary_line()
     shards[-1]["sha256"] = "0" * 64
     path.write_text(json.dumps(data))
-    with pytest.raises(ManifestError, match=rf"{shards[-1]['file']}: sha256 is [0-9a-f]{{64}}, "
-                                            "the manifest says 0{64}"):
+    with pytest.raises(ManifestError, match=rf"{shards[-1]['file']}: SHA-256 is [0-9a-f]{{64}}, "
+                                            "the manifest says 0{64}, though every record's "
+                                            "CRC holds"):
         verify_output(str(out), progress=False)
 
 

@@ -160,21 +160,23 @@ def test_we_read_shards_tensorflow_wrote_and_dali_indexed(tmp_path):
 def test_adopted_tensorflow_shards_are_checked(tmp_path):
     from ray_ingest.errors import ConfigError, ManifestError, RecordCorruptError
     from ray_ingest.format.adopt import adopt_tfrecords
-    from ray_ingest.format.records import check_shard
+    from ray_ingest.format.verify import verify_shard
 
     paths, want = _tf_written(tmp_path, [4, 3])
     m = adopt_tfrecords(str(tmp_path / "ok"), {"train": paths[:1], "val": paths[1:]},
                         class_names=["a", "b", "c"])
     assert m.class_names == ["a", "b", "c"] and m.class_counts("val") == [1, 1, 1]
-    for s in m.shards("train") + m.shards("val"):
-        check_shard(m.root, s)  # our index, sizes and CRCs
+    for split in ("train", "val"):
+        for s in m.shards(split):
+            verify_shard(m, split, s)  # our index, sizes, CRCs and records
     _same_records(_read_all(tmp_path / "ok"), want[:4])
     with pytest.raises(ConfigError, match="already holds a dataset"):
         adopt_tfrecords(str(tmp_path / "ok"), {"train": paths})
     # an index that does not list the file's records
     with open(paths[0] + ".idx", "w") as f:
         f.write("0 10\n")
-    with pytest.raises(ManifestError, match=r"foreign.tfrecord-0.idx: does not index"):
+    with pytest.raises(ManifestError, match=r"foreign.tfrecord-0.idx: line 1 says record 0 is at "
+                                            r"byte offset 0 and 10 bytes long; .*foreign"):
         adopt_tfrecords(str(tmp_path / "bad-index"), {"train": paths[:1]})
     os.remove(paths[0] + ".idx")
     # a flipped byte: the CRC names the file

@@ -101,7 +101,8 @@ def _ours(ctx: Context, **read_kwargs):
     """Our reader as the rows use it: blocks of the reader's default size for what they hold,
     in whole batches (batches are then slices of blocks)."""
     from ray_ingest.read import read_records
-    from ray_ingest.read.options import RecordSpec, block_rows_in_batches
+    from ray_ingest.format.check import RecordSpec
+    from ray_ingest.read.options import block_rows_in_batches
 
     rows = block_rows_in_batches(RecordSpec.of(ctx.manifest), read_kwargs.get("decode", "workers"),
                                  ctx.batch_size)

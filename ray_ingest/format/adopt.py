@@ -13,13 +13,14 @@ list the same records as the file holds; ours is written from the scan either wa
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from ray_ingest import fs
 from ray_ingest.errors import ConfigError, ExampleDecodeError, ManifestError
 from ray_ingest.format import keys
+from ray_ingest.format.check import check_index, record_extents
 from ray_ingest.format.example import parse_example
-from ray_ingest.format.framing import OVERHEAD, index_lines, read_index, scan_records
+from ray_ingest.format.framing import index_lines, scan_records
 from ray_ingest.format.manifest import (
     Manifest,
     header,
@@ -42,15 +43,6 @@ def _value(f, key: str, kind: str, path: str, rec_no: int):
 def _foreign_index(path: str) -> Optional[str]:
     stem = os.path.splitext(path)[0]
     return next((p for p in (path + ".idx", stem + ".idx") if p != path and fs.exists(p)), None)
-
-
-def _check_foreign_index(idx: str, entries: List[Tuple[int, int]]) -> None:
-    got = read_index(fs.read_bytes(idx).decode("ascii", "replace"), idx)
-    if got != entries:
-        bad = next((i for i, (a, b) in enumerate(zip(got, entries)) if a != b),
-                   min(len(got), len(entries)))
-        raise ManifestError(f"{idx}: does not index its shard ({len(got)} entries for "
-                            f"{len(entries)} records; first difference at entry {bad})")
 
 
 def _place(src: str, dst: str, data: bytes) -> None:
@@ -115,16 +107,14 @@ def adopt_tfrecords(out: str, splits: Dict[str, Sequence[str]],
             except FileNotFoundError:
                 raise ConfigError(f"{src}: no such TFRecord file") from None
             views, _ = scan_records(data, path=src, verify=True)
-            index, offset = [], 0
             for rec_no, v in enumerate(views):
                 label = shape.check(v, src, rec_no)
                 counts.setdefault(split, {}).setdefault(label, 0)
                 counts[split][label] += 1
-                index.append((offset, len(v) + OVERHEAD))
-                offset += len(v) + OVERHEAD
+            index = record_extents(views)
             idx = _foreign_index(src)
             if idx is not None:
-                _check_foreign_index(idx, index)
+                check_index(idx, src, index)
             name = shard_name(split, i, len(files))
             fs.makedirs(out)  # once the first file has been checked
             _place(src, fs.join(out, name), data)

@@ -1,18 +1,21 @@
 """Verifying a conversion output against its manifest, by reading every byte of it.
 
-Per shard, in this order (the first problem found is raised, naming the file and where):
+Per shard, in this order (the first problem found is raised, naming the file and where), with
+the checks of :mod:`ray_ingest.format.check`:
 
-1. the framing and both CRCs of every record (:func:`~ray_ingest.format.framing.scan_records`:
+1. the framing and both CRCs of every record (:func:`~ray_ingest.format.check.scan_shard`:
    the byte offset of the first bad record);
 2. the size and record count that the manifest lists (a file cut at a record boundary, or
    one that goes on past it);
-3. the ``.idx`` beside it: one ``offset length`` line per record, as the shard holds them;
-4. every record: a ``tf.train.Example`` with our features, whose encoding, height, width,
-   channels, class id and class name agree with the manifest; raw pixels of the right size;
-   a JPEG header of the manifest's size (whole-image shards: of the record's own size, within
-   the manifest's limits, with the record's number of components);
+3. the ``.idx`` beside it: one ``offset length`` line per record, as the shard holds them
+   (:func:`~ray_ingest.format.check.check_index`);
+4. every record (:func:`~ray_ingest.format.check.check_record`, thorough): a
+   ``tf.train.Example`` with our features, whose encoding, height, width, channels, class id
+   and class name agree with the manifest; raw pixels of the right size; a JPEG header of the
+   manifest's size (whole-image shards: of the record's own size, within the manifest's
+   limits, with the record's number of components);
 5. the shard's ``sha256``, when its manifest entry has one (a file rewritten with valid
-   framing).
+   framing; :func:`~ray_ingest.format.check.check_digest`).
 
 Then per split the records per class (``class_counts``), the stored sizes against the
 manifest's ``image_sizes`` (whole-image shards), and the rejects file against the manifest's
@@ -23,7 +26,6 @@ manifest order.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,15 +34,15 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ray_ingest import fs
-from ray_ingest.errors import (
-    ExampleDecodeError,
-    ManifestError,
-    RecordCorruptError,
-    RecordMismatchError,
+from ray_ingest.errors import ManifestError
+from ray_ingest.format.check import (
+    RecordSpec,
+    check_digest,
+    check_index,
+    check_record,
+    read_listed,
+    scan_shard,
 )
-from ray_ingest.format import keys
-from ray_ingest.format.example import parse_example, split_encoded
-from ray_ingest.format.framing import OVERHEAD, read_index, scan_records
 from ray_ingest.format.jsonl import json_objects
 from ray_ingest.format.manifest import (
     FAILED_REJECTS_NAME,
@@ -117,126 +119,17 @@ def read_rejects(root: str) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]
 # One shard.
 
 
-def _mismatch(path: str, rec_no: int, offset: int, what: str, got, want) -> RecordMismatchError:
-    return RecordMismatchError(f"{path}: record {rec_no} at byte offset {offset}: {what} is "
-                               f"{got!r}, the manifest says {want!r}")
-
-
-def _check_record(view, path: str, rec_no: int, offset: int, m: Manifest) -> Tuple[int, int, int]:
-    """Checks one record against the manifest; returns its class id, height and width."""
-    split = split_encoded(view)
-    try:
-        if split is not None:
-            f, payload = split[0].feature, split[1]
-        else:
-            f = parse_example(view).features.feature
-            payload = memoryview(f[keys.ENCODED].bytes_list.value[0])
-        fmt = f[keys.FORMAT].bytes_list.value[0].decode("utf-8", "replace")
-        h = f[keys.HEIGHT].int64_list.value[0]
-        w = f[keys.WIDTH].int64_list.value[0]
-        label = f[keys.LABEL].int64_list.value[0]
-        channels = f[keys.CHANNELS].int64_list.value[0] if keys.CHANNELS in f else m.channels
-        text = (f[keys.CLASS_TEXT].bytes_list.value[0].decode("utf-8", "replace")
-                if keys.CLASS_TEXT in f else None)
-    except (ExampleDecodeError, IndexError) as e:
-        raise ExampleDecodeError(f"{path}: record {rec_no} at byte offset {offset}: not one of "
-                                 f"our image records ({e or 'a feature is missing'})") from None
-    if fmt != m.encoding:
-        raise _mismatch(path, rec_no, offset, keys.FORMAT, fmt, m.encoding)
-    if m.variable_size:
-        _check_whole_size(path, rec_no, offset, m, h, w, channels)
-    elif (h, w, channels) != (m.height, m.width, m.channels):
-        raise _mismatch(path, rec_no, offset, "height x width x channels", (h, w, channels),
-                        (m.height, m.width, m.channels))
-    names = m.class_names
-    if not 0 <= label < len(names):
-        raise _mismatch(path, rec_no, offset, keys.LABEL, label, f"0..{len(names) - 1}")
-    if text is not None and text != names[label]:
-        raise _mismatch(path, rec_no, offset, f"{keys.CLASS_TEXT} of class {label}", text,
-                        names[label])
-    if m.encoding == keys.FORMAT_RAW:
-        if len(payload) != h * w * channels:
-            raise _mismatch(path, rec_no, offset, "raw pixel bytes", len(payload),
-                            h * w * channels)
-    else:
-        import simplejpeg
-
-        try:
-            jh, jw, colorspace, _ = simplejpeg.decode_jpeg_header(payload)
-        except ValueError as e:
-            raise ExampleDecodeError(f"{path}: record {rec_no} at byte offset {offset}: "
-                                     f"unreadable JPEG header: {e}") from None
-        if (jh, jw) != (h, w):
-            raise _mismatch(path, rec_no, offset, "JPEG size", (jh, jw), (h, w))
-        if m.variable_size and (1 if colorspace == "Gray" else 3) != channels:
-            raise RecordMismatchError(f"{path}: record {rec_no} at byte offset {offset}: "
-                                      f"{keys.CHANNELS} is {channels}, its JPEG is {colorspace}")
-    return label, h, w
-
-
-def _check_whole_size(path: str, rec_no: int, offset: int, m: Manifest, h: int, w: int,
-                      channels: int) -> None:
-    """A whole-image record's own size: positive, within the manifest's limits."""
-    where = f"{path}: record {rec_no} at byte offset {offset}"
-    if h < 1 or w < 1 or channels not in (1, 3):
-        raise RecordMismatchError(f"{where}: height x width x channels is {(h, w, channels)}; "
-                                  "positive sizes and 1 or 3 channels expected")
-    for name, limit, side in (("max_side", m.max_side, max(h, w)),
-                              ("short_side", m.short_side, min(h, w))):
-        if limit is not None and side > limit:
-            raise RecordMismatchError(f"{where}: {h}x{w} exceeds the manifest's {name} {limit}")
-
-
-def _check_index(path: str, idx_path: str, offsets: List[Tuple[int, int]]) -> None:
-    try:
-        entries = read_index(fs.read_bytes(idx_path).decode("ascii", "replace"), idx_path)
-    except FileNotFoundError:
-        raise ManifestError(f"{idx_path}: listed in the manifest but missing") from None
-    for i, (want, got) in enumerate(zip(offsets, entries)):
-        if want != got:
-            raise ManifestError(f"{idx_path}: line {i + 1} says record {i} is at byte offset "
-                                f"{got[0]} and {got[1]} bytes long; {path} has it at "
-                                f"{want[0]}, {want[1]} bytes")
-    if len(entries) != len(offsets):
-        raise ManifestError(f"{idx_path}: {len(entries)} index lines for the "
-                            f"{len(offsets)} records of {path}")
-
-
-def check_digest(path: str, data: bytes, want: Optional[str]) -> bool:
-    """Checks a shard's bytes against the ``sha256`` of its manifest entry, when it has one
-    (True if checked)."""
-    if not want:
-        return False
-    got = hashlib.sha256(data).hexdigest()
-    if got != want:
-        raise ManifestError(f"{path}: sha256 is {got}, the manifest says {want}: the file "
-                            "changed after it was written")
-    return True
-
-
-def verify_shard(m: Manifest, split: str, shard: ShardInfo) -> ShardReport:
-    """Reads one shard and checks it (and its index) against its manifest entry."""
+def verify_shard(m: Manifest, split: str, shard: ShardInfo,
+                 spec: Optional[RecordSpec] = None) -> ShardReport:
+    """Reads one shard and checks it (and its index) against its manifest entry and every
+    record against ``spec`` (None: the manifest's), thoroughly."""
+    spec = spec or RecordSpec.of(m)
     path = fs.join(m.root, shard.file)
-    try:
-        data = fs.read_bytes(path)
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: listed in the manifest but missing") from None
-    views, _ = scan_records(data, path=path)
-    want_n, want_bytes = shard.num_records, shard.num_bytes
-    if len(data) < want_bytes or len(views) < want_n:
-        raise RecordCorruptError(
-            path, len(data), f"the file ends after {len(views)} records ({len(data)} bytes); "
-                             f"the manifest says {want_n} records, {want_bytes} bytes (truncated)")
-    if len(data) > want_bytes or len(views) > want_n:
-        raise RecordCorruptError(
-            path, want_bytes, f"the file goes on past the manifest's {want_n} records, "
-                              f"{want_bytes} bytes ({len(views)} records, {len(data)} bytes)")
-    offsets, pos = [], 0
-    for v in views:
-        offsets.append((pos, len(v) + OVERHEAD))
-        pos += len(v) + OVERHEAD
-    _check_index(path, fs.join(m.root, shard.index), offsets)
-    checked = [_check_record(v, path, i, offsets[i][0], m) for i, v in enumerate(views)]
+    data = read_listed(path)
+    views, extents = scan_shard(path, data, shard)
+    check_index(fs.join(m.root, shard.index), path, extents)
+    checked = [check_record(v, spec, path, i, extents[i][0], thorough=True)[1:4]
+               for i, v in enumerate(views)]
     labels = np.fromiter((c[0] for c in checked), dtype=np.int64, count=len(views))
     hashed = check_digest(path, data, shard.sha256)
     counts = np.bincount(labels, minlength=len(m.class_names))
@@ -340,10 +233,11 @@ def verify_output(root: str, *, threads: int = 4, progress: bool = True) -> Veri
     work = [(split, shard) for split in m.splits for shard in m.shards(split)]
     total = sum(shard.num_records for _, shard in work)
     shards: List[ShardReport] = []
+    spec = RecordSpec.of(m)
     bar = Progress("verify", total=total, unit="records", enabled=progress)
     with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
         try:
-            for report in pool.map(lambda job: verify_shard(m, *job), work):
+            for report in pool.map(lambda job: verify_shard(m, *job, spec), work):
                 shards.append(report)
                 bar.update(report.num_records)
         except BaseException:

@@ -8,9 +8,10 @@ import numpy as np
 
 from ray_ingest.errors import ConfigError, ManifestError
 from ray_ingest import fs
+from ray_ingest.format.check import RecordSpec
 from ray_ingest.format.manifest import read_manifest
 from ray_ingest.read.decode import decode_ahead
-from ray_ingest.read.options import ReadOptions, RecordSpec, block_bytes_per_row, block_rows_for
+from ray_ingest.read.options import ReadOptions, block_bytes_per_row, block_rows_for
 from ray_ingest.read.plan import check_files, plan_tasks
 
 

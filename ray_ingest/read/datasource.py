@@ -17,8 +17,9 @@ from ray.data.block import BlockAccessor, BlockMetadata
 from ray.data.datasource import ReadTask
 
 from ray_ingest import fs
+from ray_ingest.format.check import RecordSpec
 from ray_ingest.format.manifest import Manifest
-from ray_ingest.read.options import ReadOptions, RecordSpec
+from ray_ingest.read.options import ReadOptions
 from ray_ingest.read.plan import plan_tasks
 from ray_ingest.read.skips import reporter
 from ray_ingest.read.task import read_task

@@ -1,5 +1,5 @@
-"""What a read may be asked for (:class:`ReadOptions`, checked once, here) and what every record
-must be (:class:`RecordSpec`, from the manifest)."""
+"""What a read may be asked for (:class:`ReadOptions`, checked once, here) and the size of its
+blocks for what every record is (:class:`~ray_ingest.format.check.RecordSpec`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 from ray_ingest.errors import ConfigError
-from ray_ingest.format import keys
-from ray_ingest.format.manifest import Manifest
+from ray_ingest.format.check import RecordSpec
 from ray_ingest.read.crop import CenterCrop, RandomResizedCrop, check_crop
 
 #: Rows per output block of decoded images: batch-sized, so that iter_batches(batch_size=256)
@@ -85,66 +84,6 @@ class ReadOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
-
-
-@dataclass(frozen=True)
-class RecordSpec:
-    """What every record of the dataset must be, from the manifest."""
-
-    encoding: str
-    #: Every record's size; None for whole-image shards (each record has its own).
-    height: Optional[int]
-    width: Optional[int]
-    channels: int
-    num_classes: int
-    #: Mean stored bytes of a record over the dataset (0: unknown).
-    record_bytes: int = 0
-    #: The side of the images a read yields when it crops at decode time (None: no crop).
-    crop_size: Optional[int] = None
-    #: The longest stored side of whole-image shards (0: unknown), for memory estimates.
-    max_side: int = 0
-
-    @classmethod
-    def of(cls, m: Manifest, crop=None) -> "RecordSpec":
-        shards = [s for split in m.splits for s in m.shards(split)]
-        records = sum(s.num_records for s in shards)
-        mean = sum(s.num_bytes for s in shards) // records if records else 0
-        return cls(m.encoding, m.height, m.width, m.channels, len(m.class_names), mean,
-                   None if crop is None else crop.size, int(m.data.get("max_side") or 0))
-
-    @property
-    def raw(self) -> bool:
-        return self.encoding == keys.FORMAT_RAW
-
-    @property
-    def variable(self) -> bool:
-        return self.height is None or self.width is None
-
-    @property
-    def out_shape(self) -> Tuple[int, int, int]:
-        """The shape of one image a read yields: the crop's, else the stored one (whole-image
-        shards without a crop: the largest stored side, squared, as an estimate)."""
-        if self.crop_size is not None:
-            return self.crop_size, self.crop_size, 3
-        if self.variable:
-            side = self.max_side or 512
-            return side, side, self.channels
-        return self.height, self.width, self.channels
-
-    @property
-    def stored_pixel_bytes(self) -> int:
-        """Raw bytes of one stored fixed-size record."""
-        return self.height * self.width * self.channels
-
-    @property
-    def pixel_bytes(self) -> int:
-        h, w, c = self.out_shape
-        return h * w * c
-
-    @property
-    def row_bytes(self) -> int:
-        """In-memory bytes of one decoded row (image + label)."""
-        return self.pixel_bytes + 8
 
 
 def block_bytes_per_row(spec: RecordSpec, decode: str) -> int:

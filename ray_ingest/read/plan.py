@@ -9,8 +9,9 @@ from typing import List, Optional
 
 from ray_ingest import fs
 from ray_ingest.errors import ManifestError
-from ray_ingest.format.manifest import Manifest
-from ray_ingest.read.options import ReadOptions, RecordSpec, block_rows_for
+from ray_ingest.format.manifest import Manifest, ShardInfo
+from ray_ingest.format.check import RecordSpec
+from ray_ingest.read.options import ReadOptions, block_rows_for
 
 MIN_TASK_BYTES = 8 << 20
 MAX_TASK_BYTES = 128 << 20
@@ -35,6 +36,12 @@ class ShardRange:
     @property
     def num_records(self) -> int:
         return self.stop - self.start
+
+    @property
+    def info(self) -> ShardInfo:
+        """The manifest's entry of the shard."""
+        return ShardInfo(self.file, self.index, self.shard_records, self.shard_bytes,
+                         self.sha256)
 
 
 def plan_tasks(manifest: Manifest, split: str, parallelism: int,

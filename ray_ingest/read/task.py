@@ -1,5 +1,6 @@
-"""One read task: its shard pieces read in one request each, CRC-checked, each record checked
-against the manifest, and blocks of ``block_rows`` rows filled.
+"""One read task: its shard pieces read in one request each, CRC-checked (whole shards also
+against their manifest entry), each record checked against the manifest
+(:func:`~ray_ingest.format.check.check_record`), and blocks of ``block_rows`` rows filled.
 
 Raw records go straight into ``uint8[N, H, W, C]`` (one copy out of the file buffer). JPEG
 records are decoded here, from a view into the file buffer into the block's preallocated
@@ -16,46 +17,35 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from ray_ingest import fs
-from ray_ingest.errors import (
-    ExampleDecodeError,
-    ManifestError,
-    RecordCorruptError,
-    RecordMismatchError,
-)
+from ray_ingest.errors import ManifestError, RecordCorruptError
 from ray_ingest.format import keys
-from ray_ingest.format.example import parse_example, split_encoded
-from ray_ingest.format.framing import SkippedRecords, read_index, scan_records, scan_resync
-from ray_ingest.format.manifest import ShardInfo
-from ray_ingest.format.records import check_shard_bytes
+from ray_ingest.format.check import (
+    RecordSpec,
+    check_digest,
+    check_extent,
+    check_record,
+    index_entries,
+    read_listed,
+)
+from ray_ingest.format.framing import SkippedRecords, scan_records, scan_resync
 import ray_ingest.read.decode as dec
 from ray_ingest.read.crop import record_keys, shard_key
 from ray_ingest.read.cropdecode import CropDecodeError, decode_crops
-from ray_ingest.read.options import ReadOptions, RecordSpec, block_rows_for
+from ray_ingest.read.options import ReadOptions, block_rows_for
 from ray_ingest.read.plan import ShardRange
 
 logger = logging.getLogger("ray_ingest")
 
 
-def read_range_bytes(root: str, r: ShardRange, skip_corrupt: bool,
-                     verify_checksum: bool = False) -> Tuple[bytes, int]:
-    """``(bytes, byte offset of the first record)`` of a range, using the index to cut it.
+def read_range_bytes(root: str, r: ShardRange, skip_corrupt: bool) -> Tuple[bytes, int]:
+    """``(bytes, byte offset of the first record)`` of a range, using the index to cut it
+    (a whole shard is read whole, without its index).
 
-    A short file raises :class:`RecordCorruptError`, unless ``skip_corrupt`` (then the
-    record scan reports where it ends). A whole shard is checked against its SHA-256 with
-    ``verify_checksum`` (a mismatch that no record's CRC shows is never skipped)."""
+    A file that ends inside the range raises :class:`RecordCorruptError`, unless
+    ``skip_corrupt`` (then the record scan reports where it ends)."""
     path = fs.join(root, r.file)
     if r.whole:
-        try:
-            data = fs.read_bytes(path)
-        except FileNotFoundError:
-            raise ManifestError(f"{path}: listed in the manifest but missing") from None
-        info = ShardInfo(r.file, r.index, r.shard_records, r.shard_bytes, r.sha256)
-        try:
-            check_shard_bytes(path, data, info, checksum=verify_checksum)
-        except RecordCorruptError:
-            if not skip_corrupt:
-                raise
-        return data, 0
+        return read_listed(path), 0
     entries = read_shard_index(root, r)
     begin = entries[r.start][0]
     end = entries[r.stop - 1][0] + entries[r.stop - 1][1]
@@ -68,16 +58,7 @@ def read_range_bytes(root: str, r: ShardRange, skip_corrupt: bool,
 
 def read_shard_index(root: str, r: ShardRange) -> List[Tuple[int, int]]:
     """The ``.idx`` entries of the piece's shard, checked against the manifest's count."""
-    idx_path = fs.join(root, r.index)
-    try:
-        entries = read_index(fs.read_bytes(idx_path).decode("ascii"), idx_path)
-    except FileNotFoundError:
-        raise ManifestError(f"{idx_path}: listed in the manifest but missing") from None
-    if len(entries) != r.shard_records:
-        raise ManifestError(
-            f"{idx_path}: {len(entries)} index entries, the manifest says {r.shard_records} records"
-        )
-    return entries
+    return index_entries(fs.join(root, r.index), r.shard_records)
 
 
 def skip_damage(root: str, r: ShardRange, data, base: int, verify: bool,
@@ -98,49 +79,9 @@ def skip_damage(root: str, r: ShardRange, data, base: int, verify: bool,
     return runs
 
 
-def _mismatch(path: str, rec_no: int, what: str, got, want) -> RecordMismatchError:
-    return RecordMismatchError(
-        f"{path}: record {rec_no}: {what} is {got!r}, the manifest says {want!r}"
-    )
-
-
-class _Record:
-    """Fields of one record that the reader needs; the payload is a view into the file."""
-
-    __slots__ = ("payload", "label", "filename", "height", "width")
-
-    def __init__(self, view, spec: RecordSpec, want_format: bytes, path: str, rec_no: int):
-        split = split_encoded(view)
-        try:
-            if split is not None:
-                f = split[0].feature
-                payload = split[1]
-            else:  # not the plain shape: parse it whole (copies the value)
-                f = parse_example(view).features.feature
-                payload = memoryview(f[keys.ENCODED].bytes_list.value[0])
-            fmt = f[keys.FORMAT].bytes_list.value[0]
-            label = f[keys.LABEL].int64_list.value[0]
-            h = f[keys.HEIGHT].int64_list.value[0]
-            w = f[keys.WIDTH].int64_list.value[0]
-        except (ExampleDecodeError, IndexError) as e:
-            raise ExampleDecodeError(
-                f"{path}: record {rec_no}: not one of our image records ({e})") from None
-        if fmt != want_format:
-            raise _mismatch(path, rec_no, keys.FORMAT, fmt.decode(errors="replace"), spec.encoding)
-        if spec.variable:
-            if h < 1 or w < 1:
-                raise _mismatch(path, rec_no, "height x width", (h, w), "positive sizes")
-        elif h != spec.height or w != spec.width:
-            raise _mismatch(path, rec_no, "height x width", (h, w), (spec.height, spec.width))
-        if not 0 <= label < spec.num_classes:
-            raise _mismatch(path, rec_no, keys.LABEL, label, f"0..{spec.num_classes - 1}")
-        if spec.raw and len(payload) != spec.stored_pixel_bytes:
-            raise _mismatch(path, rec_no, "raw pixel bytes", len(payload),
-                            spec.stored_pixel_bytes)
-        self.payload = payload
-        self.label = label
-        self.height, self.width = h, w
-        self.filename = f[keys.FILENAME].bytes_list.value[0] if keys.FILENAME in f else b""
+def _filename(features) -> str:
+    values = features[keys.FILENAME].bytes_list.value if keys.FILENAME in features else ()
+    return values[0].decode("utf-8", "replace") if values else ""
 
 
 def crop_columns(crop, seed: int, shards: List[str], records: np.ndarray,
@@ -176,8 +117,10 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
               ) -> Iterator[Dict[str, np.ndarray]]:
     """Reads one task's pieces and yields blocks of ``block_rows`` rows (the last may be short).
 
-    With ``opts.skip_corrupt``, damaged records are skipped (:func:`skip_damage`) and reported
-    to ``on_skip`` before the first block is yielded."""
+    A whole shard is checked against its manifest entry: its size and record count, and with
+    ``opts.verify_checksums`` its SHA-256 (a mismatch that no record's CRC shows is never
+    skipped). With ``opts.skip_corrupt``, damaged records are skipped (:func:`skip_damage`)
+    and reported to ``on_skip`` before the first block is yielded."""
     views: List[memoryview] = []
     # Per run of consecutive records: (path, record number of its first view, index of that
     # view).
@@ -185,12 +128,17 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
     owners: List[int] = []
     for r in pieces:
         path = fs.join(root, r.file)
-        data, base = read_range_bytes(root, r, opts.skip_corrupt, opts.verify_checksums)
+        data, base = read_range_bytes(root, r, opts.skip_corrupt)
         got, error = scan_records(data, path=path, base_offset=base, verify=opts.verify_crc,
                                   skip_corrupt=opts.skip_corrupt)
         runs = [(r.start, got)]
         if opts.skip_corrupt and (error is not None or len(got) != r.num_records):
             runs = skip_damage(root, r, data, base, opts.verify_crc, on_skip)
+        elif r.whole:
+            if not opts.skip_corrupt:  # skipping: every record the manifest lists is whole
+                check_extent(path, len(data), len(got), r.info)
+            if opts.verify_checksums:
+                check_digest(path, data, r.sha256)
         elif len(got) != r.num_records:
             raise ManifestError(f"{path}: records {r.start}..{r.stop - 1} hold {len(got)} "
                                 f"records, expected {r.num_records}")
@@ -205,7 +153,6 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
     crop = opts.crop
     crop_seed = opts.seed if opts.seed is not None else 0
     fast = opts.jpeg_dct == "fast"
-    want_format = spec.encoding.encode()
     rows = block_rows_for(spec, opts.block_rows, opts.decode)
     for lo in range(0, len(order), rows):
         chunk = order[lo : lo + rows]
@@ -223,10 +170,10 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
         for j, i in enumerate(chunk):
             path, start, first = where[owners[i]]
             rec_no = start + int(i) - first
-            rec = _Record(views[i], spec, want_format, path, rec_no)
+            rec = check_record(views[i], spec, path, rec_no)
             labels[j] = rec.label
             if names is not None:
-                names[j] = rec.filename.decode("utf-8", "replace")
+                names[j] = _filename(rec.features)
             if consumer or crop is not None:
                 payloads.append(rec.payload)
                 shards.append(path)

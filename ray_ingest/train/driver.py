@@ -18,9 +18,9 @@ from ray_ingest import fs
 from ray_ingest.errors import (CheckpointError, ConfigError, RunExistsError,
                                TrainingStalledError, find_error)
 from ray_ingest.format import keys
+from ray_ingest.format.check import RecordSpec
 from ray_ingest.format.manifest import read_manifest
 from ray_ingest.progress import plural
-from ray_ingest.read.options import RecordSpec
 import ray_ingest.train.checkpoint as checkpoint
 import ray_ingest.train.console as console
 import ray_ingest.train.memory as memory

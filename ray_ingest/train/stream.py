@@ -133,7 +133,7 @@ def finish_stream(batches, drain: bool) -> None:
 def block_rows(cfg, spec=None) -> int:
     """Rows per block of a training stream: a whole number of per-worker batches (so that
     batches are slices of blocks, not copies) and at least the reader's default block for
-    what the blocks hold (``spec``: the dataset's :class:`~ray_ingest.read.options.RecordSpec`;
+    what the blocks hold (``spec``: the dataset's :class:`~ray_ingest.format.check.RecordSpec`;
     small blocks cost more in per-block scheduling than they carry). Without ``spec``, the
     default block of decoded images (a validation part: it is cut into per-worker shards by
     whole blocks, and large blocks would leave some workers none)."""
