@@ -241,18 +241,20 @@ def test_prebuilt_records_are_checked_and_a_refused_one_is_not_written(tmp_path,
         writer.write(record())
         writer.write(parse_example(record(filename="msg.jpg")), split="val")  # a message
         refused = [
-            (record(label=7), RecordMismatchError, "label 7 is not a class id in 0..2"),
+            (record(label=7), RecordMismatchError,
+             "image/class/label is 7, the manifest has class ids 0..2"),
             (record(class_text="cat"), RecordMismatchError,
-             "image/class/text is 'cat', class 1 is 'dog'"),
+             "image/class/text of class 1 is 'cat', the manifest says 'dog'"),
             (record(image_format="raw"), RecordMismatchError,
-             "image/format is 'raw', this shard set stores 'jpeg'"),
-            (record(height=h + 1), RecordMismatchError, "height x width x channels is"),
+             "image/format is 'raw', the manifest says 'jpeg'"),
+            (record(height=h + 1), RecordMismatchError,
+             f"the JPEG is {h}x{w}, the record says {h + 1}x{w}"),
             (b"not an example", ExampleDecodeError, "not one of our image records"),
         ]
         for bad, error, said in refused:
             with pytest.raises(error, match=re.escape(said)) as e:
                 writer.write(bad)
-            assert str(e.value).startswith(f"{out}: input 3")
+            assert str(e.value).startswith(f"{out}: record 3: ")
         with pytest.raises(ConfigError, match=r"split must be one of \('train', 'val'\), got "
                                               r"'test'"):
             writer.write(record(), split="test")

@@ -19,11 +19,12 @@ import uuid
 from typing import Any, Dict, Optional, Sequence, Union
 
 from ray_ingest import fs
-from ray_ingest.errors import (ConfigError, ConversionError, ExampleDecodeError, FieldName,
+from ray_ingest.errors import (ConfigError, ConversionError, FieldName,
                                RecordMismatchError)
 from ray_ingest.format import commit, keys
 from ray_ingest.format import manifest as mf
-from ray_ingest.format.example import decode_image_example, encode_image_example
+from ray_ingest.format.check import RecordSpec, check_record
+from ray_ingest.format.example import encode_image_example
 from ray_ingest.format.lock import OutputLock, ensure_owner
 from ray_ingest.format.staging import StagedResult, StagingWriter, staging_dir
 
@@ -135,6 +136,8 @@ class ShardSetWriter:
         #: The manifest written, once the ``with`` block has committed.
         self.result: Optional[Dict[str, Any]] = None
         self._ids = {n: i for i, n in enumerate(names)}
+        self._spec = RecordSpec(encoding, size, size, 3, len(names), 0, None, max_side or 0,
+                                short_side or 0, tuple(names))
         self._lock: Optional[OutputLock] = None
         self._staged: Optional[StagingWriter] = None
         self._counts = StagedResult()
@@ -223,8 +226,9 @@ class ShardSetWriter:
     def write(self, record, *, split: str = "train") -> None:
         """Writes one prebuilt record: a serialized ``tf.train.Example`` with the standard
         image keys (:func:`~ray_ingest.format.example.encode_image_example` makes one), or an
-        ``Example`` message. Its label, size and image are checked as :meth:`write_image`
-        checks them."""
+        ``Example`` message. It is checked as ``inspect --verify`` checks a record
+        (:func:`~ray_ingest.format.check.check_record`, against the manifest this writer
+        writes); an error names it ``OUT: record N``, N counting this writer's inputs."""
         self._check_open()
         if hasattr(record, "SerializeToString"):
             record = record.SerializeToString()
@@ -232,24 +236,10 @@ class ShardSetWriter:
             raise ConfigError(f"{self._where(None)}: a record must be bytes or an Example, got "
                               f"{type(record).__name__}")
         record = bytes(record)
-        try:
-            r = decode_image_example(record)
-        except ExampleDecodeError as e:
-            raise ExampleDecodeError(f"{self._where(None)}: not one of our image records: "
-                                     f"{e}") from None
-        where = self._where(r.filename)
-        if r.image_format != self.encoding:
-            raise RecordMismatchError(f"{where}: {keys.FORMAT} is {r.image_format!r}, this "
-                                      f"shard set stores {self.encoding!r}")
-        label = self._label(r.label, where)
-        if r.class_text != self.class_names[label]:
-            raise RecordMismatchError(f"{where}: {keys.CLASS_TEXT} is {r.class_text!r}, class "
-                                      f"{label} is {self.class_names[label]!r}")
-        shape = self._shape(r.encoded, where, r.height, r.width)
-        if shape != (r.height, r.width, r.channels):
-            raise RecordMismatchError(f"{where}: height x width x channels is "
-                                      f"{(r.height, r.width, r.channels)}, its image is {shape}")
-        self._add(record, split, label, r.height, r.width)
+        # The check every read and verify makes of a record, the thorough one.
+        r = check_record(memoryview(record), self._spec, self.out, self._inputs + 1,
+                         thorough=True)
+        self._add(record, split, r.label, r.height, r.width)
 
     def reject(self, filename: str, reason: str, message: str = "") -> None:
         """Counts one input as rejected (not written): it goes to ``rejects.jsonl`` with its
