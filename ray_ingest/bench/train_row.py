@@ -20,7 +20,10 @@ from ray_ingest.format import keys
 def _feed_loop(config: Dict[str, Any]) -> None:
     import ray.train
 
+    from ray_ingest import quiet
     from ray_ingest.read.decode import labels_of
+
+    quiet.quiet_train_worker()
     from ray_ingest.train import TrainConfig, stream
 
     cfg = TrainConfig(data=config["data"], decode=config["decode"],
