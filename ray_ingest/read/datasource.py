@@ -84,3 +84,38 @@ class TFRecordShardDatasource(Datasource):
             )
             tasks.append(ReadTask(read_fn, meta, per_task_row_limit=per_task_row_limit))
         return tasks
+
+
+class PlannedDatasource(Datasource):
+    """The read tasks of a planned read (:func:`~ray_ingest.read.planned.read_planned`), in
+    step order: each reads its shard pieces and yields the records at its ``pick`` places,
+    one rank batch (``share`` rows) a block."""
+
+    def __init__(self, manifest: Manifest, split: str, options: ReadOptions, spec: RecordSpec,
+                 tasks, share: int):
+        super().__init__()
+        self.manifest, self.split, self.options, self.spec = manifest, split, options, spec
+        self.tasks, self.share = tasks, share
+
+    def get_name(self) -> str:
+        return "PlannedTFRecordShards"
+
+    def estimate_inmemory_data_size(self) -> Optional[int]:
+        return sum(len(pick) for _, pick in self.tasks) * self.spec.row_bytes
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: Optional[int] = None,
+                       data_context=None) -> List[ReadTask]:
+        root, spec, opts = self.manifest.root, self.spec, self.options
+        out = []
+        for pieces, pick in self.tasks:
+            def read_fn(pieces=pieces, pick=pick):
+                tune_malloc()
+                for batch in read_task(root, pieces, spec, opts, None, pick=pick):
+                    yield batch if isinstance(batch, pa.Table) else \
+                        BlockAccessor.batch_to_block(batch)
+
+            meta = BlockMetadata(num_rows=len(pick), size_bytes=len(pick) * spec.row_bytes,
+                                 input_files=sorted({fs.join(root, p.file) for p in pieces}),
+                                 exec_stats=None)
+            out.append(ReadTask(read_fn, meta, per_task_row_limit=per_task_row_limit))
+        return out

@@ -37,23 +37,37 @@ from ray_ingest.read.plan import ShardRange
 logger = logging.getLogger("ray_ingest")
 
 
-def read_range_bytes(root: str, r: ShardRange, skip_corrupt: bool) -> Tuple[bytes, int]:
-    """``(bytes, byte offset of the first record)`` of a range, using the index to cut it
-    (a whole shard is read whole, without its index).
+def read_pieces(root: str, pieces: List[ShardRange], skip_corrupt: bool
+                ) -> List[Tuple[bytes, int]]:
+    """``(bytes, byte offset of the first record)`` of each piece, in order: a whole shard is
+    read whole, without its index; the other pieces are cut by their shard's ``.idx`` (read
+    once) and read with one open of each shard file.
 
-    A file that ends inside the range raises :class:`RecordCorruptError`, unless
+    A file that ends inside a piece raises :class:`RecordCorruptError`, unless
     ``skip_corrupt`` (then the record scan reports where it ends)."""
-    path = fs.join(root, r.file)
-    if r.whole:
-        return read_listed(path), 0
-    entries = read_shard_index(root, r)
-    begin = entries[r.start][0]
-    end = entries[r.stop - 1][0] + entries[r.stop - 1][1]
-    data = fs.read_range(path, begin, end - begin)
-    if len(data) != end - begin and not skip_corrupt:
-        raise RecordCorruptError(path, begin + len(data),
-                                 f"file ends inside records {r.start}..{r.stop - 1}")
-    return data, begin
+    out: List[Optional[Tuple[bytes, int]]] = [None] * len(pieces)
+    ranges: Dict[str, List[Tuple[int, int, int]]] = {}  # shard path -> (piece, begin, end)
+    indexes: Dict[str, List[Tuple[int, int]]] = {}
+    for k, r in enumerate(pieces):
+        path = fs.join(root, r.file)
+        if r.whole:
+            out[k] = read_listed(path), 0
+            continue
+        entries = indexes.get(r.index)
+        if entries is None:
+            entries = indexes[r.index] = read_shard_index(root, r)
+        begin = entries[r.start][0]
+        end = entries[r.stop - 1][0] + entries[r.stop - 1][1]
+        ranges.setdefault(path, []).append((k, begin, end))
+    for path, wanted in ranges.items():
+        got = fs.read_ranges(path, [(begin, end - begin) for _, begin, end in wanted])
+        for (k, begin, end), data in zip(wanted, got):
+            r = pieces[k]
+            if len(data) != end - begin and not skip_corrupt:
+                raise RecordCorruptError(path, begin + len(data),
+                                         f"file ends inside records {r.start}..{r.stop - 1}")
+            out[k] = data, begin
+    return out
 
 
 def read_shard_index(root: str, r: ShardRange) -> List[Tuple[int, int]]:
@@ -113,9 +127,13 @@ def decode_crop_block(payloads: List[memoryview], boxes: np.ndarray, images: np.
 
 def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadOptions,
               seed: Optional[int],
-              on_skip: Optional[Callable[[List[SkippedRecords]], None]] = None
-              ) -> Iterator[Dict[str, np.ndarray]]:
+              on_skip: Optional[Callable[[List[SkippedRecords]], None]] = None,
+              pick: Optional[np.ndarray] = None) -> Iterator[Dict[str, np.ndarray]]:
     """Reads one task's pieces and yields blocks of ``block_rows`` rows (the last may be short).
+
+    The rows are the pieces' records in order (shuffled with ``opts.shuffle_records``), or,
+    with ``pick``, the records at those places of the pieces' records, in that order (a
+    planned read: :mod:`~ray_ingest.read.planned`).
 
     A whole shard is checked against its manifest entry: its size and record count, and with
     ``opts.verify_checksums`` its SHA-256 (a mismatch that no record's CRC shows is never
@@ -126,9 +144,8 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
     # view).
     where: List[Tuple[str, int, int]] = []
     owners: List[int] = []
-    for r in pieces:
+    for r, (data, base) in zip(pieces, read_pieces(root, pieces, opts.skip_corrupt)):
         path = fs.join(root, r.file)
-        data, base = read_range_bytes(root, r, opts.skip_corrupt)
         got, error = scan_records(data, path=path, base_offset=base, verify=opts.verify_crc,
                                   skip_corrupt=opts.skip_corrupt)
         runs = [(r.start, got)]
@@ -146,8 +163,8 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
             owners.extend([len(where)] * len(run))
             where.append((path, start, len(views)))
             views.extend(run)
-    order = np.arange(len(views))
-    if opts.shuffle_records:
+    order = np.arange(len(views)) if pick is None else np.asarray(pick, np.int64)
+    if pick is None and opts.shuffle_records:
         np.random.default_rng(seed).shuffle(order)
     consumer = not spec.raw and opts.decode == "consumer"
     crop = opts.crop

@@ -1,0 +1,103 @@
+"""The planned read: each rank's share of every global batch, in the epoch order's sequence,
+read by Ray Data read tasks; the same global batches for any number of ranks; a resumed read
+from a step on; the position as two integers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ray_ingest.errors import ConfigError
+from ray_ingest.format.manifest import read_manifest
+from ray_ingest.format.records import iter_records
+from ray_ingest.read.order import EpochOrder, global_batch, steps_per_epoch
+from ray_ingest.read.planned import PlannedPosition, read_planned
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+BATCH = 16
+SMALL = dict(piece_records=4, window_pieces=8)  # several windows on the small test set
+
+
+def _steps(ds, share):
+    """The rank's batches as the training loop iterates them: lists of file names."""
+    return [b["filename"].tolist() for b in ds.iter_batches(batch_size=share,
+                                                             batch_format="numpy")]
+
+
+def _names(path):
+    return [r.filename for r in iter_records(str(path), "train")]
+
+
+@pytest.mark.parametrize("encoding", ["jpeg", "raw"])
+def test_the_ranks_read_the_plans_global_batches_whatever_their_number(converted, encoding):
+    path = converted[encoding]
+    m = read_manifest(str(path))
+    names = np.array(_names(path), dtype=object)
+    order = EpochOrder.of(m, "train", 0, 1, **SMALL).order()
+    steps = steps_per_epoch(len(order), BATCH)
+    want = [names[global_batch(order, k, BATCH)].tolist() for k in range(steps)]
+    for world in (1, 2, 4):
+        share = BATCH // world
+        per_rank = [_steps(read_planned(str(path), epoch=1, batch_size=BATCH, rank=r,
+                                        world=world, with_filename=True, steps_per_task=3,
+                                        **SMALL), share) for r in range(world)]
+        assert all(len(s) == steps for s in per_rank), world
+        got = [sum((per_rank[r][k] for r in range(world)), []) for k in range(steps)]
+        assert got == want, world
+    # Each record once in the epoch (less the last, partial batch), none twice.
+    flat = sum(want, [])
+    assert len(set(flat)) == len(flat) == steps * BATCH
+
+
+def test_a_resumed_read_starts_at_the_next_global_batch(converted):
+    path = str(converted["jpeg"])
+    full = _steps(read_planned(path, epoch=0, batch_size=BATCH, with_filename=True, **SMALL),
+                  BATCH)
+    tail = _steps(read_planned(path, epoch=0, batch_size=BATCH, start_step=5,
+                               with_filename=True, **SMALL), BATCH)
+    assert tail == full[5:]
+    other = _steps(read_planned(path, epoch=1, batch_size=BATCH, with_filename=True, **SMALL),
+                   BATCH)
+    # Another epoch, another order (and another last, partial batch left out).
+    assert other != full and len(other) == len(full)
+    assert set(sum(other, [])) <= set(_names(path)) and len(set(sum(other, []))) == len(
+        other) * BATCH
+
+
+def test_consumer_decode_and_pixels_come_in_the_same_order(converted):
+    from ray_ingest.read import iter_images
+
+    path = str(converted["jpeg"])
+    planned = dict(epoch=2, batch_size=BATCH, with_filename=True, **SMALL)
+    decoded = [b for b in read_planned(path, **planned).iter_batches(
+        batch_size=BATCH, batch_format="numpy")]
+    encoded = list(iter_images(read_planned(path, decode="consumer", **planned),
+                               batch_size=BATCH))
+    assert len(decoded) == len(encoded)
+    for a, b in zip(decoded, encoded):
+        assert a["filename"].tolist() == list(b["filename"])
+        assert (a["label"] == np.asarray(b["label"])).all()
+        assert (a["image"] == np.asarray(b["image"])).all()
+
+
+def test_wrong_arguments_are_refused_before_any_read(converted):
+    path = str(converted["jpeg"])
+    with pytest.raises(ConfigError, match=r"the number of workers \(3\) must divide"):
+        read_planned(path, epoch=0, batch_size=BATCH, rank=0, world=3)
+    with pytest.raises(ConfigError, match="shuffle_files: not options of a planned read"):
+        read_planned(path, epoch=0, batch_size=BATCH, shuffle_files=True)
+    with pytest.raises(ConfigError, match=r"start_step must be in 0\.\."):
+        read_planned(path, epoch=0, batch_size=BATCH, start_step=10**6)
+    with pytest.raises(ConfigError, match="no split 'test'"):
+        read_planned(path, epoch=0, batch_size=BATCH, split="test")
+
+
+def test_a_position_is_two_integers_that_round_trip():
+    p = PlannedPosition(2, 7)
+    assert PlannedPosition.load_state_dict(p.state_dict()) == p
+    assert p.advanced(8) == PlannedPosition(3, 0) and p.advanced(9) == PlannedPosition(2, 8)
+    with pytest.raises(ConfigError, match="a position is"):
+        PlannedPosition.load_state_dict({"epoch": 1})
+    with pytest.raises(ConfigError, match=">= 0"):
+        PlannedPosition.load_state_dict({"epoch": -1, "step": 0})
