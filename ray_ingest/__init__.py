@@ -71,6 +71,8 @@ _API = {
     "CenterCrop": ("ray_ingest.read.crop", "CenterCrop"),
     "SkipReport": ("ray_ingest.read", "SkipReport"),
     "skip_report": ("ray_ingest.read", "skip_report"),
+    "PlannedFeed": ("ray_ingest.read", "PlannedFeed"),
+    "read_planned": ("ray_ingest.read", "read_planned"),
     "TrainConfig": ("ray_ingest.train.config", "TrainConfig"),
     "evaluate": ("ray_ingest.train.evaluate", "evaluate"),
     "synthesize": ("ray_ingest.tools.synth", "synthesize"),

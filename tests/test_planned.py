@@ -101,3 +101,30 @@ def test_a_position_is_two_integers_that_round_trip():
         PlannedPosition.load_state_dict({"epoch": 1})
     with pytest.raises(ConfigError, match=">= 0"):
         PlannedPosition.load_state_dict({"epoch": -1, "step": 0})
+
+
+def test_a_feed_resumed_from_its_state_continues_with_the_next_global_batch(converted):
+    """Interrupted after 3 steps and resumed by two ranks: the global batches of the whole
+    run are the uninterrupted run's, each epoch's records once."""
+    from ray_ingest.read.planned import PlannedFeed
+
+    path = str(converted["jpeg"])
+    kw = dict(batch_size=BATCH, epochs=2, with_filename=True, **SMALL)
+    whole = [b["filename"].tolist() for b in PlannedFeed(path, **kw)]
+    first = PlannedFeed(path, **kw)
+    head = []
+    for b in first:
+        head.append(b["filename"].tolist())
+        if len(head) == 3:
+            break
+    state = first.state_dict()
+    assert state == {"epoch": 0, "step": 3}
+    ranks = [PlannedFeed(path, rank=r, world=2, position=state, **kw) for r in range(2)]
+    halves = [[b["filename"].tolist() for b in f] for f in ranks]
+    assert len(halves[0]) == len(halves[1]) == len(whole) - 3
+    assert head + [a + b for a, b in zip(*halves)] == whole
+    assert ranks[0].state_dict() == {"epoch": 2, "step": 0}
+    steps = len(whole) // 2
+    for epoch in (whole[:steps], whole[steps:]):
+        flat = sum(epoch, [])
+        assert len(set(flat)) == len(flat)

@@ -5,13 +5,17 @@
 one read task (framing, CRC, manifest checks, blocks), :mod:`decode` JPEG decoding into batch
 arrays (:mod:`gpu` on the GPU; :mod:`crop` the boxes of crops taken while decoding and
 :mod:`cropdecode` their fused region decode), :mod:`collate` a ``collate_fn`` for Ray's
-``iter_torch_batches``, :mod:`skips` the report of what ``skip_corrupt`` skipped, and
-:mod:`datasource` the ``Datasource`` that ties them to Ray Data.
+``iter_torch_batches``, :mod:`skips` the report of what ``skip_corrupt`` skipped,
+:mod:`order` an epoch's planned sample order and :mod:`planned` the read of a rank's share of
+it (:func:`read_planned`, :class:`PlannedFeed`), and :mod:`datasource` the ``Datasource``\ s
+that tie them to Ray Data.
 """
 
 from ray_ingest.read.api import iter_images, read_records
 from ray_ingest.read.crop import CenterCrop, RandomResizedCrop
 from ray_ingest.read.options import ReadOptions
+from ray_ingest.read.planned import PlannedFeed, PlannedPosition, read_planned
 from ray_ingest.read.skips import SkipReport, skip_report
 
-__all__ = ["CenterCrop", "RandomResizedCrop", "ReadOptions", "SkipReport", "iter_images", "read_records", "skip_report"]
+__all__ = ["CenterCrop", "PlannedFeed", "PlannedPosition", "RandomResizedCrop", "ReadOptions",
+           "SkipReport", "iter_images", "read_planned", "read_records", "skip_report"]

@@ -101,16 +101,16 @@ class PlannedDatasource(Datasource):
         return "PlannedTFRecordShards"
 
     def estimate_inmemory_data_size(self) -> Optional[int]:
-        return sum(len(pick) for _, pick in self.tasks) * self.spec.row_bytes
+        return sum(len(pick) for _, pick, _ in self.tasks) * self.spec.row_bytes
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: Optional[int] = None,
                        data_context=None) -> List[ReadTask]:
         root, spec, opts = self.manifest.root, self.spec, self.options
         out = []
-        for pieces, pick in self.tasks:
-            def read_fn(pieces=pieces, pick=pick):
+        for pieces, pick, crop_seed in self.tasks:
+            def read_fn(pieces=pieces, pick=pick, task_opts=replace(opts, seed=crop_seed)):
                 tune_malloc()
-                for batch in read_task(root, pieces, spec, opts, None, pick=pick):
+                for batch in read_task(root, pieces, spec, task_opts, None, pick=pick):
                     yield batch if isinstance(batch, pa.Table) else \
                         BlockAccessor.batch_to_block(batch)
 

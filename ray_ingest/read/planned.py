@@ -88,11 +88,12 @@ def task_pieces(order: EpochOrder, manifest: Manifest, split: str,
 
 
 def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world: int = 1,
-                 start_step: int = 0, split: str = "train", seed: int = 0,
+                 start_step: int = 0, epochs: int = 1, split: str = "train", seed: int = 0,
                  piece_records: int = PIECE_RECORDS, window_pieces: int = WINDOW_PIECES,
                  steps_per_task: int = STEPS_PER_TASK, **read_options):
-    """The dataset of rank ``rank``'s share of the global batches ``start_step..`` of epoch
-    ``epoch`` (see the module). ``read_options`` are those of
+    """The dataset of rank ``rank``'s share of the global batches of ``epochs`` epochs from
+    ``epoch`` on, starting at global batch ``start_step`` of the first (see the module): one
+    Ray Data execution for all of them. ``read_options`` are those of
     :func:`~ray_ingest.read.read_records` that apply to a planned read: ``decode``, ``crop``,
     ``verify_crc``, ``verify_checksums``, ``with_filename``, ``jpeg_dct``, ``concurrency``.
     The crop boxes are drawn from ``(seed, epoch, shard, record)``: a sample is cropped the
@@ -109,31 +110,36 @@ def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world
     if refused:
         raise ConfigError(f"{', '.join(refused)}: not options of a planned read (its order is "
                           "the plan's; every record it lists is trained)")
-    if not isinstance(steps_per_task, int) or steps_per_task < 1:
-        raise ConfigError(f"steps_per_task must be a positive integer, got {steps_per_task!r}")
+    for name, value, low in (("steps_per_task", steps_per_task, 1), ("epochs", epochs, 1),
+                             ("epoch", epoch, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
     manifest = read_manifest(path)
     if split not in manifest.splits:
         raise ConfigError(f"{manifest.path}: no split {split!r} (it has "
                           f"{', '.join(manifest.splits)})")
-    order = EpochOrder.of(manifest, split, seed, epoch, piece_records=piece_records,
-                          window_pieces=window_pieces)
-    ids = order.order()
-    steps = steps_per_epoch(len(ids), batch_size)
-    rank_slice(ids, 0, batch_size, rank, world)  # checks rank, world and the batch size
-    if not isinstance(start_step, int) or not 0 <= start_step <= steps:
-        raise ConfigError(f"start_step must be in 0..{steps}, got {start_step!r}")
-    share = batch_size // world
-    # The epoch enters the crop seed: another box for the same sample each epoch.
-    opts = ReadOptions(block_rows=share, seed=_epoch_seed(seed, epoch), **read_options)
+    share = batch_size // world if isinstance(world, int) and world > 0 else 0
+    opts = ReadOptions(block_rows=max(1, share), **read_options)
     check_crop_fits(manifest, opts)
+    tasks = []
+    for e in range(epoch, epoch + epochs):
+        order = EpochOrder.of(manifest, split, seed, e, piece_records=piece_records,
+                              window_pieces=window_pieces)
+        ids = order.order()
+        steps = steps_per_epoch(len(ids), batch_size)
+        rank_slice(ids, 0, batch_size, rank, world)  # checks rank, world and the batch size
+        first_step = start_step if e == epoch else 0
+        if not isinstance(first_step, int) or not 0 <= first_step <= steps:
+            raise ConfigError(f"start_step must be in 0..{steps}, got {first_step!r}")
+        # The epoch enters the crop seed: another box for the same sample each epoch.
+        crop_seed = _epoch_seed(seed, e)
+        for first in range(first_step, steps, steps_per_task):
+            last = min(first + steps_per_task, steps)
+            mine = np.concatenate([rank_slice(ids, k, batch_size, rank, world)
+                                   for k in range(first, last)])
+            tasks.append((*task_pieces(order, manifest, split, mine), crop_seed))
     ensure_ray()
     spec = RecordSpec.of(manifest, opts.crop)
-    tasks = []
-    for first in range(start_step, steps, steps_per_task):
-        last = min(first + steps_per_task, steps)
-        mine = np.concatenate([rank_slice(ids, k, batch_size, rank, world)
-                               for k in range(first, last)])
-        tasks.append(task_pieces(order, manifest, split, mine))
     source = PlannedDatasource(manifest, split, opts, spec, tasks, share)
     # Blocks in the tasks' order, one rank batch each (a target under a block's size would
     # cut it).
@@ -149,3 +155,58 @@ def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world
 def _epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint32)[0])
 
+
+
+class PlannedFeed:
+    """One rank's batches, epoch after epoch, from a position: the planned read for a
+    training loop of one's own (plain Ray Data or a Ray Train worker, TensorFlow or torch).
+
+    ``for batch in feed`` yields ``{"image": uint8[B/W, H, W, C], "label": int64[B/W], ...}``
+    numpy batches, rank ``rank``'s share of each global batch (JPEG records decoded in the
+    read tasks, or here with ``decode="consumer"``), from :attr:`position` up to the end of
+    epoch ``epochs - 1``. :meth:`state_dict` is the position of the next global batch (two
+    integers, whatever the data's size): saved with a checkpoint after a step and handed to
+    :meth:`load_state_dict` (or ``position=``) of a new feed, of the same or another
+    ``world`` size, it continues with the next global batch, so the run's sequence of global
+    batches is the uninterrupted run's."""
+
+    def __init__(self, path: str, *, batch_size: int, epochs: int, rank: int = 0,
+                 world: int = 1, seed: int = 0, position: Optional[Dict[str, int]] = None,
+                 prefetch_batches: int = 4, **read_options):
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
+        self.path, self.batch_size, self.epochs = path, batch_size, epochs
+        self.rank, self.world, self.seed = rank, world, seed
+        self.prefetch_batches = prefetch_batches
+        self.read_options = read_options
+        self.position = (PlannedPosition() if position is None
+                         else PlannedPosition.load_state_dict(position))
+
+    def state_dict(self) -> Dict[str, int]:
+        return self.position.state_dict()
+
+    def load_state_dict(self, state: Dict[str, int]) -> None:
+        self.position = PlannedPosition.load_state_dict(state)
+
+    def dataset(self):
+        """The planned read of this rank's share from :attr:`position` to the last epoch."""
+        pos = self.position
+        return read_planned(self.path, epoch=pos.epoch, batch_size=self.batch_size,
+                            rank=self.rank, world=self.world, start_step=pos.step,
+                            epochs=self.epochs - pos.epoch, seed=self.seed, **self.read_options)
+
+    def __iter__(self):
+        from ray_ingest.read.api import iter_images
+
+        if self.position.epoch >= self.epochs:
+            return
+        share = self.batch_size // self.world
+        m = read_manifest(self.path)
+        steps = steps_per_epoch(m.num_records(self.read_options.get("split", "train")),
+                                self.batch_size)
+        for batch in iter_images(self.dataset(), batch_size=share, drop_last=True,
+                                 prefetch_batches=self.prefetch_batches):
+            # Handed over: a checkpoint saved after this step resumes at the next one.
+            self.position = self.position.advanced(steps)
+            yield batch
+        self.position = PlannedPosition(self.epochs, 0)
