@@ -77,17 +77,7 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
         cpus = int(ray.cluster_resources().get("CPU", 1))
         num_blocks = len(plan_tasks(manifest, split, 2 * max(1, cpus), opts))
     spec = RecordSpec.of(manifest, opts.crop)
-    # Emit each block as the read task yields it: with the default 128 MB target, Ray Data
-    # would concatenate a task's blocks into one (a copy) and a consumer would have to re-cut
-    # batches across block edges (another copy).
-    # Encoded records vary in size: a target a little under a block's mean size still emits
-    # each block alone (Ray Data splits only blocks over 1.5x its target).
-    row = block_bytes_per_row(spec, opts.decode)
-    block_bytes = block_rows_for(spec, opts.block_rows, opts.decode) * row
-    if row != spec.row_bytes:
-        block_bytes = block_bytes * 9 // 10
-    block_bytes = max(1 << 20, block_bytes)
-    with data_context(**PIPELINE_CONTEXT, target_max_block_size=block_bytes):
+    with data_context(**PIPELINE_CONTEXT, target_max_block_size=target_block_bytes(spec, opts)):
         ds = ray.data.read_datasource(source, concurrency=opts.concurrency,
                                       override_num_blocks=max(1, num_blocks),
                                       runtime_env=fs.task_runtime_env())
@@ -96,6 +86,20 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
     if skip_log is not None:
         remember_skip_log(ds, skip_log)
     return ds
+
+
+def target_block_bytes(spec: RecordSpec, opts: ReadOptions) -> int:
+    """Ray Data's ``target_max_block_size`` for a read: each block goes out as the read task
+    yields it. With the default 128 MB target, Ray Data would concatenate a task's blocks
+    into one (a copy, and nothing out of the task until it ends) and a consumer would have to
+    re-cut batches across block edges (another copy). Encoded records vary in size: a target
+    a little under a block's mean size still emits each block alone (Ray Data splits only
+    blocks over 1.5x its target)."""
+    row = block_bytes_per_row(spec, opts.decode)
+    block_bytes = block_rows_for(spec, opts.block_rows, opts.decode) * row
+    if row != spec.row_bytes:
+        block_bytes = block_bytes * 9 // 10
+    return max(1 << 20, block_bytes)
 
 
 def check_crop_fits(manifest, opts: ReadOptions) -> None:

@@ -101,7 +101,7 @@ def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world
     import ray
 
     from ray_ingest import fs
-    from ray_ingest.read.api import check_crop_fits
+    from ray_ingest.read.api import check_crop_fits, target_block_bytes
     from ray_ingest.read.datasource import PlannedDatasource
     from ray_ingest.runtime import PIPELINE_CONTEXT, data_context, ensure_ray
 
@@ -120,6 +120,7 @@ def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world
                           f"{', '.join(manifest.splits)})")
     share = batch_size // world if isinstance(world, int) and world > 0 else 0
     opts = ReadOptions(block_rows=max(1, share), **read_options)
+    spec = RecordSpec.of(manifest, opts.crop)
     check_crop_fits(manifest, opts)
     tasks = []
     for e in range(epoch, epoch + epochs):
@@ -139,14 +140,12 @@ def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world
                                    for k in range(first, last)])
             tasks.append((*task_pieces(order, manifest, split, mine), crop_seed))
     ensure_ray()
-    spec = RecordSpec.of(manifest, opts.crop)
     source = PlannedDatasource(manifest, split, opts, spec, tasks, share)
-    # Blocks in the tasks' order, one rank batch each (a target under a block's size would
-    # cut it).
+    # Blocks in the tasks' order, one rank batch each, each out as soon as it is made.
     in_order = copy.copy(ray.data.DataContext.get_current().execution_options)
     in_order.preserve_order = True
     with data_context(**PIPELINE_CONTEXT, execution_options=in_order,
-                      target_max_block_size=max(1 << 20, 2 * share * spec.row_bytes)):
+                      target_max_block_size=target_block_bytes(spec, opts)):
         return ray.data.read_datasource(source, concurrency=opts.concurrency,
                                         override_num_blocks=max(1, len(tasks)),
                                         runtime_env=fs.task_runtime_env())
