@@ -94,7 +94,8 @@ def runtime_env() -> Dict[str, Any]:
     if is_verbose():
         return {}
     env: Dict[str, Any] = {"worker_process_setup_hook": WORKER_SETUP_HOOK}
-    env_vars = {k: v for k, v in QUIET_ENV.items() if k not in os.environ}
+    env_vars = {k: v for k, v in QUIET_ENV.items()
+                if k not in os.environ or k in _SET_HERE}
     if env_vars:
         env["env_vars"] = env_vars
     return env
@@ -136,6 +137,8 @@ def _quiet_root() -> None:
 
 
 _PROCESS_QUIET = False
+#: The QUIET_ENV variables that quieting this process set (not the user's own).
+_SET_HERE: set = set()
 
 
 def quiet_this_process() -> None:
@@ -145,7 +148,9 @@ def quiet_this_process() -> None:
         return
     _PROCESS_QUIET = True
     for k, v in QUIET_ENV.items():
-        os.environ.setdefault(k, v)
+        if k not in os.environ:
+            os.environ[k] = v
+            _SET_HERE.add(k)
     tf_logger = logging.getLogger("tensorflow")
     if tf_logger.level == logging.NOTSET:
         tf_logger.setLevel(logging.WARNING)
@@ -159,6 +164,14 @@ def quiet_ray_data_console() -> None:
     errors (said once, by the command). Its log file keeps everything. Call after
     ``import ray.data``, which sets up that logger."""
     _leave_out_our_errors("ray.data", logging.ERROR)
+
+
+def quiet_ray_data_task() -> None:
+    """Called by our Ray Data task functions as they start: Ray Data sets up its logger
+    again in a worker whenever a task brings another dataset's context, console handler at
+    INFO; in a quiet job this puts that handler back (a few handlers looked at: cheap)."""
+    if _PROCESS_QUIET and not is_verbose():
+        quiet_ray_data_console()
 
 
 def _leave_out_our_errors(name: str, level: int) -> None:

@@ -42,13 +42,15 @@ def ensure_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None)
     try:
         ray.init(runtime_env=env or None, **kwargs)
     except ValueError:
-        if not env:
+        if not address or "worker_process_setup_hook" not in env:
             raise
-        # A job submission whose runtime environment has its own worker setup hook: Ray
-        # refuses to merge two, and the submission's wins (its workers print Ray's INFO
-        # lines). Any other error is raised again by the call without ours.
-        logger.debug("ray.init refused the quiet runtime environment; starting without it")
-        ray.init(**kwargs)
+        # Inside a job submission whose runtime environment has its own worker setup hook:
+        # Ray refuses to merge two, before it connects, and the submission's wins (its
+        # workers print Ray Data's and Ray Train's INFO lines). Any other error is raised
+        # again by the call without our hook.
+        logger.debug("ray.init refused the quiet worker setup hook; joining without it")
+        env.pop("worker_process_setup_hook")
+        ray.init(runtime_env=env or None, **kwargs)
     _quiet_data_context(verbose=quiet.is_verbose())
 
 

@@ -201,6 +201,10 @@ def test_check_extent_names_a_short_or_long_shard(tmp_path):
         check_extent(path, len(data) + 64, 5, info)
     assert e.value.offset == len(data)
     assert pickle.loads(pickle.dumps(e.value)).offset == len(data)
+    # Fewer but larger records: not a truncated file, another one.
+    with pytest.raises(RecordCorruptError, match=r"3 records, \d+ bytes; the manifest says 4 "
+                                                 r"records, \d+ bytes \(a shard that differs"):
+        check_extent(path, len(data) + 64, 3, info)
 
 
 def test_check_digest_has_one_message(tmp_path):

@@ -128,3 +128,31 @@ def test_a_feed_resumed_from_its_state_continues_with_the_next_global_batch(conv
     for epoch in (whole[:steps], whole[steps:]):
         flat = sum(epoch, [])
         assert len(set(flat)) == len(flat)
+
+
+def test_options_a_planned_read_cannot_honour_are_refused(converted):
+    path = str(converted["jpeg"])
+    for bad in ({"verify_checksums": True}, {"shard": (0, 2)}, {"records_per_task": 8},
+                {"override_num_blocks": 4}, {"skip_corrupt": True}):
+        with pytest.raises(ConfigError, match="not options of a planned read"):
+            read_planned(path, epoch=0, batch_size=BATCH, **bad)
+    with pytest.raises(ConfigError, match=r"fewer than one global batch of 4096"):
+        read_planned(path, epoch=0, batch_size=4096)
+
+
+def test_a_position_at_an_epochs_end_goes_on_with_the_next_epoch(converted):
+    from ray_ingest.read.planned import PlannedFeed
+
+    path = str(converted["jpeg"])
+    kw = dict(batch_size=BATCH, epochs=2, with_filename=True, **SMALL)
+    whole = [b["filename"].tolist() for b in PlannedFeed(path, **kw)]
+    steps = len(whole) // 2
+    feed = PlannedFeed(path, position={"epoch": 0, "step": steps}, **kw)
+    got, states = [], []
+    for b in feed:
+        got.append(b["filename"].tolist())
+        states.append(feed.state_dict())
+    assert got == whole[steps:]
+    assert states[0] == {"epoch": 1, "step": 1} and states[-1] == {"epoch": 2, "step": 0}
+    with pytest.raises(ConfigError, match="no split 'test'"):
+        next(iter(PlannedFeed(path, split="test", **kw)))

@@ -150,3 +150,42 @@ def test_a_restart_is_announced_by_the_run_itself():
     line = start_line(1, 2, 3, True)
     assert line.startswith("restart 1 (--max-failures 2)") and "epoch 4" in line
     assert "--max-failures unlimited" in start_line(2, -1, 0, False)
+
+
+def test_the_quiet_defaults_this_process_set_still_reach_the_workers(monkeypatch):
+    """Quieting the driver sets TF_CPP_MIN_LOG_LEVEL here first; the job's runtime
+    environment still carries it (a joined cluster's workers do not inherit the driver's
+    environment), while a value the user set stays out of it."""
+    monkeypatch.setattr(quiet, "_verbose", False)
+    monkeypatch.setattr(quiet, "_PROCESS_QUIET", False)
+    monkeypatch.setattr(quiet, "_SET_HERE", set())
+    monkeypatch.delenv("RAY_DATA_DISABLE_PROGRESS_BARS", raising=False)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")  # the user's
+    quiet.quiet_this_process()
+    env = quiet.runtime_env()["env_vars"]
+    assert env == {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+
+
+def test_a_submissions_own_setup_hook_makes_the_driver_join_without_ours(monkeypatch):
+    import ray
+
+    from ray_ingest import runtime
+
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        if "worker_process_setup_hook" in (kwargs.get("runtime_env") or {}):
+            raise ValueError("Failed to merge the Job's runtime env")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(runtime, "_quiet_data_context", lambda verbose: None)
+    monkeypatch.setattr(quiet, "_verbose", False)
+    runtime.ensure_ray(address="127.0.0.1:6379")
+    assert len(calls) == 2 and "worker_process_setup_hook" not in (calls[1]["runtime_env"] or {})
+    # Without an address (the embedded instance) there is no submission: the error stands.
+    calls.clear()
+    with pytest.raises(ValueError):
+        runtime.ensure_ray()
+    assert len(calls) == 1

@@ -321,3 +321,29 @@ def test_read_records_streams_the_written_shards(ray_session, tmp_path):
         assert batch["image"].shape[1:] == (16, 16, 3)
         labels += batch["label"].tolist()
     assert sorted(labels) == sorted(lab for _, lab, _, s, _ in _images(30) if s == "train")
+
+
+def test_a_write_that_fails_ends_the_writer_and_nothing_is_committed(tmp_path, monkeypatch):
+    """A disk error in the middle of a record may leave part of it in the shard: the writer
+    takes no more records and commits nothing, even when the loop catches the error."""
+    import errno
+
+    from ray_ingest.format.staging import StagingWriter
+
+    out = tmp_path / "out"
+    (jpeg, _, _, _, _), = _images(1)
+    with pytest.raises(ConversionError, match="nothing committed"):
+        with ShardSetWriter(out=str(out), class_names=CLASSES) as writer:
+            writer.write_image(jpeg, label=0, filename="a.jpg")
+            real = StagingWriter.write
+
+            def full(self, split, record):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setattr(StagingWriter, "write", full)
+            with pytest.raises(ConversionError, match="No space left on device"):
+                writer.write_image(jpeg, label=1, filename="b.jpg")
+            monkeypatch.setattr(StagingWriter, "write", real)
+            with pytest.raises(ConversionError, match="takes no more records"):
+                writer.write_image(jpeg, label=1, filename="c.jpg")
+    assert not out.exists()  # the writer made OUT: nothing of it is left

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import pyarrow as pa
 
-from ray_ingest import fs
+from ray_ingest import fs, quiet
 from ray_ingest.convert.images import ImageRejected, ImageSpec, R_READ
 from ray_ingest.convert.options import ConvertOptions
 from ray_ingest.convert.rows import encode_rows
@@ -86,6 +86,7 @@ def convert_batch(batch: pa.Table, spec: ImageSpec, class_names: List[str],
     """``map_batches`` function: reads, decodes, resizes and encodes each input of the batch
     (and adds their number to ``counter``, a :class:`~ray_ingest.progress.RemoteProgress`
     counter, when given)."""
+    quiet.quiet_ray_data_task()
     paths = [p.decode("utf-8", "surrogateescape") for p in batch.column("path").to_pylist()]
     remote = bool(paths) and fs.is_uri(paths[0])
     contents = [ImageRejected(R_READ, f"cannot read: {data}") if isinstance(data, Exception)

@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
-from ray_ingest import fs
+from ray_ingest import fs, quiet
 from ray_ingest.format import commit
 from ray_ingest.format.arrow import binary_values
 from ray_ingest.format.commit import write_error
@@ -96,6 +96,7 @@ class TFRecordDatasink(Datasink):
 
     # -- one write task -----------------------------------------------------------------
     def write(self, blocks: Iterable, ctx) -> TaskResult:
+        quiet.quiet_ray_data_task()
         staged = StagingWriter(self.staging, task=int(getattr(ctx, "task_idx", 0)),
                                max_bytes=self.shard_size_bytes, checksums=self.checksums)
         result = TaskResult()

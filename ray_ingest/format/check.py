@@ -258,14 +258,18 @@ def check_extent(path: str, size: int, count: int, shard: ShardInfo) -> None:
     a file cut at a record boundary, or one that goes on past its records, raises
     :class:`RecordCorruptError` where the difference starts."""
     want_n, want_bytes = shard.num_records, shard.num_bytes
-    if size < want_bytes or count < want_n:
+    if size <= want_bytes and count <= want_n and (size, count) != (want_bytes, want_n):
         raise RecordCorruptError(
             path, size, f"the file ends after {count} records ({size} bytes); the manifest "
                         f"says {want_n} records, {want_bytes} bytes (truncated)")
-    if size > want_bytes or count > want_n:
+    if size >= want_bytes and count >= want_n and (size, count) != (want_bytes, want_n):
         raise RecordCorruptError(
             path, want_bytes, f"the file goes on past the manifest's {want_n} records, "
                               f"{want_bytes} bytes ({count} records, {size} bytes)")
+    if (size, count) != (want_bytes, want_n):
+        raise RecordCorruptError(
+            path, 0, f"{count} records, {size} bytes; the manifest says {want_n} records, "
+                     f"{want_bytes} bytes (a shard that differs from the one written)")
 
 
 def scan_shard(path: str, data, shard: ShardInfo, *,

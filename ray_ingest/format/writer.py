@@ -141,6 +141,8 @@ class ShardSetWriter:
         self._lock: Optional[OutputLock] = None
         self._staged: Optional[StagingWriter] = None
         self._counts = StagedResult()
+        #: The error of a write that failed: nothing is committed after it.
+        self._failed: Optional[BaseException] = None
         self._inputs = 0
 
     # -- the block ----------------------------------------------------------------------
@@ -166,13 +168,16 @@ class ShardSetWriter:
     def __exit__(self, exc_type, exc, tb) -> bool:
         staged, self._staged = self._staged, None
         try:
-            if exc_type is None:
+            if exc_type is None and self._failed is None:
                 with commit.output_errors(self.out):
                     self._commit(staged)
             else:
                 self._abort(staged)
         finally:
             self._lock.release()
+        if exc_type is None and self._failed is not None:
+            raise ConversionError(f"{self.out}: a write failed ({self._failed}); nothing "
+                                  f"committed, {self.out} holds what it held before")
         return False
 
     def _commit(self, staged: StagingWriter) -> None:
@@ -252,6 +257,9 @@ class ShardSetWriter:
 
     # -- checks -------------------------------------------------------------------------
     def _check_open(self) -> None:
+        if self._failed is not None:
+            raise ConversionError(f"{self.out}: a write failed ({self._failed}); this "
+                                  "ShardSetWriter commits nothing and takes no more records")
         if self._staged is None:
             raise ConversionError(f"{self.out}: ShardSetWriter writes inside its with block "
                                   "only (with ShardSetWriter(...) as writer: ...)")
@@ -309,7 +317,11 @@ class ShardSetWriter:
                               f"{split!r}")
         try:
             self._staged.write(split, record)
-        except OSError as e:
-            raise commit.write_error(self.out, e) from e
+        except BaseException as e:
+            # A record may be half written (and hashed): the shard set cannot be committed.
+            self._failed = e
+            if isinstance(e, OSError):
+                raise commit.write_error(self.out, e) from e
+            raise
         self._inputs += 1
         self._counts.add_record(split, label, height, width, as_is=True)

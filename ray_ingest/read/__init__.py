@@ -7,7 +7,7 @@ arrays (:mod:`gpu` on the GPU; :mod:`crop` the boxes of crops taken while decodi
 :mod:`cropdecode` their fused region decode), :mod:`collate` a ``collate_fn`` for Ray's
 ``iter_torch_batches``, :mod:`skips` the report of what ``skip_corrupt`` skipped,
 :mod:`order` an epoch's planned sample order and :mod:`planned` the read of a rank's share of
-it (:func:`read_planned`, :class:`PlannedFeed`), and :mod:`datasource` the ``Datasource``\ s
+it (:func:`read_planned`, :class:`PlannedFeed`), and :mod:`datasource` the Datasources
 that tie them to Ray Data.
 """
 

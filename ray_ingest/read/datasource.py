@@ -16,7 +16,7 @@ from ray.data import Datasource
 from ray.data.block import BlockAccessor, BlockMetadata
 from ray.data.datasource import ReadTask
 
-from ray_ingest import fs
+from ray_ingest import fs, quiet
 from ray_ingest.format.check import RecordSpec
 from ray_ingest.format.manifest import Manifest
 from ray_ingest.read.options import ReadOptions
@@ -71,6 +71,7 @@ class TFRecordShardDatasource(Datasource):
 
             def read_fn(pieces=pieces, seed=seed):
                 tune_malloc()
+                quiet.quiet_ray_data_task()
                 for batch in read_task(root, pieces, spec, opts, seed, on_skip):
                     yield batch if isinstance(batch, pa.Table) else \
                         BlockAccessor.batch_to_block(batch)
@@ -101,21 +102,27 @@ class PlannedDatasource(Datasource):
         return "PlannedTFRecordShards"
 
     def estimate_inmemory_data_size(self) -> Optional[int]:
-        return sum(len(pick) for _, pick, _ in self.tasks) * self.spec.row_bytes
+        return sum(len(t.pick) for t in self.tasks) * self.spec.row_bytes
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: Optional[int] = None,
                        data_context=None) -> List[ReadTask]:
         root, spec, opts = self.manifest.root, self.spec, self.options
+        manifest, split = self.manifest, self.split
+        files = manifest.shards(split)
         out = []
-        for pieces, pick, crop_seed in self.tasks:
-            def read_fn(pieces=pieces, pick=pick, task_opts=replace(opts, seed=crop_seed)):
+        for task in self.tasks:
+            def read_fn(task=task, task_opts=replace(opts, seed=task.crop_seed)):
                 tune_malloc()
-                for batch in read_task(root, pieces, spec, task_opts, None, pick=pick):
+                quiet.quiet_ray_data_task()
+                pieces = task.ranges(manifest, split)
+                for batch in read_task(root, pieces, spec, task_opts, None, pick=task.pick):
                     yield batch if isinstance(batch, pa.Table) else \
                         BlockAccessor.batch_to_block(batch)
 
-            meta = BlockMetadata(num_rows=len(pick), size_bytes=len(pick) * spec.row_bytes,
-                                 input_files=sorted({fs.join(root, p.file) for p in pieces}),
+            meta = BlockMetadata(num_rows=len(task.pick),
+                                 size_bytes=len(task.pick) * spec.row_bytes,
+                                 input_files=sorted({fs.join(root, files[i].file)
+                                                     for i in set(task.shards.tolist())}),
                                  exec_stats=None)
             out.append(ReadTask(read_fn, meta, per_task_row_limit=per_task_row_limit))
         return out

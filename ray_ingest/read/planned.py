@@ -34,6 +34,13 @@ from ray_ingest.read.plan import ShardRange
 
 #: Global batches a read task covers, by default.
 STEPS_PER_TASK = 4
+#: The read options that apply to a planned read (the others would reorder, drop or skip
+#: records, or check whole shards, which a planned read does not read).
+PLANNED_OPTIONS = frozenset({"decode", "crop", "verify_crc", "with_filename", "jpeg_dct",
+                             "concurrency"})
+#: Records one planned execution covers at most (its tasks are planned up front): a feed
+#: over a large split plans an epoch at a time, over a small one several epochs.
+MAX_PLANNED_RECORDS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -63,28 +70,45 @@ class PlannedPosition:
         return PlannedPosition(self.epoch, self.step + 1)
 
 
-def task_pieces(order: EpochOrder, manifest: Manifest, split: str,
-                ids: np.ndarray) -> Tuple[List[ShardRange], np.ndarray]:
-    """The shard pieces that hold the records ``ids`` (runs of consecutive records, sorted by
-    shard and record) and ``pick``: the place of each id's record among the pieces' records,
-    in the order of ``ids``."""
-    shards = manifest.shards(split)
+@dataclass(frozen=True)
+class TaskPieces:
+    """The shard pieces of one planned read task, compactly: piece ``i`` is records
+    ``[starts[i], stops[i])`` of shard ``shards[i]`` (its place in the split's shard list);
+    ``pick`` is the place of each of the task's records among the pieces' records, in the
+    plan's order; ``crop_seed`` the seed of its crop boxes."""
+
+    shards: np.ndarray
+    starts: np.ndarray
+    stops: np.ndarray
+    pick: np.ndarray
+    crop_seed: int
+
+    def ranges(self, manifest: Manifest, split: str) -> List[ShardRange]:
+        infos = manifest.shards(split)
+        out = []
+        for i, start, stop in zip(self.shards.tolist(), self.starts.tolist(),
+                                  self.stops.tolist()):
+            info = infos[i]
+            out.append(ShardRange(info.file, info.index, start, stop, info.num_records,
+                                  info.num_bytes, info.sha256))
+        return out
+
+
+def task_pieces(order: EpochOrder, ids: np.ndarray, crop_seed: int = 0) -> TaskPieces:
+    """The pieces that hold the records ``ids`` (runs of consecutive records, sorted by shard
+    and record) and where each id's record is among them."""
     shard, record = order.locate(ids)
     key = shard.astype(np.int64) * (1 << 32) + record
     sorted_keys, first = np.unique(key, return_inverse=True)
-    s_shard = (sorted_keys >> 32).astype(np.int64)
-    s_rec = (sorted_keys & 0xFFFFFFFF).astype(np.int64)
+    s_shard = sorted_keys >> 32
+    s_rec = sorted_keys & 0xFFFFFFFF
     # A new run where the shard changes or the record is not the next one.
     breaks = np.flatnonzero((np.diff(s_shard) != 0) | (np.diff(s_rec) != 1)) + 1
-    starts = np.concatenate([[0], breaks])
-    stops = np.concatenate([breaks, [len(sorted_keys)]])
-    pieces = []
-    for a, b in zip(starts.tolist(), stops.tolist()):
-        info = shards[int(s_shard[a])]
-        pieces.append(ShardRange(info.file, info.index, int(s_rec[a]), int(s_rec[b - 1]) + 1,
-                                 info.num_records, info.num_bytes, info.sha256))
+    starts = np.concatenate([[0], breaks]).astype(np.int64)
+    stops = np.concatenate([breaks, [len(sorted_keys)]]).astype(np.int64)
     # Records are numbered among the pieces in sorted order, which is that of sorted_keys.
-    return pieces, first.astype(np.int64)
+    return TaskPieces(s_shard[starts].astype(np.int32), s_rec[starts],
+                      s_rec[stops - 1] + 1, first.astype(np.int64), crop_seed)
 
 
 def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world: int = 1,
@@ -105,11 +129,11 @@ def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world
     from ray_ingest.read.datasource import PlannedDatasource
     from ray_ingest.runtime import PIPELINE_CONTEXT, data_context, ensure_ray
 
-    refused = sorted(set(read_options) & {"shuffle_files", "shuffle_records", "skip_corrupt",
-                                          "repeat", "limit", "block_rows", "seed"})
+    refused = sorted(set(read_options) - PLANNED_OPTIONS)
     if refused:
         raise ConfigError(f"{', '.join(refused)}: not options of a planned read (its order is "
-                          "the plan's; every record it lists is trained)")
+                          "the plan's, every record it lists is trained, and it reads parts "
+                          "of shards); it takes " + ", ".join(sorted(PLANNED_OPTIONS)))
     for name, value, low in (("steps_per_task", steps_per_task, 1), ("epochs", epochs, 1),
                              ("epoch", epoch, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -128,6 +152,9 @@ def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world
                               window_pieces=window_pieces)
         ids = order.order()
         steps = steps_per_epoch(len(ids), batch_size)
+        if steps == 0:
+            raise ConfigError(f"{manifest.path}: split {split!r} has {len(ids)} records, fewer "
+                              f"than one global batch of {batch_size}")
         rank_slice(ids, 0, batch_size, rank, world)  # checks rank, world and the batch size
         first_step = start_step if e == epoch else 0
         if not isinstance(first_step, int) or not 0 <= first_step <= steps:
@@ -138,7 +165,7 @@ def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world
             last = min(first + steps_per_task, steps)
             mine = np.concatenate([rank_slice(ids, k, batch_size, rank, world)
                                    for k in range(first, last)])
-            tasks.append((*task_pieces(order, manifest, split, mine), crop_seed))
+            tasks.append(task_pieces(order, mine, crop_seed))
     ensure_ray()
     source = PlannedDatasource(manifest, split, opts, spec, tasks, share)
     # Blocks in the tasks' order, one rank batch each, each out as soon as it is made.
@@ -187,25 +214,34 @@ class PlannedFeed:
     def load_state_dict(self, state: Dict[str, int]) -> None:
         self.position = PlannedPosition.load_state_dict(state)
 
-    def dataset(self):
-        """The planned read of this rank's share from :attr:`position` to the last epoch."""
+    def dataset(self, epochs: Optional[int] = None):
+        """The planned read of this rank's share from :attr:`position` on, ``epochs`` epochs
+        of it (default: to the last epoch)."""
         pos = self.position
         return read_planned(self.path, epoch=pos.epoch, batch_size=self.batch_size,
                             rank=self.rank, world=self.world, start_step=pos.step,
-                            epochs=self.epochs - pos.epoch, seed=self.seed, **self.read_options)
+                            epochs=epochs or self.epochs - pos.epoch, seed=self.seed,
+                            **self.read_options)
 
     def __iter__(self):
         from ray_ingest.read.api import iter_images
 
-        if self.position.epoch >= self.epochs:
-            return
-        share = self.batch_size // self.world
         m = read_manifest(self.path)
-        steps = steps_per_epoch(m.num_records(self.read_options.get("split", "train")),
-                                self.batch_size)
-        for batch in iter_images(self.dataset(), batch_size=share, drop_last=True,
-                                 prefetch_batches=self.prefetch_batches):
-            # Handed over: a checkpoint saved after this step resumes at the next one.
-            self.position = self.position.advanced(steps)
-            yield batch
-        self.position = PlannedPosition(self.epochs, 0)
+        split = self.read_options.get("split", "train")
+        if split not in m.splits:
+            raise ConfigError(f"{m.path}: no split {split!r} (it has {', '.join(m.splits)})")
+        records = m.num_records(split)
+        steps = steps_per_epoch(records, self.batch_size)
+        share = self.batch_size // self.world if self.world else 0
+        # Epochs per execution: the tasks of an execution are planned up front.
+        chunk = max(1, MAX_PLANNED_RECORDS // max(1, records))
+        while self.position.epoch < self.epochs:
+            if self.position.step >= steps:  # a position at an epoch's end: the next one
+                self.position = PlannedPosition(self.position.epoch + 1, 0)
+                continue
+            ds = self.dataset(min(chunk, self.epochs - self.position.epoch))
+            for batch in iter_images(ds, batch_size=share, drop_last=True,
+                                     prefetch_batches=self.prefetch_batches):
+                # Handed over: a checkpoint saved after this step resumes at the next one.
+                self.position = self.position.advanced(steps)
+                yield batch
