@@ -90,13 +90,13 @@ class TFRecordShardDatasource(Datasource):
 class PlannedDatasource(Datasource):
     """The read tasks of a planned read (:func:`~ray_ingest.read.planned.read_planned`), in
     step order: each reads its shard pieces and yields the records at its ``pick`` places,
-    one rank batch (``share`` rows) a block."""
+    one rank batch (``options.block_rows`` rows) a block."""
 
     def __init__(self, manifest: Manifest, split: str, options: ReadOptions, spec: RecordSpec,
-                 tasks, share: int):
+                 tasks):
         super().__init__()
         self.manifest, self.split, self.options, self.spec = manifest, split, options, spec
-        self.tasks, self.share = tasks, share
+        self.tasks = tasks
 
     def get_name(self) -> str:
         return "PlannedTFRecordShards"

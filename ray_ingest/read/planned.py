@@ -118,8 +118,9 @@ def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world
     """The dataset of rank ``rank``'s share of the global batches of ``epochs`` epochs from
     ``epoch`` on, starting at global batch ``start_step`` of the first (see the module): one
     Ray Data execution for all of them. ``read_options`` are those of
-    :func:`~ray_ingest.read.read_records` that apply to a planned read: ``decode``, ``crop``,
-    ``verify_crc``, ``verify_checksums``, ``with_filename``, ``jpeg_dct``, ``concurrency``.
+    :func:`~ray_ingest.read.read_records` that apply to a planned read
+    (:data:`PLANNED_OPTIONS`): ``decode``, ``crop``, ``verify_crc``, ``with_filename``,
+    ``jpeg_dct``, ``concurrency``.
     The crop boxes are drawn from ``(seed, epoch, shard, record)``: a sample is cropped the
     same way whatever rank or world size reads it."""
     import ray
@@ -139,9 +140,7 @@ def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
     manifest = read_manifest(path)
-    if split not in manifest.splits:
-        raise ConfigError(f"{manifest.path}: no split {split!r} (it has "
-                          f"{', '.join(manifest.splits)})")
+    _check_split(manifest, split)
     share = batch_size // world if isinstance(world, int) and world > 0 else 0
     opts = ReadOptions(block_rows=max(1, share), **read_options)
     spec = RecordSpec.of(manifest, opts.crop)
@@ -167,7 +166,7 @@ def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world
                                    for k in range(first, last)])
             tasks.append(task_pieces(order, mine, crop_seed))
     ensure_ray()
-    source = PlannedDatasource(manifest, split, opts, spec, tasks, share)
+    source = PlannedDatasource(manifest, split, opts, spec, tasks)
     # Blocks in the tasks' order, one rank batch each, each out as soon as it is made.
     in_order = copy.copy(ray.data.DataContext.get_current().execution_options)
     in_order.preserve_order = True
@@ -176,6 +175,12 @@ def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world
         return ray.data.read_datasource(source, concurrency=opts.concurrency,
                                         override_num_blocks=max(1, len(tasks)),
                                         runtime_env=fs.task_runtime_env())
+
+
+def _check_split(manifest: Manifest, split: str) -> None:
+    if split not in manifest.splits:
+        raise ConfigError(f"{manifest.path}: no split {split!r} (it has "
+                          f"{', '.join(manifest.splits)})")
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -228,8 +233,7 @@ class PlannedFeed:
 
         m = read_manifest(self.path)
         split = self.read_options.get("split", "train")
-        if split not in m.splits:
-            raise ConfigError(f"{m.path}: no split {split!r} (it has {', '.join(m.splits)})")
+        _check_split(m, split)
         records = m.num_records(split)
         steps = steps_per_epoch(records, self.batch_size)
         share = self.batch_size // self.world if self.world else 0
