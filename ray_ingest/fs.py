@@ -282,17 +282,23 @@ def list_files(root: str) -> List[str]:
     """The names relative to ``root`` (``/``-separated) of every file below it, sorted;
     empty if it does not exist. No link handling: a source tree is walked by
     :func:`ray_ingest.convert.sources.walk_files`."""
+    return sorted(file_sizes(root))
+
+
+def file_sizes(root: str) -> Dict[str, int]:
+    """``{name relative to root: size in bytes}`` of every file below ``root`` (empty if it
+    does not exist)."""
     fs, inner = resolve(root)
     with _named(root):
         infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True, allow_not_found=True))
     base = inner.strip("/")
     prefix = base + "/" if base else ""
-    names = []
+    out = {}
     for info in infos:
         path = info.path.lstrip("/")  # fsspec's memory:// lists "/bucket/key"
         if info.type == pafs.FileType.File and path.startswith(prefix):
-            names.append(path[len(prefix):])
-    return sorted(names)
+            out[path[len(prefix):]] = info.size
+    return out
 
 
 def printable(name: str) -> str:

@@ -145,11 +145,12 @@ def test_train_log_holds_epochs_and_no_ray_or_tf_lines(learnable, tmp_path):
 def test_a_restart_is_announced_by_the_run_itself():
     from ray_ingest.train.loop import start_line
 
-    assert start_line(0, 0, 0, False) == ""
-    assert start_line(0, 0, 3, True) == "resumed from the checkpoint of epoch 3"
-    line = start_line(1, 2, 3, True)
+    assert start_line(0, 0, 0, 0, False) == ""
+    assert start_line(0, 0, 3, 0, True) == "resumed from a checkpoint; training goes on at epoch 4"
+    assert start_line(0, 0, 3, 5, True).endswith("at epoch 4, step 6")
+    line = start_line(1, 2, 3, 0, True)
     assert line.startswith("restart 1 (--max-failures 2)") and "epoch 4" in line
-    assert "--max-failures unlimited" in start_line(2, -1, 0, False)
+    assert "--max-failures unlimited" in start_line(2, -1, 0, 0, False)
 
 
 def test_the_quiet_defaults_this_process_set_still_reach_the_workers(monkeypatch):

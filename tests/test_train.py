@@ -120,7 +120,8 @@ def test_tf_two_workers_learn_and_resume(learnable, tmp_path):
                   progress=lines.append)
     assert final["epochs"] == 10 and final["restarts"] == 0
     assert _rows(lines) == [f"{e}/10" for e in range(5, 11)], lines
-    assert any(line.startswith("resuming after epoch 4 from ") for line in lines), lines
+    assert any(line.startswith("resuming ") and line.endswith(" from its last checkpoint")
+               for line in lines), lines
     _, _, history = _run_outputs(tmp_path / "runs" / "run")
     assert [h["epoch"] for h in history] == list(range(1, 11))
     with pytest.raises(RunExistsError, match="already finished 10 epochs"):

@@ -66,7 +66,7 @@ def test_ctrl_c_writes_the_pointers_and_prints_the_resume_command(no_val, tmp_pa
             proc.kill()
     assert proc.returncode == 130, out[-2000:] + err[-3000:]
     assert len(own_lines(err)) == 1, err
-    assert re.fullmatch(r"ray-ingest train: interrupted; the last checkpoint is of epoch \d+",
+    assert re.fullmatch(r"ray-ingest train: interrupted; --resume goes on at the start of epoch \d+",
                         own_lines(err)[0]), err
     rows = [line.split() for line in out.splitlines() if re.match(r"\s*\d+/200\s", line)]
     assert rows and all(r[3] == r[4] == "\u2014" for r in rows), out

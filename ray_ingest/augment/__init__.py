@@ -18,7 +18,9 @@ normalised ``[0, 255]`` pixels (torchvision clips after each adjustment; we clip
 
 :func:`sample_params` draws the per-sample parameters from a seed (numpy, so both frameworks can
 be given the very same ones in tests); each framework's module has its own on-device sampler and
-one ``apply`` that takes the parameters. Validation uses no randomness: a resize of the whole
+one ``apply`` that takes the parameters. Training draws them with :func:`sample_uniforms`: a
+counter-based function of ``(seed, epoch, the sample's place in the epoch)``, so a sample is
+augmented the same way whichever rank, world size or resumed run trains it. Validation uses no randomness: a resize of the whole
 image to ``S x S`` and the same normalisation.
 """
 
@@ -98,6 +100,22 @@ class NumpyOps:
     @staticmethod
     def stack(values, axis):
         return np.stack(values, axis=axis)
+
+
+def sample_uniforms(seed: int, epoch: int, positions) -> np.ndarray:
+    """``float32[N, 8]`` uniforms in [0, 1) for the samples at ``positions`` (their places in
+    the epoch's order, ``int[N]``): SplitMix64 of a counter keyed by ``(seed, epoch)``, so each
+    sample's draw depends on nothing else (not on the batch it is in, the rank that trains it,
+    or what came before it). :func:`params_from_uniforms` makes them parameters."""
+    key = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch)]).generate_state(
+        1, np.uint64)[0]
+    z = (np.asarray(positions, np.uint64)[:, None] * np.uint64(8)
+         + np.arange(8, dtype=np.uint64)[None, :]) + key
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(40)).astype(np.float32) * np.float32(1.0 / (1 << 24))
 
 
 def sample_params(n: int, cfg: AugmentConfig, seed: int) -> Dict[str, np.ndarray]:

@@ -68,6 +68,15 @@ def augment(images, cfg: AugmentConfig, seed):
     return apply(images, sample_params(tf.shape(images)[0], cfg, seed), cfg)
 
 
+def augment_uniforms(images, cfg: AugmentConfig, u):
+    """Training transform with the parameters of the uniforms ``u[N, 8]``
+    (:func:`ray_ingest.augment.sample_uniforms`)."""
+    if not cfg.enabled:
+        return evaluate(images, cfg)
+    return apply(images, params_from_uniforms(tf.convert_to_tensor(u, tf.float32), cfg, TFOps),
+                 cfg)
+
+
 def evaluate(images, cfg: AugmentConfig):
     """Validation transform: the whole image resized to ``S x S`` (bilinear), normalised."""
     x = tf.cast(images, tf.float32)

@@ -99,6 +99,15 @@ def augment(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
     return apply(images, sample_params(images.shape[0], cfg, generator, images.device), cfg)
 
 
+def augment_uniforms(images: torch.Tensor, cfg: AugmentConfig, u) -> torch.Tensor:
+    """Training transform with the parameters of the uniforms ``u[N, 8]``
+    (:func:`ray_ingest.augment.sample_uniforms`), moved to the images' device."""
+    if not cfg.enabled:
+        return evaluate(images, cfg)
+    u = torch.as_tensor(u, dtype=torch.float32).to(images.device, non_blocking=True)
+    return apply(images, params_from_uniforms(u, cfg, TorchOps), cfg)
+
+
 def evaluate(images: torch.Tensor, cfg: AugmentConfig, resize_always: bool = False) -> torch.Tensor:
     """Validation transform: the whole image resized to ``S x S`` (bilinear), normalised.
 

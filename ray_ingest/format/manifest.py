@@ -12,7 +12,7 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from ray_ingest import fs
 from ray_ingest.errors import ManifestError
@@ -283,6 +283,12 @@ def image_sizes(heights: Counter, widths: Counter, stored_as_is: int,
 
     return {"height": side(heights), "width": side(widths), "stored_as_is": int(stored_as_is),
             "reencoded": int(written - stored_as_is)}
+
+
+def manifest_of(source: Union[str, "Manifest"]) -> "Manifest":
+    """``source`` itself when it is a :class:`Manifest` already read (a run reads its
+    manifest once and hands it on), else the manifest of the output at ``source``."""
+    return source if isinstance(source, Manifest) else read_manifest(source)
 
 
 def read_manifest(root: str) -> Manifest:

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, Optional, Union
 
 import numpy as np
 
 from ray_ingest.errors import ConfigError, ManifestError
 from ray_ingest import fs
 from ray_ingest.format.check import RecordSpec
-from ray_ingest.format.manifest import read_manifest
+from ray_ingest.format.manifest import Manifest, manifest_of
 from ray_ingest.read.decode import decode_ahead
 from ray_ingest.read.options import ReadOptions, block_bytes_per_row, block_rows_for
 from ray_ingest.read.plan import check_files, plan_tasks
 
 
-def read_records(path: str, split: str = "train", options: Optional[ReadOptions] = None,
+def read_records(path: Union[str, Manifest], split: str = "train", options: Optional[ReadOptions] = None,
                  **kwargs):
     """A ``ray.data.Dataset`` of ``{"image": uint8[N, H, W, C], "label": int64[N]}`` batches.
 
-    ``path`` is a conversion output directory or URI (it must hold ``manifest.json``). Options
+    ``path`` is a conversion output directory or URI (it must hold ``manifest.json``), or its
+    :class:`~ray_ingest.format.manifest.Manifest` already read. Options
     (a :class:`ReadOptions`, or its fields as keyword arguments):
     ``verify_crc`` checks every record's CRC; ``verify_checksums`` checks each shard's
     SHA-256 against the manifest (a conversion made with checksums; read tasks then read
@@ -61,7 +62,7 @@ def read_records(path: str, split: str = "train", options: Optional[ReadOptions]
     if options is not None and kwargs:
         raise TypeError("pass either options or keyword arguments, not both")
     opts = options or ReadOptions(**kwargs)
-    manifest = read_manifest(path)
+    manifest = manifest_of(path)
     check_crop_fits(manifest, opts)
     check_files(manifest, split)
     if opts.verify_checksums and any(s.sha256 is None for s in manifest.shards(split)):

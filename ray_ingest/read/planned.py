@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from ray_ingest.errors import ConfigError
 from ray_ingest.format.check import RecordSpec
-from ray_ingest.format.manifest import Manifest, read_manifest
+from ray_ingest.format.manifest import Manifest, manifest_of
 from ray_ingest.read.options import ReadOptions
 from ray_ingest.read.order import (PIECE_RECORDS, WINDOW_PIECES, EpochOrder, rank_slice,
                                    steps_per_epoch)
@@ -111,13 +111,16 @@ def task_pieces(order: EpochOrder, ids: np.ndarray, crop_seed: int = 0) -> TaskP
                       s_rec[stops - 1] + 1, first.astype(np.int64), crop_seed)
 
 
-def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world: int = 1,
-                 start_step: int = 0, epochs: int = 1, split: str = "train", seed: int = 0,
+def read_planned(path: Union[str, Manifest], *, epoch: int, batch_size: int, rank: int = 0,
+                 world: int = 1, start_step: int = 0, stop_step: Optional[int] = None,
+                 epochs: int = 1, split: str = "train", seed: int = 0,
                  piece_records: int = PIECE_RECORDS, window_pieces: int = WINDOW_PIECES,
                  steps_per_task: int = STEPS_PER_TASK, **read_options):
     """The dataset of rank ``rank``'s share of the global batches of ``epochs`` epochs from
     ``epoch`` on, starting at global batch ``start_step`` of the first (see the module): one
-    Ray Data execution for all of them. ``read_options`` are those of
+    Ray Data execution for all of them; ``stop_step`` ends each epoch before that global batch
+    (a cap on its steps). ``path`` is the output's folder or URI, or its
+    :class:`~ray_ingest.format.manifest.Manifest` already read. ``read_options`` are those of
     :func:`~ray_ingest.read.read_records` that apply to a planned read
     (:data:`PLANNED_OPTIONS`): ``decode``, ``crop``, ``verify_crc``, ``with_filename``,
     ``jpeg_dct``, ``concurrency``.
@@ -139,7 +142,7 @@ def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world
                              ("epoch", epoch, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-    manifest = read_manifest(path)
+    manifest = manifest_of(path)
     _check_split(manifest, split)
     share = batch_size // world if isinstance(world, int) and world > 0 else 0
     opts = ReadOptions(block_rows=max(1, share), **read_options)
@@ -155,6 +158,10 @@ def read_planned(path: str, *, epoch: int, batch_size: int, rank: int = 0, world
             raise ConfigError(f"{manifest.path}: split {split!r} has {len(ids)} records, fewer "
                               f"than one global batch of {batch_size}")
         rank_slice(ids, 0, batch_size, rank, world)  # checks rank, world and the batch size
+        if stop_step is not None:
+            if not isinstance(stop_step, int) or stop_step < 1:
+                raise ConfigError(f"stop_step must be an integer >= 1, got {stop_step!r}")
+            steps = min(steps, stop_step)
         first_step = start_step if e == epoch else 0
         if not isinstance(first_step, int) or not 0 <= first_step <= steps:
             raise ConfigError(f"start_step must be in 0..{steps}, got {first_step!r}")
@@ -206,6 +213,7 @@ class PlannedFeed:
                  prefetch_batches: int = 4, **read_options):
         if not isinstance(epochs, int) or epochs < 1:
             raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
+        self.manifest = manifest_of(path)  # read once: each execution's plan uses it
         self.path, self.batch_size, self.epochs = path, batch_size, epochs
         self.rank, self.world, self.seed = rank, world, seed
         self.prefetch_batches = prefetch_batches
@@ -223,7 +231,7 @@ class PlannedFeed:
         """The planned read of this rank's share from :attr:`position` on, ``epochs`` epochs
         of it (default: to the last epoch)."""
         pos = self.position
-        return read_planned(self.path, epoch=pos.epoch, batch_size=self.batch_size,
+        return read_planned(self.manifest, epoch=pos.epoch, batch_size=self.batch_size,
                             rank=self.rank, world=self.world, start_step=pos.step,
                             epochs=epochs or self.epochs - pos.epoch, seed=self.seed,
                             **self.read_options)
@@ -231,7 +239,7 @@ class PlannedFeed:
     def __iter__(self):
         from ray_ingest.read.api import iter_images
 
-        m = read_manifest(self.path)
+        m = self.manifest
         split = self.read_options.get("split", "train")
         _check_split(m, split)
         records = m.num_records(split)

@@ -17,6 +17,7 @@ from ray_ingest.errors import CheckpointError
 from ray_ingest.format import keys
 from ray_ingest.read.decode import is_encoded, labels_of
 import ray_ingest.train.checkpoint as checkpoint
+from ray_ingest.train.plan import step_uniforms
 
 
 class TFBackend:
@@ -42,6 +43,7 @@ class TFBackend:
             "mixed_bfloat16" if cfg.resolved_precision(bool(gpus)) == "bf16" else "float32")
         size = cfg.train_size(manifest)
         aug = cfg.augment_config(manifest)
+        keras.utils.set_random_seed(cfg.seed)  # the initial weights
         self.strategy = strategy = tf.distribute.MultiWorkerMirroredStrategy()
         warmup, total = steps_per_epoch, steps_per_epoch * cfg.epochs
         with strategy.scope():
@@ -57,9 +59,9 @@ class TFBackend:
         self._tf = tf
 
         @tf.function
-        def train_step(images, labels, seed):
+        def train_step(images, labels, uniforms):
             def step(images, labels):
-                x = tf_ops.augment(images, aug, seed)
+                x = tf_ops.augment_uniforms(images, aug, uniforms)
                 with tf.GradientTape() as tape:
                     logits = tf.cast(model(x, training=True), tf.float32)
                     per_example = loss_fn(labels, logits)
@@ -107,9 +109,8 @@ class TFBackend:
         pass
 
     def train_step(self, images, labels, epoch: int, step: int) -> Tuple[float, float]:
-        seed = self._tf.constant(
-            [self.cfg.seed, (epoch * 1_000_003 + step) * self.world + self.rank], self._tf.int64)
-        loss, correct = self._train_step(images, labels, seed)
+        u = step_uniforms(self.cfg, self.rank, epoch, step, int(labels.shape[0]))
+        loss, correct = self._train_step(images, labels, self._tf.constant(u))
         return float(loss), float(correct)  # float() waits for the step to finish
 
     def begin_eval(self) -> None:

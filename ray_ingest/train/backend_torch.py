@@ -20,6 +20,7 @@ import numpy as np
 from ray_ingest.format import keys
 from ray_ingest.read.decode import is_encoded, labels_of
 import ray_ingest.train.checkpoint as checkpoint
+from ray_ingest.train.plan import step_uniforms
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -61,7 +62,6 @@ class TorchBackend:
         warmup, total = steps_per_epoch, steps_per_epoch * cfg.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, warmup, total))
-        self.generator = torch.Generator(device=device)
         self.gpu_decode = None
         if cfg.decode == "gpu":
             from ray_ingest.read.gpu import torch_gpu_decoder
@@ -92,7 +92,6 @@ class TorchBackend:
         return images, labels
 
     def begin_epoch(self, epoch: int) -> None:
-        self.generator.manual_seed(self.cfg.seed * 1_000_003 + epoch * self.world + self.rank)
         self.model.train()
 
     def train_step(self, images, labels, epoch: int, step: int) -> Tuple[float, float]:
@@ -100,7 +99,8 @@ class TorchBackend:
 
         from ray_ingest.augment import torch_ops
 
-        x = torch_ops.augment(images, self.aug, self.generator).contiguous(
+        u = step_uniforms(self.cfg, self.rank, epoch, step, int(labels.shape[0]))
+        x = torch_ops.augment_uniforms(images, self.aug, u).contiguous(
             memory_format=self.memory_format)
         with self._autocast():
             logits = self.model(x)

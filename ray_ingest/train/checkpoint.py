@@ -8,8 +8,10 @@ A checkpoint folder holds
   ``torch.export.load(...).module()``);
 * ``optimizer.npz`` (Keras: the optimizer's variables) or ``optimizer.pt`` (torch: the
   optimizer's and the learning-rate schedule's ``state_dict``), for resuming;
-* ``meta.json``: epoch, the epoch's metrics, framework, architecture, class names, sizes,
-  the data's encoding and path.
+* ``meta.json``: epoch (the epochs completed), ``position`` (the next global batch:
+  ``{"epoch", "step"}``; a checkpoint inside an epoch has ``step > 0``), the epoch's metrics
+  (none inside an epoch), framework, architecture, class names, sizes, the data's encoding and
+  path, and what the position depends on (order, seed, global batch size).
 
 The backends write and read the framework files (``save_state`` / ``load_state``); this module
 stages and reports a checkpoint, finds a run's best (validation accuracy) and latest
@@ -22,9 +24,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import posixpath
 import tempfile
+import time
 import zipfile
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ray_ingest import fs
 from ray_ingest.errors import CheckpointError
@@ -51,17 +55,25 @@ def score_order(validated: bool) -> Tuple[str, str]:
 def rank(info: Dict[str, Any]) -> Tuple[bool, float, int]:
     """How a checkpoint's ``meta.json`` ranks (the greatest is the best): by validation
     accuracy; an epoch without validation (no validation split) by its training loss, below
-    every validated one; the later epoch on a tie."""
-    m = info.get("metrics", {})
+    every validated one; the later epoch on a tie. A checkpoint inside an epoch (no metrics)
+    ranks last."""
+    m = info.get("metrics") or {}
     if m.get(SCORE) is not None:
         return True, float(m[SCORE]), info["epoch"]
     return False, -float(m.get(SCORE_WITHOUT_VALIDATION, math.inf)), info["epoch"]
 
 
-def checkpoint_meta(cfg, manifest, metrics: Dict[str, Any]) -> Dict[str, Any]:
-    """What ``meta.json`` says about the model of an epoch's checkpoint."""
+def checkpoint_meta(cfg, manifest, metrics: Dict[str, Any],
+                    position: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
+    """What ``meta.json`` says about the model of a checkpoint: of an epoch's end (``metrics``
+    of the epoch) or, with ``position``, of a step inside an epoch."""
+    position = position or {"epoch": int(metrics["epoch"]), "step": 0}
     return {
-        "epoch": int(metrics["epoch"]),
+        "epoch": int(position["epoch"]),
+        "position": {"epoch": int(position["epoch"]), "step": int(position["step"])},
+        "order": cfg.order,
+        "seed": cfg.seed,
+        "global_batch_size": cfg.batch_size,
         "framework": cfg.framework,
         "model": cfg.model,
         "model_file": MODEL_FILES[cfg.framework],
@@ -92,23 +104,93 @@ def report_epoch(metrics: Dict[str, Any], save: Optional[Callable[[str], None]] 
         return
     with tempfile.TemporaryDirectory(prefix="ray-ingest-ckpt-", ignore_cleanup_errors=True) as d:
         save(d)
+        # The files and their sizes: a folder that lacks one (copied in part when its worker
+        # died) is not a checkpoint.
+        files = {os.path.relpath(os.path.join(r, n), d).replace(os.sep, "/"):
+                 os.path.getsize(os.path.join(r, n)) for r, _, ns in os.walk(d) for n in ns}
         with open(os.path.join(d, META_FILE), "w") as f:
-            json.dump(meta or {}, f, indent=1)
+            json.dump({**(meta or {}), "files": files}, f, indent=1)
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
 
 
-def restore(checkpoint, load: Callable[[str], None]) -> int:
-    """Loads a Ray Train checkpoint with ``load(folder)``; returns the epochs it holds."""
+def position_of(meta: Dict[str, Any]) -> Tuple[int, int]:
+    """``(epoch, step)`` of the next global batch after a checkpoint (one without a position,
+    of an older layout: the start of the epoch after it)."""
+    pos = meta.get("position") or {"epoch": meta["epoch"], "step": 0}
+    return int(pos["epoch"]), int(pos["step"])
+
+
+def restore(checkpoint, load: Callable[[str], None]) -> Tuple[int, int]:
+    """Loads a Ray Train checkpoint with ``load(folder)``; returns its :func:`position_of`."""
     with checkpoint.as_directory() as d:
         with open(os.path.join(d, META_FILE)) as f:
             meta = json.load(f)
         load(d)
-    return int(meta["epoch"])
+    return position_of(meta)
+
+
+def newest(given, run: str):
+    """The checkpoint to go on from: ``given`` (the last one Ray Train registered, or None),
+    or a later complete checkpoint folder of the run (``run``) that a worker wrote before it
+    died and before Ray Train registered it (it polls the workers every few seconds). Every
+    complete checkpoint of a run is a state of the same deterministic sequence, so the later
+    one only saves a replay."""
+    from ray.train import Checkpoint
+
+    found = find_checkpoints(run)["latest"]
+    if found is None:
+        return given
+    if given is not None:
+        name = posixpath.basename(str(given.path).rstrip("/"))
+        mine = _info(fs.join(run, name))
+        if mine is None or position_of(mine) >= position_of(found):
+            return given
+    storage, inner = fs.resolve(found["checkpoint"])
+    return Checkpoint(path=inner, filesystem=storage)
+
+
+class Schedule:
+    """When a worker checkpoints inside an epoch: after every ``every_steps``-th global step
+    of the run, or when ``every_minutes`` have passed since the last checkpoint (rank 0's
+    clock, shared with an all-reduce so that every worker reports at the same step). Never at
+    an epoch's last step, whose checkpoint comes with the epoch's report."""
+
+    def __init__(self, every_steps: Optional[int], every_minutes: Optional[float],
+                 rank: int, all_reduce: Callable):
+        self.every_steps, self.rank, self.all_reduce = every_steps, rank, all_reduce
+        self.seconds = every_minutes * 60.0 if every_minutes else None
+        self.last = time.monotonic()
+
+    def due(self, epoch: int, step: int, steps_per_epoch: int) -> bool:
+        if step + 1 >= steps_per_epoch:
+            return False
+        done = epoch * steps_per_epoch + step + 1
+        if self.every_steps and done % self.every_steps == 0:
+            return True
+        if self.seconds is None:
+            return False
+        late = float(self.rank == 0 and time.monotonic() - self.last >= self.seconds)
+        return bool(self.all_reduce([late])[0] > 0)
+
+    def reset(self) -> None:
+        self.last = time.monotonic()
+
+
+def step_metrics(epoch: int, step: int, validated: bool) -> Dict[str, Any]:
+    """What a checkpoint inside an epoch reports to Ray Train: its position, and the ranking
+    metric at its worst, so that Ray Train keeps it as the latest checkpoint, never as the
+    best (the best is an epoch's)."""
+    worst = {SCORE: -1.0} if validated else {SCORE_WITHOUT_VALIDATION: math.inf}
+    return {"epoch": epoch, "step": step, "mid_epoch": True, **worst}
 
 
 def _info(folder: str) -> Optional[Dict[str, Any]]:
     try:
         meta = json.loads(fs.read_bytes(fs.join(folder, META_FILE)))
+        if "files" in meta:
+            sizes = fs.file_sizes(folder)
+            if any(sizes.get(n) != size for n, size in meta["files"].items()):
+                return None  # copied in part
     except (FileNotFoundError, OSError, ValueError):
         return None  # being written or deleted
     if "model_file" not in meta:  # an older layout (state.npz): no portable model
@@ -126,7 +208,19 @@ def find_checkpoints(run: str) -> Dict[str, Optional[Dict[str, Any]]]:
                          if n.startswith(CHECKPOINT_PREFIX)) if i is not None]
     if not found:
         return {"best": None, "latest": None}
-    return {"best": max(found, key=rank), "latest": max(found, key=lambda i: i["epoch"])}
+    return {"best": max(found, key=rank), "latest": max(found, key=position_of)}
+
+
+def remove_unretained(run: str, retained) -> List[str]:
+    """Removes the checkpoint folders of ``run`` that Ray Train does not retain (``retained``:
+    the folder names of its result's checkpoints): those a worker wrote and died before Ray
+    Train registered them. Returns the names removed."""
+    keep = {posixpath.basename(str(p).rstrip("/")) for p in retained}
+    gone = [n for n in fs.list_dir(run) if n.startswith(CHECKPOINT_PREFIX) and n not in keep
+            and fs.isdir(fs.join(run, n))]
+    for n in gone:
+        fs.delete_dir(fs.join(run, n))
+    return gone
 
 
 def write_pointers(run: str, found: Dict[str, Optional[Dict[str, Any]]]) -> None:

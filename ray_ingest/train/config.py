@@ -17,6 +17,10 @@ FRAMEWORKS = ("tf", "torch")
 DECODE_MODES = ("auto", "workers", "consumer", "gpu")
 #: The models; both frameworks build each of them (``models_tf`` / ``models_torch``).
 MODELS = ("small_cnn", "resnet18", "resnet50", "mobilenet_v2")
+#: The training order: planned once from the manifest, the seed and the epoch (global batches
+#: that do not depend on the number of workers, resumable at any step), or Ray Data's
+#: streaming_split of a shuffled read (blocks handed to the workers as they come).
+ORDERS = ("planned", "stream")
 #: auto: bf16 on an accelerator, fp32 on CPUs.
 PRECISIONS = ("auto", "fp32", "bf16")
 #: Seconds without training progress after which a run is stopped with a stack dump of each
@@ -93,6 +97,19 @@ class TrainConfig:
     skip_corrupt: bool = opt(False, help=(
         "skip damaged records of the train split instead of stopping; the final report says "
         "how many and where"))
+    order: str = opt("planned", choices=ORDERS, help=(
+        "planned: one order of the whole split per epoch, the same global batches for any "
+        "--num-workers, resumable at any step; stream: Ray Data's streaming_split of a "
+        "shuffled read (needed by --skip-corrupt and --shuffle-buffer)"))
+    checkpoint_every_steps: Optional[int] = opt(None, help=(
+        "also checkpoint every N global steps inside an epoch: model, optimizer, learning-rate "
+        "schedule and the data position (--order planned)"))
+    checkpoint_every_minutes: Optional[float] = opt(None, help=(
+        "also checkpoint inside an epoch when M minutes have passed since the last checkpoint "
+        "(--order planned)"))
+    sample_log: Optional[str] = opt(None, help=(
+        "append one JSON line per worker and step to this file: epoch, step, rank, world and "
+        "the image/filename of each sample trained"))
     attempt_id: str = no_flag("")  # set by the driver; names this fit's attempts
 
     def __post_init__(self):
@@ -157,6 +174,25 @@ class TrainConfig:
             raise ConfigError(FieldName("crop_ratio"), f" must be >= 1, got {self.crop_ratio}")
         if self.image_size is not None and self.image_size < 8:
             raise ConfigError(FieldName("image_size"), f" must be >= 8, got {self.image_size}")
+        if self.order not in ORDERS:
+            raise ConfigError(FieldName("order"), f" must be one of {ORDERS}, got "
+                              f"{self.order!r}")
+        for name in ("skip_corrupt", "shuffle_buffer"):
+            if self.order == "planned" and getattr(self, name):
+                raise ConfigError(FieldName(name), " needs ", FieldName("order"), " stream (a "
+                                  "planned order trains every record it lists, in its order)")
+        if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:
+            raise ConfigError(FieldName("checkpoint_every_steps"), f" must be >= 1, got "
+                              f"{self.checkpoint_every_steps}")
+        minutes = self.checkpoint_every_minutes
+        if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+            raise ConfigError(FieldName("checkpoint_every_minutes"), f" must be a positive "
+                              f"number, got {minutes}")
+        if self.order == "stream" and (self.checkpoint_every_steps or minutes):
+            raise ConfigError(FieldName("checkpoint_every_steps" if self.checkpoint_every_steps
+                                        else "checkpoint_every_minutes"), " needs ",
+                              FieldName("order"), " planned (a streaming_split run cannot say "
+                              "which samples it has seen)")
         if "/" in self.name or self.name in ("", ".", ".."):
             raise ConfigError(FieldName("name"), f" must be a plain folder name, got "
                               f"{self.name!r}")
@@ -228,6 +264,7 @@ class TrainConfig:
         d = self.to_dict()
         d["data"] = fs.normalize(self.data)
         d["storage_path"] = fs.normalize(self.storage_path)
-        if self.metrics_out:
-            d["metrics_out"] = os.path.abspath(self.metrics_out)
+        for name in ("metrics_out", "sample_log"):
+            if d[name]:
+                d[name] = os.path.abspath(d[name])
         return TrainConfig(**d)

@@ -93,11 +93,19 @@ def summary(final: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def position_words(info: Dict[str, Any]) -> str:
+    """Where a checkpoint's run goes on, in words (epochs and steps from 1)."""
+    from ray_ingest.train.checkpoint import position_of
+
+    epoch, step = position_of(info)
+    return f"epoch {epoch + 1}, step {step + 1}" if step else f"the start of epoch {epoch + 1}"
+
+
 def model_entry(info: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     """The report's view of a checkpoint found by ``checkpoint.find_checkpoints``."""
     if info is None:
         return None
-    m = info.get("metrics", {})
-    return {"epoch": info["epoch"], "val_accuracy": m.get("val_accuracy"),
+    m = info.get("metrics") or {}
+    return {"epoch": info["epoch"], "position": info.get("position"), "val_accuracy": m.get("val_accuracy"),
             "loss": m.get("loss"), "checkpoint": info["checkpoint"],
             "model_path": info["model_path"]}

@@ -18,7 +18,6 @@ from ray_ingest import fs
 from ray_ingest.errors import (CheckpointError, ConfigError, RunExistsError,
                                TrainingStalledError, find_error)
 from ray_ingest.format import keys
-from ray_ingest.format.check import RecordSpec
 from ray_ingest.format.manifest import read_manifest
 from ray_ingest.progress import plural
 import ray_ingest.train.checkpoint as checkpoint
@@ -29,6 +28,7 @@ import ray_ingest.train.rundir as rundir
 import ray_ingest.train.stream as stream
 from ray_ingest.train.config import TrainConfig
 from ray_ingest.train.decode_choice import resolve_decode
+from ray_ingest.train.plan import RunPlan
 
 logger = logging.getLogger("ray_ingest")
 
@@ -126,7 +126,6 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
                            RunConfig, ScalingConfig)
 
     from ray_ingest import quiet
-    from ray_ingest.read.api import read_records
     from ray_ingest.read.skips import skip_report
     from ray_ingest.runtime import ensure_ray
     from ray_ingest.train.loop import train_loop_per_worker
@@ -154,7 +153,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
                               "portable model); it cannot be resumed: start a new run (--name)")
     if latest is not None:
         resume.check(latest, cfg, manifest, run)
-    if latest is not None and latest["epoch"] >= cfg.epochs:
+    if latest is not None and checkpoint.position_of(latest)[0] >= cfg.epochs:
         raise RunExistsError(f"{run}: nothing to train, the run already finished "
                              f"{latest['epoch']} epochs; pass a larger --epochs to continue it")
     # Anything a worker prints reaches the driver once; Ray Train's print patch would log it again.
@@ -170,21 +169,20 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
              f"{'1 GPU' if use_gpu else f'{cpus:g} CPU'} | global batch {cfg.batch_size} | "
              f"{plural(cfg.epochs, 'epoch')} | decode: {decode} ({decode_reason}) | run {run}")
     if latest is not None:
-        progress(f"resuming after epoch {latest['epoch']} from {latest['checkpoint']}")
+        # Where it goes on: the last checkpoint Ray Train registered, which the workers load
+        # and name (a later one whose worker died before it was registered is not used).
+        progress(f"resuming {run} from its last checkpoint")
+    plan = RunPlan.of(cfg, manifest)
     datasets = {}
-    if not cfg.synthetic_data:
-        datasets[train_split] = read_records(
-            cfg.data, train_split, shuffle_files=True, shuffle_records=True, seed=cfg.seed,
-            block_rows=stream.block_rows(cfg, RecordSpec.of(manifest)),
-            decode=stream.read_decode(cfg), crop=cfg.decode_crops(manifest)[0],
-            skip_corrupt=cfg.skip_corrupt)
+    if not cfg.synthetic_data and cfg.order == "stream":
+        datasets[train_split] = plan.stream_dataset(cfg.skip_corrupt)
     # Ray Train's controller and workers get the storage filesystem resolved here (with its
     # endpoint settings), and the workers our storage settings for their own files.
     storage_fs, storage_root = fs.filesystem_to_hand_over(cfg.storage_path)
     score = checkpoint.score_order(validated)
     trainer = trainer_cls(
         train_loop_per_worker,
-        train_loop_config=cfg.to_dict(),
+        train_loop_config={"cfg": cfg.to_dict(), "plan": plan},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus}),
         run_config=RunConfig(
@@ -201,7 +199,9 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
             worker_runtime_env=fs.task_runtime_env(),
         ),
         datasets=datasets,
-        dataset_config=DataConfig(datasets_to_split=[train_split]),
+        # The stream order's read is split among the workers; a planned order's worker reads
+        # its own share of each global batch.
+        dataset_config=DataConfig(datasets_to_split=list(datasets)),
     )
     started = time.time()
     interrupted = False
@@ -216,14 +216,17 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
             result, error, interrupted = None, e, True
         except Exception as e:  # noqa: BLE001 - replaced below when a watchdog stopped the run
             result, error = None, e
+    if result is not None and result.checkpoint is not None:
+        checkpoint.remove_unretained(run, [result.checkpoint.path] + [
+            c.path for c, _ in (result.best_checkpoints or [])])
     found = checkpoint.find_checkpoints(run)
     checkpoint.write_pointers(run, found)
     if interrupted:
         if found["latest"] is not None:
             progress(f"resume: {resume_command}")
-        done = found["latest"]["epoch"] if found["latest"] else 0
-        raise KeyboardInterrupt(f"the last checkpoint is of epoch {done}" if done else
-                                "before the first checkpoint") from None
+        raise KeyboardInterrupt(
+            f"--resume goes on at {console.position_words(found['latest'])}"
+            if found["latest"] else "before the first checkpoint") from None
     stalled = stall_summary(run, cfg.attempt_id, cfg.stall_timeout)
     if error is not None:
         if found["latest"] is not None:

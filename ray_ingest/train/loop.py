@@ -20,12 +20,12 @@ import numpy as np
 
 from ray_ingest import quiet
 from ray_ingest.format import keys
-from ray_ingest.format.manifest import read_manifest
 import ray_ingest.train.checkpoint as checkpoint
 import ray_ingest.train.metrics as metrics
 import ray_ingest.train.rundir as rundir
 import ray_ingest.train.stream as stream
 from ray_ingest.train.config import TrainConfig
+from ray_ingest.train.plan import RunPlan
 from ray_ingest.train.watchdog import StallWatchdog
 
 
@@ -58,14 +58,16 @@ def start_worker(config: Dict[str, Any]) -> Tuple[TrainConfig, int, int, int, St
     return cfg, rank, world, restarts, watchdog
 
 
-def start_line(restarts: int, max_failures: int, start_epoch: int, resumed: bool) -> str:
+def start_line(restarts: int, max_failures: int, start_epoch: int, start_step: int,
+               resumed: bool) -> str:
     """What rank 0 says when a run does not start afresh: a restart of the worker group (Ray
     Train logs its restart decisions at INFO, which quiet output leaves out) or a resume."""
+    at = f"epoch {start_epoch + 1}" + (f", step {start_step + 1}" if start_step else "")
     if restarts:
         allowed = "unlimited" if max_failures < 0 else str(max_failures)
         return (f"restart {restarts} (--max-failures {allowed}): the worker group failed and "
-                f"was started again; training goes on at epoch {start_epoch + 1}")
-    return f"resumed from the checkpoint of epoch {start_epoch}" if resumed else ""
+                f"was started again; training goes on at {at}")
+    return f"resumed from a checkpoint; training goes on at {at}" if resumed else ""
 
 
 def synthetic_batches(cfg: TrainConfig, rank: int, manifest, backend) -> Iterator:
@@ -83,44 +85,67 @@ def synthetic_batches(cfg: TrainConfig, rank: int, manifest, backend) -> Iterato
 
 
 def train_loop_per_worker(config: Dict[str, Any]) -> None:
+    """One training worker's run of ``config``: ``{"cfg": TrainConfig fields, "plan":
+    RunPlan}``."""
     import ray.train
 
-    cfg, rank, world, restarts, watchdog = start_worker(config)
+    cfg, rank, world, restarts, watchdog = start_worker(config["cfg"])
+    plan: RunPlan = config["plan"]
     threads = stream.decode_threads(cfg, ray.train.get_context().get_local_world_size())
-    m = read_manifest(cfg.data)
-    steps = stream.steps_per_epoch(cfg, m.num_records(keys.SPLITS[0]))
+    m = plan.manifest
+    steps = plan.steps_per_epoch
     backend = make_backend(cfg, rank, world, m, steps)
-    start_epoch = 0
-    ckpt = ray.train.get_checkpoint()
+    start_epoch, start_step = 0, 0
+    ckpt = checkpoint.newest(ray.train.get_checkpoint(),
+                             rundir.run_dir(cfg.storage_path, cfg.name))
     if ckpt is not None:
-        start_epoch = checkpoint.restore(ckpt, backend.load_state)
-    line = start_line(restarts, cfg.max_failures, start_epoch, ckpt is not None)
-    # A resume is announced by the driver ("resuming after epoch N"); a restart is known here
-    # alone.
-    if rank == 0 and restarts and line:
+        start_epoch, start_step = checkpoint.restore(ckpt, backend.load_state)
+    line = start_line(restarts, cfg.max_failures, start_epoch, start_step, ckpt is not None)
+    # Said here: only the workers know the checkpoint Ray Train handed them.
+    if rank == 0 and line:
         print(line, flush=True)
     tb = rundir.TensorBoard(cfg.storage_path, cfg.name, enabled=rank == 0)
     history = rundir.History(cfg.storage_path, cfg.name) if rank == 0 else None
+    samples = rundir.SampleLog(cfg.sample_log, rank, world) if cfg.sample_log else None
+    schedule = checkpoint.Schedule(cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes,
+                                   rank, backend.all_reduce)
     batch_size = cfg.per_worker_batch
     if cfg.synthetic_data:
         synthetic = synthetic_batches(cfg, rank, m, backend)
         to_batch = lambda b: b  # noqa: E731 - already on the device
     else:
-        shard = ray.train.get_dataset_shard(keys.SPLITS[0])
+        shard = ray.train.get_dataset_shard(keys.SPLITS[0]) if plan.order == "stream" else None
         to_batch = backend.to_batch
 
-    def open_stream(epoch: int):
+    def open_stream(epoch: int, first_step: int):
         if cfg.synthetic_data:
             return synthetic
+        if plan.order == "planned":
+            return stream.EpochStream(lambda: stream.batches(
+                plan.planned_dataset(rank, world, epoch, first_step), cfg, threads=threads,
+                drop_last=True))
         return stream.EpochStream(lambda: stream.batches(
             shard, cfg, threads=threads, drop_last=True, shuffle_seed=cfg.seed + epoch))
 
-    next_stream = open_stream(start_epoch) if start_epoch < cfg.epochs else None
+    def save_step(epoch: int, step: int) -> None:
+        """A checkpoint inside epoch ``epoch``, after its step ``step``: every worker reports;
+        rank 0 saves the model, the optimizer and the schedule, and the position."""
+        position = {"epoch": epoch, "step": step + 1}
+        save = meta = None
+        if rank == 0:
+            save = backend.save_state
+            meta = checkpoint.checkpoint_meta(cfg, m, {}, position)
+        checkpoint.report_epoch(checkpoint.step_metrics(epoch, step + 1, plan.validated),
+                                save, meta)
+        schedule.reset()
+        watchdog.tick("checkpoint")
+
+    next_stream = open_stream(start_epoch, start_step) if start_epoch < cfg.epochs else None
     for epoch in range(start_epoch, cfg.epochs):
         backend.begin_epoch(epoch)
         meter = metrics.EpochMeter()
         batches, next_stream = next_stream, None
-        for step in range(steps):
+        for step in range(start_step if epoch == start_epoch else 0, steps):
             t0 = time.perf_counter()
             batch = stream.next_training_batch(batches, rank, step, steps, epoch,
                                                may_end=cfg.skip_corrupt)
@@ -129,16 +154,21 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             images, labels = to_batch(batch)
             t1 = time.perf_counter()
             loss, correct = backend.train_step(images, labels, epoch, step)
+            if samples is not None:
+                samples.write(epoch, step, batch, loss)
             meter.add(batch_size, t1 - t0, time.perf_counter() - t0, loss, correct)
             watchdog.tick("training step")
+            if schedule.due(epoch, step, steps):
+                save_step(epoch, step)
         train_seconds = meter.seconds
-        stream.finish_stream(batches, drain=not cfg.steps_per_epoch and not cfg.synthetic_data)
+        stream.finish_stream(batches, drain=(plan.order == "stream" and not cfg.steps_per_epoch
+                                             and not cfg.synthetic_data))
         if epoch + 1 < cfg.epochs:
-            next_stream = open_stream(epoch + 1)  # starts while this epoch validates
+            next_stream = open_stream(epoch + 1, 0)  # starts while this epoch validates
 
         backend.begin_eval()
         val_loss = val_correct = val_count = 0.0
-        for b in stream.batches(stream.val_dataset(cfg, rank, world, m), cfg, threads=threads,
+        for b in stream.batches(plan.val_dataset(rank, world), cfg, threads=threads,
                                 drop_last=False):
             images, labels = backend.to_batch(b)
             lsum, csum = backend.eval_step(images, labels)
@@ -155,6 +185,9 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             tb.write(epoch_metrics)
             save, meta = backend.save_state, checkpoint.checkpoint_meta(cfg, m, epoch_metrics)
         checkpoint.report_epoch(epoch_metrics, save, meta)
+        schedule.reset()
         watchdog.tick("epoch report")
+    if samples is not None:
+        samples.close()
     tb.close()
     watchdog.stop()

@@ -8,7 +8,9 @@ order (every label id would mean another class), other stored images (size, enco
 validation split where there was none or the other way round (the best checkpoint is ranked by
 validation accuracy, without one by training loss). These are compared with the checkpoint's
 ``meta.json`` before Ray starts, and a difference refuses the resume, naming each. Everything
-else (epochs, batch size, workers, learning rate, augmentation, the data's path) may change.
+else (epochs, batch size, workers, learning rate, augmentation, the data's path) may change,
+except that a checkpoint inside an epoch keeps the global batch size, the seed and the order
+(the rest of that epoch's global batches depend on them).
 """
 
 from __future__ import annotations
@@ -60,6 +62,14 @@ def differences(meta: Dict[str, Any], cfg, manifest) -> List[str]:
         out.append("validation split: the run's data " + ("had one, this data has none" if
                    had_val else "had none, this data has one") + " (checkpoints would be "
                    "ranked on two measures)")
+    pos = meta.get("position") or {}
+    if pos.get("step"):  # inside an epoch: the rest of its order must be the same
+        for field, name, value in (("global_batch_size", "--batch-size", cfg.batch_size),
+                                   ("seed", "--seed", cfg.seed), ("order", "--order", cfg.order)):
+            if meta.get(field) not in (None, value):
+                out.append(f"{name}: the run's checkpoint inside epoch {pos['epoch'] + 1} "
+                           f"has {meta[field]}, this command {value} (the rest of the "
+                           "epoch's global batches would differ)")
     if meta.get("encoding") not in (None, manifest.encoding):
         out.append(f"encoding: the run's data stores {meta['encoding']} records, this data "
                    f"{manifest.encoding}")
@@ -90,6 +100,9 @@ def check(meta: Dict[str, Any], cfg, manifest, run: str) -> None:
                         image_size=(cfg.image_size if meta.get("image_size") in
                                     (None, cfg.train_size(manifest))
                                     else meta["image_size"]))
+        if (meta.get("position") or {}).get("step"):
+            fixed = replace(fixed, batch_size=meta.get("global_batch_size", cfg.batch_size),
+                            seed=meta.get("seed", cfg.seed), order=meta.get("order", cfg.order))
         advice = f"resume with: {fixed.command_line()}"
     raise CheckpointError(f"{run}: --resume cannot continue this run: {'; '.join(found)}; "
                           f"{advice}")

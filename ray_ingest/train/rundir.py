@@ -1,5 +1,6 @@
 """A training run's folder under ``--storage-path``: where it is, how many times its worker
-group started (attempt markers), its per-epoch history and its TensorBoard logs."""
+group started (attempt markers), its per-epoch history, its TensorBoard logs, and the sample
+log a run writes when asked (``--sample-log``)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,32 @@ def read_history(path: str) -> List[Dict[str, Any]]:
     except (FileNotFoundError, OSError):
         return []
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class SampleLog:
+    """``--sample-log PATH``: one JSON line per worker and step, appended as the step is
+    trained: ``{"epoch": e, "step": k, "rank": r, "world": W, "loss": the rank's mean loss,
+    "ids": [image/filename, ...]}`` (epochs and steps from 0). Each line is one ``write`` to a file opened for appending, so
+    the workers of one node can share the file; on a cluster each node writes its own file at
+    PATH. A step trained again after a restart is logged again."""
+
+    def __init__(self, path: str, rank: int, world: int):
+        self.path, self.rank, self.world = path, rank, world
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, epoch: int, step: int, batch, loss: float) -> None:
+        from ray_ingest.format.keys import FILENAME_COLUMN
+
+        column = batch[FILENAME_COLUMN]
+        ids = column.to_pylist() if hasattr(column, "to_pylist") else [
+            v.decode() if isinstance(v, bytes) else str(v) for v in column]
+        line = json.dumps({"epoch": epoch, "step": step, "rank": self.rank,
+                           "world": self.world, "loss": loss, "ids": ids}) + "\n"
+        os.write(self._fd, line.encode())
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 class History:
