@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -169,10 +170,10 @@ def test_synthetic_data_mode_runs(learnable, tmp_path, framework):
 
 def _val_rows_per_rank(cfg, world):
     from ray_ingest.format.manifest import read_manifest
-    from ray_ingest.train import stream
+    from ray_ingest.train.plan import RunPlan
 
-    m = read_manifest(cfg.data)
-    return [stream.val_dataset(cfg, rank, world, m).count() for rank in range(world)]
+    plan = RunPlan.of(dataclasses.replace(cfg, decode="workers"), read_manifest(cfg.data))
+    return [plan.val_dataset(rank, world).count() for rank in range(world)]
 
 
 @pytest.mark.parametrize("framework", ["torch", "tf"])
@@ -296,7 +297,8 @@ def test_skip_corrupt_training_skips_the_records_and_reports_them(learnable, tmp
     shard, offset = _damage(learnable, tmp_path / "data", count)
     lines = []
     final = train(_cfg(tmp_path / "data", tmp_path, framework="torch", epochs=2,
-                       batch_size=batch, skip_corrupt=True), progress=lines.append)
+                       batch_size=batch, skip_corrupt=True, order="stream"),
+                  progress=lines.append)
     assert final["epochs"] == 2
     assert final["skipped_records"]["records"] == count  # every epoch skips them; counted once
     (r,) = final["skipped_records"]["ranges"]

@@ -56,9 +56,13 @@ def test_every_option_of_the_resume_command_is_an_option_of_the_verb():
     also a run name with spaces."""
     cfg = TrainConfig(data="/d/my shards", name="run 1", weight_decay=0.05, shuffle_buffer=64,
                       prefetch_batches=2, decode="workers", decode_threads=3, crop_ratio=1.3,
-                      cpus_per_worker=0.5, steps_per_epoch=4, skip_corrupt=True, resume=True)
+                      cpus_per_worker=0.5, steps_per_epoch=4, skip_corrupt=True, resume=True,
+                      order="stream", sample_log="/d/samples.jsonl")
     words = shlex.split(cfg.command_line())
     assert config_from_args(TrainConfig, build_parser().parse_args(words[1:])) == cfg
+    planned = TrainConfig(data="/d/x", checkpoint_every_steps=50, checkpoint_every_minutes=2.5)
+    words = shlex.split(planned.command_line())
+    assert config_from_args(TrainConfig, build_parser().parse_args(words[1:])) == planned
 
 
 # ---- resume ----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ to the best streaming tf.data row, as a terminal table, JSON, Markdown and a PNG
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -241,3 +242,13 @@ def write_report(report: Dict, out: str) -> None:
     if fs.is_uri(out):
         with open(local_png, "rb") as f:
             fs.write_atomic(fs.join(out, "report.png"), f.read())
+
+
+def write_json_markdown(path: str, report: Dict, table: List[str]) -> None:
+    """A benchmark script's files: ``report`` as JSON at ``path``, and the Markdown lines
+    ``table`` beside it (the same name, ``.md``)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    with open(os.path.splitext(path)[0] + ".md", "w") as f:
+        f.write("\n".join(table) + "\n")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
@@ -206,17 +206,26 @@ class PlannedFeed:
     integers, whatever the data's size): saved with a checkpoint after a step and handed to
     :meth:`load_state_dict` (or ``position=``) of a new feed, of the same or another
     ``world`` size, it continues with the next global batch, so the run's sequence of global
-    batches is the uninterrupted run's."""
+    batches is the uninterrupted run's.
 
-    def __init__(self, path: str, *, batch_size: int, epochs: int, rank: int = 0,
-                 world: int = 1, seed: int = 0, position: Optional[Dict[str, int]] = None,
-                 prefetch_batches: int = 4, **read_options):
+    One Ray Data execution covers as many epochs as :data:`MAX_PLANNED_RECORDS` allows, so
+    an epoch's end is no pause in the stream. ``steps_per_epoch`` caps an epoch's global
+    batches; ``batches(dataset, rows)`` turns an execution into batches of ``rows`` when
+    ``iter_images`` is not the way (a training worker's own batch stream)."""
+
+    def __init__(self, path: Union[str, Manifest], *, batch_size: int, epochs: int,
+                 rank: int = 0, world: int = 1, seed: int = 0,
+                 position: Optional[Dict[str, int]] = None, prefetch_batches: int = 4,
+                 steps_per_epoch: Optional[int] = None,
+                 batches: Optional[Callable[[Any, int], Iterator]] = None, **read_options):
         if not isinstance(epochs, int) or epochs < 1:
             raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
         self.manifest = manifest_of(path)  # read once: each execution's plan uses it
         self.path, self.batch_size, self.epochs = path, batch_size, epochs
         self.rank, self.world, self.seed = rank, world, seed
         self.prefetch_batches = prefetch_batches
+        self.stop_step = steps_per_epoch
+        self.batches = batches
         self.read_options = read_options
         self.position = (PlannedPosition() if position is None
                          else PlannedPosition.load_state_dict(position))
@@ -233,8 +242,8 @@ class PlannedFeed:
         pos = self.position
         return read_planned(self.manifest, epoch=pos.epoch, batch_size=self.batch_size,
                             rank=self.rank, world=self.world, start_step=pos.step,
-                            epochs=epochs or self.epochs - pos.epoch, seed=self.seed,
-                            **self.read_options)
+                            stop_step=self.stop_step, epochs=epochs or self.epochs - pos.epoch,
+                            seed=self.seed, **self.read_options)
 
     def __iter__(self):
         from ray_ingest.read.api import iter_images
@@ -244,6 +253,8 @@ class PlannedFeed:
         _check_split(m, split)
         records = m.num_records(split)
         steps = steps_per_epoch(records, self.batch_size)
+        if self.stop_step:
+            steps = min(steps, self.stop_step)
         share = self.batch_size // self.world if self.world else 0
         # Epochs per execution: the tasks of an execution are planned up front.
         chunk = max(1, MAX_PLANNED_RECORDS // max(1, records))
@@ -252,8 +263,9 @@ class PlannedFeed:
                 self.position = PlannedPosition(self.position.epoch + 1, 0)
                 continue
             ds = self.dataset(min(chunk, self.epochs - self.position.epoch))
-            for batch in iter_images(ds, batch_size=share, drop_last=True,
-                                     prefetch_batches=self.prefetch_batches):
+            for batch in (self.batches(ds, share) if self.batches else
+                          iter_images(ds, batch_size=share, drop_last=True,
+                                      prefetch_batches=self.prefetch_batches)):
                 # Handed over: a checkpoint saved after this step resumes at the next one.
                 self.position = self.position.advanced(steps)
                 yield batch

@@ -202,7 +202,7 @@ def find_checkpoints(run: str) -> Dict[str, Optional[Dict[str, Any]]]:
     """``{"best": info, "latest": info}`` of the run folder ``run`` (``None`` without
     checkpoints): each checkpoint's ``meta.json`` plus ``checkpoint`` (its folder) and
     ``model_path`` (its model file). Read from the folders, so it holds however the run ended.
-    Latest: the most epochs; best: by :func:`rank` (the one Ray Train's ``CheckpointConfig``
+    Latest: the furthest position (epoch, step); best: by :func:`rank` (the one Ray Train's ``CheckpointConfig``
     of :func:`score_order` keeps)."""
     found = [i for i in (_info(fs.join(run, n)) for n in fs.list_dir(run)
                          if n.startswith(CHECKPOINT_PREFIX)) if i is not None]

@@ -169,8 +169,8 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Dict[str
              f"{'1 GPU' if use_gpu else f'{cpus:g} CPU'} | global batch {cfg.batch_size} | "
              f"{plural(cfg.epochs, 'epoch')} | decode: {decode} ({decode_reason}) | run {run}")
     if latest is not None:
-        # Where it goes on: the last checkpoint Ray Train registered, which the workers load
-        # and name (a later one whose worker died before it was registered is not used).
+        # Where it goes on: the run's latest complete checkpoint, which the workers load and
+        # name (checkpoint.newest: also one written just before a crash, not yet registered).
         progress(f"resuming {run} from its last checkpoint")
     plan = RunPlan.of(cfg, manifest)
     datasets = {}

@@ -120,23 +120,33 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     def open_stream(epoch: int, first_step: int):
         if cfg.synthetic_data:
             return synthetic
-        if plan.order == "planned":
-            return stream.EpochStream(lambda: stream.batches(
-                plan.planned_dataset(rank, world, epoch, first_step), cfg, threads=threads,
-                drop_last=True))
+        if plan.order == "planned":  # one stream for all the epochs left
+            return stream.EpochStream(lambda: iter(plan.planned_feed(
+                rank, world, epoch, first_step, cfg.epochs,
+                lambda ds, _: stream.batches(ds, cfg, threads=threads, drop_last=True))))
         return stream.EpochStream(lambda: stream.batches(
             shard, cfg, threads=threads, drop_last=True, shuffle_seed=cfg.seed + epoch))
+
+    # Rank 0's checkpoints inside the epoch: how many, their seconds, and those of the model
+    # save within them (what a checkpoint costs beyond the save: the report to Ray Train).
+    step_saves = {"checkpoints": 0, "checkpoint_seconds": 0.0, "model_save_seconds": 0.0}
 
     def save_step(epoch: int, step: int) -> None:
         """A checkpoint inside epoch ``epoch``, after its step ``step``: every worker reports;
         rank 0 saves the model, the optimizer and the schedule, and the position."""
         position = {"epoch": epoch, "step": step + 1}
         save = meta = None
+        started = time.perf_counter()
         if rank == 0:
-            save = backend.save_state
+            def save(folder):
+                t = time.perf_counter()
+                backend.save_state(folder)
+                step_saves["model_save_seconds"] += time.perf_counter() - t
             meta = checkpoint.checkpoint_meta(cfg, m, {}, position)
         checkpoint.report_epoch(checkpoint.step_metrics(epoch, step + 1, plan.validated),
                                 save, meta)
+        step_saves["checkpoints"] += 1
+        step_saves["checkpoint_seconds"] += time.perf_counter() - started
         schedule.reset()
         watchdog.tick("checkpoint")
 
@@ -161,10 +171,12 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             if schedule.due(epoch, step, steps):
                 save_step(epoch, step)
         train_seconds = meter.seconds
-        stream.finish_stream(batches, drain=(plan.order == "stream" and not cfg.steps_per_epoch
-                                             and not cfg.synthetic_data))
-        if epoch + 1 < cfg.epochs:
-            next_stream = open_stream(epoch + 1, 0)  # starts while this epoch validates
+        if plan.order == "planned":
+            next_stream = batches  # it goes on with the next epoch's first batch
+        else:
+            stream.finish_stream(batches, drain=not cfg.steps_per_epoch and not cfg.synthetic_data)
+            if epoch + 1 < cfg.epochs:
+                next_stream = open_stream(epoch + 1, 0)  # starts while this epoch validates
 
         backend.begin_eval()
         val_loss = val_correct = val_count = 0.0
@@ -178,7 +190,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             watchdog.tick("validation batch")
         sums = backend.all_reduce(
             metrics.local_sums(meter, (val_loss, val_correct, val_count), restarts))
-        epoch_metrics = metrics.epoch_metrics(epoch, sums, train_seconds)
+        epoch_metrics = {**metrics.epoch_metrics(epoch, sums, train_seconds), **step_saves}
+        step_saves.update(checkpoints=0, checkpoint_seconds=0.0, model_save_seconds=0.0)
         save = meta = None
         if rank == 0:
             history.append(epoch_metrics)
@@ -187,6 +200,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         checkpoint.report_epoch(epoch_metrics, save, meta)
         schedule.reset()
         watchdog.tick("epoch report")
+    if plan.order == "planned" and next_stream is not None:
+        stream.finish_stream(next_stream, drain=False)
     if samples is not None:
         samples.close()
     tb.close()

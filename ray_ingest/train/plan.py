@@ -7,7 +7,7 @@ once per run: the workers and their validation reads use this copy), the order (
 decoded (``decode``: workers, consumer or gpu; ``read_decode``: what the read tasks hand on),
 the block rows, the crops taken while decoding and the seed. From it a worker builds its
 datasets: in the planned order, rank ``r`` of ``W`` reads its share of each global batch
-(:func:`~ray_ingest.read.planned.read_planned`: epoch ``e``'s order is a pure function of the
+(:class:`~ray_ingest.read.planned.PlannedFeed`: epoch ``e``'s order is a pure function of the
 manifest, the seed and ``e``, the same for any ``W`` that divides the global batch); its
 validation part is a disjoint ``1/W`` of the validation split.
 
@@ -60,16 +60,20 @@ class RunPlan:
             seed=cfg.seed, validated=manifest.num_records(keys.SPLITS[1]) > 0,
             with_filename=bool(cfg.sample_log))
 
-    def planned_dataset(self, rank: int, world: int, epoch: int, start_step: int):
-        """Rank ``rank`` of ``world``'s share of epoch ``epoch``'s global batches from
-        ``start_step`` on (the planned order)."""
-        from ray_ingest.read.planned import read_planned
+    def planned_feed(self, rank: int, world: int, epoch: int, step: int, epochs: int,
+                     batches):
+        """Rank ``rank`` of ``world``'s share of the global batches from ``(epoch, step)`` to
+        the end of epoch ``epochs - 1`` (the planned order): one stream across epochs, each
+        of :attr:`steps_per_epoch` steps; ``batches(dataset, rows)`` makes the worker's
+        batches of a Ray Data execution."""
+        from ray_ingest.read.planned import PlannedFeed
 
-        return read_planned(self.manifest, epoch=epoch, batch_size=self.batch_size, rank=rank,
-                            world=world, start_step=start_step,
-                            stop_step=self.steps_per_epoch, seed=self.seed,
-                            decode=self.read_decode, crop=self.train_crop,
-                            with_filename=self.with_filename)
+        return PlannedFeed(self.manifest, batch_size=self.batch_size, epochs=epochs,
+                           rank=rank, world=world, seed=self.seed,
+                           position={"epoch": epoch, "step": step},
+                           steps_per_epoch=self.steps_per_epoch, batches=batches,
+                           decode=self.read_decode, crop=self.train_crop,
+                           with_filename=self.with_filename)
 
     def stream_dataset(self, skip_corrupt: bool):
         """The shuffled read of the train split that ``streaming_split`` hands out (the

@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Iterator, Optional
 
-from ray_ingest.format import keys
 
 
 def next_training_batch(batches: Iterator, rank: int, step: int, steps: int, epoch: int,
@@ -30,16 +29,6 @@ def read_decode(cfg) -> str:
     """The reader's ``decode`` for the run's decode placement: pixels from the read tasks, or
     encoded records for the training worker (its threads or its GPU) to decode."""
     return "workers" if cfg.decode == "workers" else "consumer"
-
-
-def val_dataset(cfg, rank: int, world: int, manifest):
-    """This worker's disjoint part of the validation split (all parts together: all of it);
-    whole-image shards centre-cropped while decoding."""
-    from ray_ingest.read.api import read_records
-
-    return read_records(cfg.data, keys.SPLITS[1], shard=(rank, world),
-                        block_rows=block_rows(cfg), decode=read_decode(cfg),
-                        crop=cfg.decode_crops(manifest)[1])
 
 
 def decode_threads(cfg, local_world_size: int) -> int:
