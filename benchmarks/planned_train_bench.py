@@ -12,7 +12,9 @@ Data execution per epoch) and ``--order stream`` (the driver's shuffled read spl
 images after ``--warmup``, epoch after epoch as training reads them
 (:func:`~ray_ingest.bench.train_row.plan_feed_run`); rounds interleave the rows, and the ratio
 is the median of the per-round planned / stream ratios (the hosts are shared: ratios, not
-absolute rates). Writes a terminal table, ``--json`` and a Markdown table beside it.
+absolute rates). Each round's line also gives the CPU of the node, of the training worker
+process and of its decode threads, in cores. Writes a terminal table, ``--json`` and a
+Markdown table beside it.
 """
 
 from __future__ import annotations
@@ -61,12 +63,18 @@ def main(argv=None) -> int:
                               batch_size=a.batch_size, seed=a.seed)
             runs[(order, decode)] = plan_feed_run(RunPlan.of(cfg, manifest))
     rates = {key: [] for key in runs}
+    cpu = {key: [] for key in runs}
     for r in range(a.rounds):
         for key, run in runs.items():
             t = run(a.warmup, a.images)
             rates[key].append(t.images / t.seconds)
+            decode_threads = (t.threads or {}).get("ray-ingest-decode", 0.0) / t.seconds
+            cpu[key].append((t.cpu_seconds / t.seconds, t.process_cpu_seconds / t.seconds,
+                             decode_threads))
             print(f"round {r + 1}: --order {key[0]:<8} decode {key[1]:<9} "
-                  f"{rates[key][-1]:8.0f} images/s", flush=True)
+                  f"{rates[key][-1]:8.0f} images/s, node CPU {cpu[key][-1][0]:.2f} cores, "
+                  f"training worker {cpu[key][-1][1]:.2f} (its decode threads "
+                  f"{decode_threads:.2f})", flush=True)
 
     report = {"data": a.data, "records": manifest.num_records("train"),
               "batch_size": a.batch_size, "images": a.images, "rounds": a.rounds, "rows": {}}
@@ -77,7 +85,9 @@ def main(argv=None) -> int:
         planned, streamed = rates[("planned", decode)], rates[("stream", decode)]
         ratio = statistics.median(x / y for x, y in zip(planned, streamed))
         row = {"planned": statistics.median(planned), "stream": statistics.median(streamed),
-               "ratio": ratio, "planned_rounds": planned, "stream_rounds": streamed}
+               "ratio": ratio, "planned_rounds": planned, "stream_rounds": streamed,
+               "planned_cpu_cores": cpu[("planned", decode)],
+               "stream_cpu_cores": cpu[("stream", decode)]}
         report["rows"][decode] = row
         print(f"{decode:<10} {row['planned']:10.0f} {row['stream']:10.0f} {ratio:15.2f}")
         lines.append(f"| {decode} | {row['planned']:,.0f} | {row['stream']:,.0f} | "

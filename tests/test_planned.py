@@ -156,3 +156,63 @@ def test_a_position_at_an_epochs_end_goes_on_with_the_next_epoch(converted):
     assert states[0] == {"epoch": 1, "step": 1} and states[-1] == {"epoch": 2, "step": 0}
     with pytest.raises(ConfigError, match="no split 'test'"):
         next(iter(PlannedFeed(path, split="test", **kw)))
+
+
+def test_a_feed_caps_its_epochs_and_takes_a_batch_maker_of_ones_own(converted):
+    from ray_ingest.read.planned import PlannedFeed
+
+    path = str(converted["jpeg"])
+    kw = dict(batch_size=BATCH, epochs=2, with_filename=True, **SMALL)
+    whole = [b["filename"].tolist() for b in PlannedFeed(path, **kw)]
+    per_epoch = len(whole) // 2
+    made = []
+
+    def batches(ds, rows):
+        made.append(rows)
+        return ds.iter_batches(batch_size=rows, batch_format="numpy")
+
+    capped = PlannedFeed(path, steps_per_epoch=2, batches=batches, **kw)
+    got = [b["filename"].tolist() for b in capped]
+    assert got == whole[:2] + whole[per_epoch:per_epoch + 2]
+    assert made == [BATCH] and capped.state_dict() == {"epoch": 2, "step": 0}
+
+
+def _own_loop(config):
+    """A Ray Train loop of a user's own: each worker's PlannedFeed, its ids per step."""
+    import json
+    import os
+
+    import ray.train
+
+    from ray_ingest.read.planned import PlannedFeed
+
+    ctx = ray.train.get_context()
+    feed = PlannedFeed(config["data"], batch_size=BATCH, epochs=1, with_filename=True,
+                       rank=ctx.get_world_rank(), world=ctx.get_world_size(), **SMALL)
+    steps = [b["filename"].tolist() for b in feed]
+    with open(os.path.join(config["out"], f"rank{ctx.get_world_rank()}.json"), "w") as f:
+        json.dump({"steps": steps, "state": feed.state_dict()}, f)
+
+
+@pytest.mark.slow
+def test_a_feed_in_a_ray_train_loop_of_ones_own_gives_the_same_global_batches(converted,
+                                                                              tmp_path):
+    import json
+
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    from ray_ingest.read.planned import PlannedFeed
+
+    path = str(converted["jpeg"])
+    want = [b["filename"].tolist() for b in PlannedFeed(path, batch_size=BATCH, epochs=1,
+                                                        with_filename=True, **SMALL)]
+    out = tmp_path / "ranks"
+    out.mkdir()
+    DataParallelTrainer(
+        _own_loop, train_loop_config={"data": path, "out": str(out)},
+        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.1}),
+        run_config=RunConfig(storage_path=str(tmp_path / "runs"), name="own")).fit()
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["state"] for r in ranks] == [{"epoch": 1, "step": 0}] * 2
+    assert [a + b for a, b in zip(ranks[0]["steps"], ranks[1]["steps"])] == want

@@ -510,3 +510,20 @@ def test_checksum_mismatch_is_named(checksummed, converted, tmp_path):
     with pytest.raises(ManifestError, match="the shards of split 'train' have no SHA-256 "
                                             r"\(convert with --checksums\)"):
         read_records(str(converted["raw"]), verify_checksums=True)
+
+
+def test_a_shard_index_is_parsed_once_per_process_and_a_rewritten_shard_again(tmp_path):
+    from ray_ingest.read import task
+    from ray_ingest.read.plan import ShardRange
+
+    (tmp_path / "a.idx").write_text("0 10\n10 12\n")
+    first = ShardRange("a.tfrecord", "a.idx", 0, 1, 2, 22)
+    assert task.cached_shard_index(str(tmp_path), first).tolist() == [[0, 10], [10, 12]]
+    (tmp_path / "a.idx").write_text("0 11\n11 12\n")
+    # The same shard as the manifest lists it: the parsed copy.
+    assert task.cached_shard_index(str(tmp_path), first).tolist() == [[0, 10], [10, 12]]
+    rewritten = ShardRange("a.tfrecord", "a.idx", 0, 1, 2, 23)
+    assert task.cached_shard_index(str(tmp_path), rewritten).tolist() == [[0, 11], [11, 12]]
+    (tmp_path / "b.idx").write_text("0 10\n")
+    with pytest.raises(Exception, match="index lines"):
+        task.cached_shard_index(str(tmp_path), ShardRange("b.tfrecord", "b.idx", 0, 1, 2, 10))

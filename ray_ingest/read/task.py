@@ -12,6 +12,8 @@ Pure functions of their arguments: testable without Ray.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -36,6 +38,13 @@ from ray_ingest.read.plan import ShardRange
 
 logger = logging.getLogger("ray_ingest")
 
+#: Index lines this process keeps parsed, at most (16 bytes each): the read tasks a Ray
+#: worker process runs one after another read the same shards' ``.idx`` files again and
+#: again (a planned task reads parts of many shards).
+INDEX_CACHE_LINES = 4_000_000
+_index_cache: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+_index_lock = threading.Lock()
+
 
 def read_pieces(root: str, pieces: List[ShardRange], skip_corrupt: bool
                 ) -> List[Tuple[bytes, int]]:
@@ -47,17 +56,20 @@ def read_pieces(root: str, pieces: List[ShardRange], skip_corrupt: bool
     ``skip_corrupt`` (then the record scan reports where it ends)."""
     out: List[Optional[Tuple[bytes, int]]] = [None] * len(pieces)
     ranges: Dict[str, List[Tuple[int, int, int]]] = {}  # shard path -> (piece, begin, end)
-    indexes: Dict[str, List[Tuple[int, int]]] = {}
+    indexes: Dict[str, np.ndarray] = {}
+    paths: Dict[str, str] = {}
     for k, r in enumerate(pieces):
-        path = fs.join(root, r.file)
+        path = paths.get(r.file)
+        if path is None:
+            path = paths[r.file] = fs.join(root, r.file)
         if r.whole:
             out[k] = read_listed(path), 0
             continue
         entries = indexes.get(r.index)
         if entries is None:
-            entries = indexes[r.index] = read_shard_index(root, r)
-        begin = entries[r.start][0]
-        end = entries[r.stop - 1][0] + entries[r.stop - 1][1]
+            entries = indexes[r.index] = cached_shard_index(root, r)
+        begin = int(entries[r.start, 0])
+        end = int(entries[r.stop - 1, 0] + entries[r.stop - 1, 1])
         ranges.setdefault(path, []).append((k, begin, end))
     for path, wanted in ranges.items():
         got = fs.read_ranges(path, [(begin, end - begin) for _, begin, end in wanted])
@@ -73,6 +85,25 @@ def read_pieces(root: str, pieces: List[ShardRange], skip_corrupt: bool
 def read_shard_index(root: str, r: ShardRange) -> List[Tuple[int, int]]:
     """The ``.idx`` entries of the piece's shard, checked against the manifest's count."""
     return index_entries(fs.join(root, r.index), r.shard_records)
+
+
+def cached_shard_index(root: str, r: ShardRange) -> np.ndarray:
+    """:func:`read_shard_index` as ``int64[N, 2]`` (byte offset, framed length), parsed once
+    per process for a shard as the manifest lists it (its index path, record count, size and
+    digest): a rewritten shard is another entry."""
+    key = (fs.join(root, r.index), r.shard_records, r.shard_bytes, r.sha256)
+    with _index_lock:
+        hit = _index_cache.get(key)
+        if hit is not None:
+            _index_cache.move_to_end(key)
+            return hit
+    entries = np.asarray(read_shard_index(root, r), dtype=np.int64).reshape(-1, 2)
+    with _index_lock:
+        _index_cache[key] = entries
+        held = sum(len(v) for v in _index_cache.values())
+        while held > INDEX_CACHE_LINES and len(_index_cache) > 1:
+            held -= len(_index_cache.popitem(last=False)[1])
+    return entries
 
 
 def skip_damage(root: str, r: ShardRange, data, base: int, verify: bool,
@@ -144,8 +175,11 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
     # view).
     where: List[Tuple[str, int, int]] = []
     owners: List[int] = []
+    paths: Dict[str, str] = {}
     for r, (data, base) in zip(pieces, read_pieces(root, pieces, opts.skip_corrupt)):
-        path = fs.join(root, r.file)
+        path = paths.get(r.file)
+        if path is None:
+            path = paths[r.file] = fs.join(root, r.file)
         got, error = scan_records(data, path=path, base_offset=base, verify=opts.verify_crc,
                                   skip_corrupt=opts.skip_corrupt)
         runs = [(r.start, got)]
