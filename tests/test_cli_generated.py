@@ -33,6 +33,9 @@ VERBS = {
 CHANGES = {
     ("train", "image_size"): {"image_size": 48},
     ("train", "crop_ratio"): {"crop_ratio": 1.25},
+    # Options of the stream order only.
+    ("train", "shuffle_buffer"): {"shuffle_buffer": 48, "order": "stream"},
+    ("train", "skip_corrupt"): {"skip_corrupt": True, "order": "stream"},
     ("convert", "encoding"): {"encoding": "raw", "size": 32},  # raw: fixed-size modes
     ("bench", "rows"): {"rows": [ALL_ROWS[-1]]},
     ("synth", "num_classes"): {"num_classes": 3},

@@ -18,7 +18,7 @@ from ray_ingest.train import checkpoint, resume, rundir
 from ray_ingest.train.config import TrainConfig
 from ray_ingest.train.plan import step_uniforms
 
-from test_train_checks import _manifest, _resume
+from test_train_checks import _manifest as _small_manifest, _resume
 
 
 # ---- augmentation draws ------------------------------------------------------------------
@@ -61,6 +61,8 @@ def test_draws_differ_by_step_epoch_and_seed_and_lie_in_the_unit_interval():
     (["--checkpoint-every-steps", "0"], "--checkpoint-every-steps must be >= 1, got 0"),
     (["--checkpoint-every-minutes", "0"], "--checkpoint-every-minutes must be a positive number"),
     (["--checkpoint-every-minutes", "nan"], "--checkpoint-every-minutes must be a positive"),
+    (["--sample-log", "s.jsonl", "--synthetic-data"], "--sample-log needs real data"),
+    (["--sample-log", "s3://bucket/s.jsonl"], "--sample-log is a local file"),
 ])
 def test_options_the_order_cannot_honour_are_refused_naming_the_flag(args, said, tmp_path,
                                                                       capsys, no_ray):
@@ -150,11 +152,40 @@ def test_the_latest_is_the_furthest_position_and_a_later_unregistered_one_is_use
     first = _write_checkpoint(run, "checkpoint_a", 1, 0)  # the end of epoch 0
     _write_checkpoint(run, "checkpoint_b", 1, 8)  # written, then the worker died
     assert checkpoint.position_of(checkpoint.find_checkpoints(run)["latest"]) == (1, 8)
-    chosen = checkpoint.newest(_Given(first), run)
+    chosen, position = checkpoint.newest(_Given(first), run)
     assert os.path.basename(str(chosen.path).rstrip("/")) == "checkpoint_b"
-    later = _write_checkpoint(run, "checkpoint_c", 1, 12)
-    assert checkpoint.newest(_Given(later), run).path == later  # the registered one is newest
-    assert checkpoint.newest(None, str(tmp_path / "empty-run")) is None
+    assert position == (1, 8)
+    later = _Given(_write_checkpoint(run, "checkpoint_c", 1, 12))
+    assert checkpoint.newest(later, run) == (later, None)  # the registered one is newest
+    assert checkpoint.newest(None, str(tmp_path / "empty-run")) == (None, None)
+
+
+def _sum_over(positions):
+    """An all-reduce among workers that found ``positions`` (each worker's call sees all)."""
+    def make(rank):
+        def all_reduce(values):
+            return np.sum([_vector(p) for p in positions], axis=0)
+        return all_reduce
+    return make
+
+
+def _vector(p):
+    e, k = p or (0, 0)
+    return np.asarray([float(p is not None), e, k, e * e, k * k])
+
+
+@pytest.mark.parametrize("positions, want", [
+    ([(1, 8), (1, 8)], True),
+    ([(1, 8), None], False),  # one worker did not see the later folder
+    ([(1, 8), (1, 12)], False),
+    ([(1, 8), (1, 12), (1, 10)], False),  # sums alone would agree for the middle one
+    ([None, None], False),
+])
+def test_the_workers_go_on_from_a_later_folder_only_when_all_found_it(positions, want):
+    make = _sum_over(positions)
+    got = [checkpoint.agreed(p, len(positions), make(r)) for r, p in enumerate(positions)]
+    assert got == [want] * len(positions)
+    assert checkpoint.agreed((0, 4), 1, None) and not checkpoint.agreed(None, 1, None)
 
 
 def test_unretained_checkpoint_folders_are_removed_and_nothing_else(tmp_path):
@@ -169,6 +200,13 @@ def test_unretained_checkpoint_folders_are_removed_and_nothing_else(tmp_path):
 
 
 # ---- a resume inside an epoch ---------------------------------------------------------------
+
+
+def _manifest(val=10, train=10_000):
+    """A resume's manifest fields, with ``train`` records (epochs of many steps)."""
+    m = _small_manifest(val=val)
+    m.num_records = lambda split: val if split == "val" else train
+    return m
 
 
 def _mid_epoch_meta():
@@ -194,6 +232,21 @@ def test_a_resume_inside_an_epoch_refuses_what_would_change_its_global_batches(c
     assert (fixed.batch_size, fixed.seed, fixed.order) == (64, 3, "planned")
 
 
+def test_a_resume_inside_an_epoch_refuses_epochs_that_end_before_its_step():
+    with pytest.raises(CheckpointError) as info:
+        resume.check(_mid_epoch_meta(), _resume(batch_size=64, seed=3, steps_per_epoch=12),
+                     _manifest(), "/runs/exp")
+    message = str(info.value)
+    assert "--steps-per-epoch: the run's checkpoint is after step 12 of epoch 2" in message
+    assert "--steps-per-epoch" not in message.split("resume with: ", 1)[1]
+
+
+def test_a_mid_epoch_checkpoint_of_data_without_validation_resumes_on_it():
+    cfg = TrainConfig(data="/data/a", framework="torch", model="small_cnn", batch_size=64)
+    meta = checkpoint.checkpoint_meta(cfg, _manifest(val=0), {}, {"epoch": 0, "step": 3})
+    resume.check(meta, _resume(batch_size=64), _manifest(val=0), "/runs/exp")
+
+
 def test_a_resume_inside_an_epoch_takes_another_worker_count():
     resume.check(_mid_epoch_meta(), _resume(batch_size=64, seed=3, num_workers=4),
                  _manifest(), "/runs/exp")
@@ -210,7 +263,7 @@ def test_at_an_epochs_end_the_batch_size_may_change():
 
 def test_the_sample_log_appends_one_json_line_per_rank_and_step(tmp_path):
     path = str(tmp_path / "logs" / "samples.jsonl")
-    logs = [rundir.SampleLog(path, rank, 2) for rank in range(2)]
+    logs = [rundir.SampleLog(path, rank, 2, "a1") for rank in range(2)]
     logs[0].write(0, 0, {"filename": np.array([b"a/1.jpg", b"a/2.jpg"], dtype=object)}, 1.5)
     logs[1].write(0, 0, {"filename": np.array(["b/1.jpg", "b/2.jpg"])}, 1.25)
     logs[0].write(0, 1, {"filename": np.array([b"c/1.jpg", b"c/2.jpg"], dtype=object)}, 1.0)
@@ -218,6 +271,9 @@ def test_the_sample_log_appends_one_json_line_per_rank_and_step(tmp_path):
         log.close()
     lines = [json.loads(x) for x in open(path).read().splitlines()]
     assert lines == [
-        {"epoch": 0, "step": 0, "rank": 0, "world": 2, "loss": 1.5, "ids": ["a/1.jpg", "a/2.jpg"]},
-        {"epoch": 0, "step": 0, "rank": 1, "world": 2, "loss": 1.25, "ids": ["b/1.jpg", "b/2.jpg"]},
-        {"epoch": 0, "step": 1, "rank": 0, "world": 2, "loss": 1.0, "ids": ["c/1.jpg", "c/2.jpg"]}]
+        {"epoch": 0, "step": 0, "rank": 0, "world": 2, "attempt": "a1", "loss": 1.5,
+         "ids": ["a/1.jpg", "a/2.jpg"]},
+        {"epoch": 0, "step": 0, "rank": 1, "world": 2, "attempt": "a1", "loss": 1.25,
+         "ids": ["b/1.jpg", "b/2.jpg"]},
+        {"epoch": 0, "step": 1, "rank": 0, "world": 2, "attempt": "a1", "loss": 1.0,
+         "ids": ["c/1.jpg", "c/2.jpg"]}]

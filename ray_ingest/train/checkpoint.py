@@ -30,8 +30,11 @@ import time
 import zipfile
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from ray_ingest import fs
 from ray_ingest.errors import CheckpointError
+from ray_ingest.format import keys
 
 MODEL_FILES = {"tf": "model.keras", "torch": "model.pt2"}
 OPTIMIZER_FILES = {"tf": "optimizer.npz", "torch": "optimizer.pt"}
@@ -73,6 +76,7 @@ def checkpoint_meta(cfg, manifest, metrics: Dict[str, Any],
         "position": {"epoch": int(position["epoch"]), "step": int(position["step"])},
         "order": cfg.order,
         "seed": cfg.seed,
+        "validated": manifest.num_records(keys.SPLITS[1]) > 0,
         "global_batch_size": cfg.batch_size,
         "framework": cfg.framework,
         "model": cfg.model,
@@ -130,23 +134,38 @@ def restore(checkpoint, load: Callable[[str], None]) -> Tuple[int, int]:
 
 
 def newest(given, run: str):
-    """The checkpoint to go on from: ``given`` (the last one Ray Train registered, or None),
-    or a later complete checkpoint folder of the run (``run``) that a worker wrote before it
-    died and before Ray Train registered it (it polls the workers every few seconds). Every
-    complete checkpoint of a run is a state of the same deterministic sequence, so the later
-    one only saves a replay."""
+    """The checkpoint to go on from, as ``(checkpoint, position)``: ``given`` (the last one
+    Ray Train registered, or None) with position None, or a later complete checkpoint folder
+    of the run (``run``) that a worker wrote before it died and before Ray Train registered it
+    (it polls the workers every few seconds), with its :func:`position_of`. Every complete
+    checkpoint of a run is a state of the same deterministic sequence, so the later one only
+    saves a replay; the workers go on from it only if all of them found it
+    (:func:`agreed`)."""
     from ray.train import Checkpoint
 
     found = find_checkpoints(run)["latest"]
     if found is None:
-        return given
+        return given, None
     if given is not None:
         name = posixpath.basename(str(given.path).rstrip("/"))
         mine = _info(fs.join(run, name))
         if mine is None or position_of(mine) >= position_of(found):
-            return given
+            return given, None
     storage, inner = fs.resolve(found["checkpoint"])
-    return Checkpoint(path=inner, filesystem=storage)
+    return Checkpoint(path=inner, filesystem=storage), position_of(found)
+
+
+def agreed(position: Optional[Tuple[int, int]], world: int, all_reduce: Callable) -> bool:
+    """Whether every worker found the same later checkpoint (``position``: this worker's, or
+    None): one all-reduce of the count, the positions and their squares, which equal ``world``
+    times this worker's only when all are the same. Every worker calls it, and all get the
+    same answer."""
+    if world <= 1:
+        return position is not None
+    e, k = position or (0, 0)
+    mine = np.asarray([float(position is not None), e, k, e * e, k * k], dtype=np.float64)
+    sums = np.asarray(all_reduce(mine.tolist()), dtype=np.float64)
+    return bool(sums[0] == world and np.allclose(sums[1:], world * mine[1:]))
 
 
 class Schedule:

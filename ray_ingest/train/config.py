@@ -188,6 +188,13 @@ class TrainConfig:
         if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
             raise ConfigError(FieldName("checkpoint_every_minutes"), f" must be a positive "
                               f"number, got {minutes}")
+        if self.sample_log and self.synthetic_data:
+            raise ConfigError(FieldName("sample_log"), " needs real data (",
+                              FieldName("synthetic_data"), " trains one batch without file "
+                              "names)")
+        if self.sample_log and "://" in self.sample_log:
+            raise ConfigError(FieldName("sample_log"), f" is a local file (each node appends "
+                              f"to its own), got {self.sample_log!r}")
         if self.order == "stream" and (self.checkpoint_every_steps or minutes):
             raise ConfigError(FieldName("checkpoint_every_steps" if self.checkpoint_every_steps
                                         else "checkpoint_every_minutes"), " needs ",

@@ -96,8 +96,10 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     steps = plan.steps_per_epoch
     backend = make_backend(cfg, rank, world, m, steps)
     start_epoch, start_step = 0, 0
-    ckpt = checkpoint.newest(ray.train.get_checkpoint(),
-                             rundir.run_dir(cfg.storage_path, cfg.name))
+    given = ray.train.get_checkpoint()  # the same on every worker
+    ckpt, later = checkpoint.newest(given, rundir.run_dir(cfg.storage_path, cfg.name))
+    if not checkpoint.agreed(later, world, backend.all_reduce):
+        ckpt = given  # the workers saw the run folder differently: the registered one
     if ckpt is not None:
         start_epoch, start_step = checkpoint.restore(ckpt, backend.load_state)
     line = start_line(restarts, cfg.max_failures, start_epoch, start_step, ckpt is not None)
@@ -106,7 +108,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         print(line, flush=True)
     tb = rundir.TensorBoard(cfg.storage_path, cfg.name, enabled=rank == 0)
     history = rundir.History(cfg.storage_path, cfg.name) if rank == 0 else None
-    samples = rundir.SampleLog(cfg.sample_log, rank, world) if cfg.sample_log else None
+    samples = rundir.SampleLog(cfg.sample_log, rank, world, cfg.attempt_id) if cfg.sample_log else None
     schedule = checkpoint.Schedule(cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes,
                                    rank, backend.all_reduce)
     batch_size = cfg.per_worker_batch

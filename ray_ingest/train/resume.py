@@ -56,7 +56,8 @@ def differences(meta: Dict[str, Any], cfg, manifest) -> List[str]:
     if meta.get("stored_size") not in (None, stored):
         out.append(f"stored size: the run's data holds {_stored(meta['stored_size'])}, this "
                    f"data {_stored(stored)}")
-    had_val = (meta.get("metrics") or {}).get("val_accuracy", 0.0) is not None
+    had_val = meta["validated"] if "validated" in meta else (
+        (meta.get("metrics") or {}).get("val_accuracy", 0.0) is not None)
     has_val = manifest.num_records(keys.SPLITS[1]) > 0
     if had_val != has_val:
         out.append("validation split: the run's data " + ("had one, this data has none" if
@@ -70,6 +71,14 @@ def differences(meta: Dict[str, Any], cfg, manifest) -> List[str]:
                 out.append(f"{name}: the run's checkpoint inside epoch {pos['epoch'] + 1} "
                            f"has {meta[field]}, this command {value} (the rest of the "
                            "epoch's global batches would differ)")
+    if pos.get("step"):
+        from ray_ingest.train.stream import steps_per_epoch
+
+        steps = steps_per_epoch(cfg, manifest.num_records(keys.SPLITS[0]))
+        if pos["step"] >= steps:
+            out.append(f"--steps-per-epoch: the run's checkpoint is after step {pos['step']} "
+                       f"of epoch {pos['epoch'] + 1}, this command's epochs have {steps} "
+                       "steps")
     if meta.get("encoding") not in (None, manifest.encoding):
         out.append(f"encoding: the run's data stores {meta['encoding']} records, this data "
                    f"{manifest.encoding}")
@@ -102,7 +111,10 @@ def check(meta: Dict[str, Any], cfg, manifest, run: str) -> None:
                                     else meta["image_size"]))
         if (meta.get("position") or {}).get("step"):
             fixed = replace(fixed, batch_size=meta.get("global_batch_size", cfg.batch_size),
-                            seed=meta.get("seed", cfg.seed), order=meta.get("order", cfg.order))
+                            seed=meta.get("seed", cfg.seed), order=meta.get("order", cfg.order),
+                            steps_per_epoch=(None if any(d.startswith("--steps-per-epoch")
+                                                         for d in found)
+                                             else cfg.steps_per_epoch))
         advice = f"resume with: {fixed.command_line()}"
     raise CheckpointError(f"{run}: --resume cannot continue this run: {'; '.join(found)}; "
                           f"{advice}")
