@@ -8,7 +8,6 @@ import threading
 from typing import Any, Callable, Iterator, Optional
 
 
-
 def next_training_batch(batches: Iterator, rank: int, step: int, steps: int, epoch: int,
                         may_end: bool = False):
     """The step's batch. Every worker must take the same number of steps (each one all-reduces
