@@ -216,3 +216,41 @@ def test_a_feed_in_a_ray_train_loop_of_ones_own_gives_the_same_global_batches(co
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["state"] for r in ranks] == [{"epoch": 1, "step": 0}] * 2
     assert [a + b for a, b in zip(ranks[0]["steps"], ranks[1]["steps"])] == want
+
+
+def test_a_feed_in_windows_gives_the_same_global_batches(converted, monkeypatch):
+    """Windows of a few steps (several per epoch, one execution each) and windows of whole
+    epochs give the batches of one execution of the whole run, resumed mid-window too; a
+    window is at least one read task's worth."""
+    import ray_ingest.read.planned as planned
+
+    path = str(converted["jpeg"])
+    kw = dict(batch_size=BATCH, epochs=2, with_filename=True, **SMALL)
+    epochs = [_steps(read_planned(path, epoch=e, batch_size=BATCH, with_filename=True,
+                                  **SMALL), BATCH) for e in (0, 1)]
+    whole = epochs[0] + epochs[1]
+    steps = len(epochs[0])
+    from ray_ingest.format.check import RecordSpec
+    from ray_ingest.read.options import block_bytes_per_row
+
+    row = block_bytes_per_row(RecordSpec.of(read_manifest(path)), "workers")
+    for window_steps in (planned.STEPS_PER_TASK, steps + 1, 2 * steps):
+        monkeypatch.setattr(planned, "WINDOW_BYTES", window_steps * BATCH * row)
+        feed = planned.PlannedFeed(path, **kw)
+        assert feed.window_steps() == window_steps
+        wins = list(feed.windows(steps))
+        if window_steps < steps:
+            assert len(wins) > 2 and all(w[2] == 1 for w in wins)
+        else:
+            assert wins == [(0, 0, min(2, window_steps // steps), None)] + (
+                [(1, 0, 1, None)] if window_steps // steps < 2 else [])
+        assert [b["filename"].tolist() for b in feed] == whole
+        resumed = planned.PlannedFeed(path, position={"epoch": 0, "step": 5}, **kw)
+        assert [b["filename"].tolist() for b in resumed] == whole[5:]
+    monkeypatch.setattr(planned, "WINDOW_BYTES", 1)
+    assert planned.PlannedFeed(path, **kw).window_steps() == planned.STEPS_PER_TASK
+    part = _steps(read_planned(path, epoch=0, batch_size=BATCH, start_step=2, end_step=5,
+                               with_filename=True, **SMALL), BATCH)
+    assert part == epochs[0][2:5]
+    with pytest.raises(ConfigError, match="end_step must be an integer >= 1"):
+        read_planned(path, epoch=0, batch_size=BATCH, end_step=0)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chaos import kill_tree, wait_and_kill_one
+from chaos import kill, kill_tree, ray_workers
 from helpers import make_synth_tree
 
 pytestmark = pytest.mark.slow
@@ -154,11 +154,14 @@ def test_a_killed_worker_resumes_at_the_next_global_batch(framework, small, refe
 
     def killer():
         # After a checkpoint inside the first epoch (maybe before Ray Train, which polls the
-        # workers every 2 s, has registered it: the restart finds it all the same).
+        # workers every 2 s, has registered it: the restart finds it all the same). The
+        # victim is chosen while the first steps run, so that the kill itself is immediate:
+        # an epoch of this data takes a fraction of a second.
+        _wait_for_step(log, 0)
+        workers = ray_workers(["ray::RayTrainWorker"])
         _wait_for_step(log, EVERY + 2)
-        victim = wait_and_kill_one(["ray::RayTrainWorker"], random.Random(0), 30.0)
-        if victim:
-            killed.append(victim)
+        if workers and kill(random.Random(0).choice(workers)[0]):
+            killed.append(workers)
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
@@ -170,16 +173,13 @@ def test_a_killed_worker_resumes_at_the_next_global_batch(framework, small, refe
     lines = _lines(log)
     got = _global_batches(lines)
     _assert_same_batches(ref, got)
-    # The restart went on from a checkpoint inside an epoch (after a multiple of EVERY
-    # steps), not from the epoch's start.
-    seen, resumed_at = set(), None
-    for x in lines:
-        key = (x["epoch"], x["step"], x["rank"])
-        if key in seen:
-            resumed_at = (x["epoch"], x["step"])
-            break
-        seen.add(key)
-    assert resumed_at is not None and resumed_at[1] > 0, resumed_at
+    # The restart (the second attempt's first step) went on from a checkpoint inside an
+    # epoch (after a multiple of EVERY steps), not from the epoch's start.
+    assert {x["attempt"] for x in lines} == {lines[0]["attempt"]}
+    assert {(x["restart"], x["rank"]) for x in lines} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    resumed_at = next(((x["epoch"], x["step"]) for x in lines if x["restart"] == 1), None)
+    assert resumed_at is not None, "the restarted run trained no step"
+    assert resumed_at[1] > 0, resumed_at
     assert (resumed_at[0] * steps + resumed_at[1]) % EVERY == 0, resumed_at
     # The same world size: the same loss at every step, within floating-point noise.
     ref_loss, loss = _losses(ref_lines, 2), _losses(lines, 2)

@@ -263,7 +263,7 @@ def test_at_an_epochs_end_the_batch_size_may_change():
 
 def test_the_sample_log_appends_one_json_line_per_rank_and_step(tmp_path):
     path = str(tmp_path / "logs" / "samples.jsonl")
-    logs = [rundir.SampleLog(path, rank, 2, "a1") for rank in range(2)]
+    logs = [rundir.SampleLog(path, rank, 2, "a1", restart=1) for rank in range(2)]
     logs[0].write(0, 0, {"filename": np.array([b"a/1.jpg", b"a/2.jpg"], dtype=object)}, 1.5)
     logs[1].write(0, 0, {"filename": np.array(["b/1.jpg", "b/2.jpg"])}, 1.25)
     logs[0].write(0, 1, {"filename": np.array([b"c/1.jpg", b"c/2.jpg"], dtype=object)}, 1.0)
@@ -271,9 +271,12 @@ def test_the_sample_log_appends_one_json_line_per_rank_and_step(tmp_path):
         log.close()
     lines = [json.loads(x) for x in open(path).read().splitlines()]
     assert lines == [
-        {"epoch": 0, "step": 0, "rank": 0, "world": 2, "attempt": "a1", "loss": 1.5,
+        {"epoch": 0, "step": 0, "rank": 0, "world": 2, "attempt": "a1", "restart": 1,
+         "loss": 1.5,
          "ids": ["a/1.jpg", "a/2.jpg"]},
-        {"epoch": 0, "step": 0, "rank": 1, "world": 2, "attempt": "a1", "loss": 1.25,
+        {"epoch": 0, "step": 0, "rank": 1, "world": 2, "attempt": "a1", "restart": 1,
+         "loss": 1.25,
          "ids": ["b/1.jpg", "b/2.jpg"]},
-        {"epoch": 0, "step": 1, "rank": 0, "world": 2, "attempt": "a1", "loss": 1.0,
+        {"epoch": 0, "step": 1, "rank": 0, "world": 2, "attempt": "a1", "restart": 1,
+         "loss": 1.0,
          "ids": ["c/1.jpg", "c/2.jpg"]}]

@@ -38,9 +38,10 @@ STEPS_PER_TASK = 4
 #: records, or check whole shards, which a planned read does not read).
 PLANNED_OPTIONS = frozenset({"decode", "crop", "verify_crc", "with_filename", "jpeg_dct",
                              "concurrency"})
-#: Records one planned execution covers at most (its tasks are planned up front): a feed
-#: over a large split plans an epoch at a time, over a small one several epochs.
-MAX_PLANNED_RECORDS = 2_000_000
+#: Bytes of blocks one window of a :class:`PlannedFeed` holds at most: the feed reads its
+#: steps as Ray Data executions of a window each, the next one started as the current one
+#: begins, so a rank's read runs at most two windows ahead of its training.
+WINDOW_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -113,13 +114,14 @@ def task_pieces(order: EpochOrder, ids: np.ndarray, crop_seed: int = 0) -> TaskP
 
 def read_planned(path: Union[str, Manifest], *, epoch: int, batch_size: int, rank: int = 0,
                  world: int = 1, start_step: int = 0, stop_step: Optional[int] = None,
-                 epochs: int = 1, split: str = "train", seed: int = 0,
+                 epochs: int = 1, end_step: Optional[int] = None, split: str = "train",
+                 seed: int = 0,
                  piece_records: int = PIECE_RECORDS, window_pieces: int = WINDOW_PIECES,
                  steps_per_task: int = STEPS_PER_TASK, **read_options):
     """The dataset of rank ``rank``'s share of the global batches of ``epochs`` epochs from
     ``epoch`` on, starting at global batch ``start_step`` of the first (see the module): one
     Ray Data execution for all of them; ``stop_step`` ends each epoch before that global batch
-    (a cap on its steps). ``path`` is the output's folder or URI, or its
+    (a cap on its steps), ``end_step`` the last one. ``path`` is the output's folder or URI, or its
     :class:`~ray_ingest.format.manifest.Manifest` already read. ``read_options`` are those of
     :func:`~ray_ingest.read.read_records` that apply to a planned read
     (:data:`PLANNED_OPTIONS`): ``decode``, ``crop``, ``verify_crc``, ``with_filename``,
@@ -162,6 +164,10 @@ def read_planned(path: Union[str, Manifest], *, epoch: int, batch_size: int, ran
             if not isinstance(stop_step, int) or stop_step < 1:
                 raise ConfigError(f"stop_step must be an integer >= 1, got {stop_step!r}")
             steps = min(steps, stop_step)
+        if e == epoch + epochs - 1 and end_step is not None:
+            if not isinstance(end_step, int) or isinstance(end_step, bool) or end_step < 1:
+                raise ConfigError(f"end_step must be an integer >= 1, got {end_step!r}")
+            steps = min(steps, end_step)
         first_step = start_step if e == epoch else 0
         if not isinstance(first_step, int) or not 0 <= first_step <= steps:
             raise ConfigError(f"start_step must be in 0..{steps}, got {first_step!r}")
@@ -208,10 +214,16 @@ class PlannedFeed:
     ``world`` size, it continues with the next global batch, so the run's sequence of global
     batches is the uninterrupted run's.
 
-    One Ray Data execution covers as many epochs as :data:`MAX_PLANNED_RECORDS` allows, so
-    an epoch's end is no pause in the stream. ``steps_per_epoch`` caps an epoch's global
-    batches; ``batches(dataset, rows)`` turns an execution into batches of ``rows`` when
-    ``iter_images`` is not the way (a training worker's own batch stream)."""
+    The feed reads in windows of consecutive global batches, each one Ray Data execution of
+    at most :data:`WINDOW_BYTES` of blocks (whole epochs when they fit), the next started as
+    soon as the current one begins: an epoch's end is no pause in the stream, and the read
+    runs at most two windows ahead. The window bounds the read, in place of Ray Data's
+    downstream-capacity backpressure, which is off for these executions: once it holds a
+    read back, the executor polls the finished tasks it may not read in a busy loop, which in
+    a training worker's process took half a core and the GIL from the decode threads (and
+    the planned feed to 0.57x of ``streaming_split``'s). ``steps_per_epoch`` caps an epoch's
+    global batches; ``batches(dataset, rows)`` turns an execution into batches of ``rows``
+    when ``iter_images`` is not the way (a training worker's own batch stream)."""
 
     def __init__(self, path: Union[str, Manifest], *, batch_size: int, epochs: int,
                  rank: int = 0, world: int = 1, seed: int = 0,
@@ -236,36 +248,95 @@ class PlannedFeed:
     def load_state_dict(self, state: Dict[str, int]) -> None:
         self.position = PlannedPosition.load_state_dict(state)
 
-    def dataset(self, epochs: Optional[int] = None):
+    def dataset(self, epochs: Optional[int] = None, end_step: Optional[int] = None):
         """The planned read of this rank's share from :attr:`position` on, ``epochs`` epochs
-        of it (default: to the last epoch)."""
+        of it (default: to the last epoch), the last one ending before global batch
+        ``end_step`` (default: at its end)."""
         pos = self.position
         return read_planned(self.manifest, epoch=pos.epoch, batch_size=self.batch_size,
                             rank=self.rank, world=self.world, start_step=pos.step,
                             stop_step=self.stop_step, epochs=epochs or self.epochs - pos.epoch,
-                            seed=self.seed, **self.read_options)
+                            end_step=end_step, seed=self.seed, **self.read_options)
+
+    def window_steps(self) -> int:
+        """Global batches one window covers: :data:`WINDOW_BYTES` of this rank's blocks, at
+        least one read task's worth."""
+        from ray_ingest.read.options import block_bytes_per_row
+
+        share = self.batch_size // self.world if self.world else 0
+        opts = ReadOptions(block_rows=max(1, share), **{
+            k: v for k, v in self.read_options.items() if k in PLANNED_OPTIONS})
+        row = block_bytes_per_row(RecordSpec.of(self.manifest, opts.crop), opts.decode)
+        return max(self.read_options.get("steps_per_task", STEPS_PER_TASK),
+                   WINDOW_BYTES // max(1, share * row))
+
+    def windows(self, steps: int):
+        """The feed's windows from :attr:`position` on, ``(epoch, start_step, epochs,
+        end_step)``: whole epochs where a window holds one or more, else parts of one."""
+        per_window = self.window_steps()
+        epoch, step = self.position.epoch, self.position.step
+        if step >= steps:  # a position at an epoch's end: the next one
+            epoch, step = epoch + 1, 0
+        while epoch < self.epochs:
+            if step == 0 and per_window >= steps:
+                n = min(per_window // steps, self.epochs - epoch)
+                yield epoch, 0, n, None
+                epoch += n
+            else:
+                end = min(steps, step + per_window)
+                yield epoch, step, 1, end
+                epoch, step = (epoch + 1, 0) if end >= steps else (epoch, end)
+
+    def _window(self, window, share: int):
+        """One window's batches: its planned read."""
+        from ray_ingest.runtime import data_context
+
+        epoch, step, epochs, end = window
+        with data_context(downstream_capacity_backpressure_ratio=None):  # taken by the dataset
+            ds = read_planned(self.manifest, epoch=epoch, batch_size=self.batch_size,
+                              rank=self.rank, world=self.world, start_step=step,
+                              stop_step=self.stop_step, epochs=epochs, end_step=end,
+                              seed=self.seed, **self.read_options)
+        if self.batches:
+            return iter(self.batches(ds, share))
+        from ray_ingest.read.api import iter_images
+
+        return iter(iter_images(ds, batch_size=share, drop_last=True,
+                                prefetch_batches=self.prefetch_batches))
 
     def __iter__(self):
-        from ray_ingest.read.api import iter_images
+        from ray_ingest.read.ahead import StartedStream
 
         m = self.manifest
         split = self.read_options.get("split", "train")
         _check_split(m, split)
-        records = m.num_records(split)
-        steps = steps_per_epoch(records, self.batch_size)
+        steps = steps_per_epoch(m.num_records(split), self.batch_size)
         if self.stop_step:
             steps = min(steps, self.stop_step)
         share = self.batch_size // self.world if self.world else 0
-        # Epochs per execution: the tasks of an execution are planned up front.
-        chunk = max(1, MAX_PLANNED_RECORDS // max(1, records))
-        while self.position.epoch < self.epochs:
-            if self.position.step >= steps:  # a position at an epoch's end: the next one
-                self.position = PlannedPosition(self.position.epoch + 1, 0)
-                continue
-            ds = self.dataset(min(chunk, self.epochs - self.position.epoch))
-            for batch in (self.batches(ds, share) if self.batches else
-                          iter_images(ds, batch_size=share, drop_last=True,
-                                      prefetch_batches=self.prefetch_batches)):
-                # Handed over: a checkpoint saved after this step resumes at the next one.
-                self.position = self.position.advanced(steps)
-                yield batch
+        if self.position.step >= steps:  # a position at an epoch's end: the next one
+            self.position = PlannedPosition(self.position.epoch + 1, 0)
+        windows = self.windows(steps)
+
+        def start(window):
+            return None if window is None else StartedStream(lambda: self._window(window, share))
+
+        current, upcoming = None, start(next(windows, None))
+        try:
+            while upcoming is not None:
+                current, upcoming = upcoming, None
+                following = next(windows, None)
+                for batch in current:
+                    if upcoming is None:
+                        upcoming = start(following)  # the current window has begun
+                    # Handed over: a checkpoint saved after this step resumes at the next one.
+                    self.position = self.position.advanced(steps)
+                    yield batch
+                current.close()
+                current = None
+                if upcoming is None:
+                    upcoming = start(following)
+        finally:
+            for stream in (current, upcoming):
+                if stream is not None:
+                    stream.close()

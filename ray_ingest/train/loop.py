@@ -20,6 +20,7 @@ import numpy as np
 
 from ray_ingest import quiet
 from ray_ingest.format import keys
+from ray_ingest.read.ahead import StartedStream
 import ray_ingest.train.checkpoint as checkpoint
 import ray_ingest.train.metrics as metrics
 import ray_ingest.train.rundir as rundir
@@ -108,7 +109,12 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         print(line, flush=True)
     tb = rundir.TensorBoard(cfg.storage_path, cfg.name, enabled=rank == 0)
     history = rundir.History(cfg.storage_path, cfg.name) if rank == 0 else None
-    samples = rundir.SampleLog(cfg.sample_log, rank, world, cfg.attempt_id) if cfg.sample_log else None
+    if cfg.sample_log:
+        # Rank 0 counted the worker group's starts: every rank's lines name the restart.
+        restart = int(round(backend.all_reduce([float(restarts)])[0])) if world > 1 else restarts
+        samples = rundir.SampleLog(cfg.sample_log, rank, world, cfg.attempt_id, restart)
+    else:
+        samples = None
     schedule = checkpoint.Schedule(cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes,
                                    rank, backend.all_reduce)
     batch_size = cfg.per_worker_batch
@@ -123,10 +129,10 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         if cfg.synthetic_data:
             return synthetic
         if plan.order == "planned":  # one stream for all the epochs left
-            return stream.EpochStream(lambda: iter(plan.planned_feed(
+            return StartedStream(lambda: iter(plan.planned_feed(
                 rank, world, epoch, first_step, cfg.epochs,
                 lambda ds, _: stream.batches(ds, cfg, threads=threads, drop_last=True))))
-        return stream.EpochStream(lambda: stream.batches(
+        return StartedStream(lambda: stream.batches(
             shard, cfg, threads=threads, drop_last=True, shuffle_seed=cfg.seed + epoch))
 
     # Rank 0's checkpoints inside the epoch: how many, their seconds, and those of the model

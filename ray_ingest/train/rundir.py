@@ -55,13 +55,15 @@ def read_history(path: str) -> List[Dict[str, Any]]:
 class SampleLog:
     """``--sample-log PATH``: one JSON line per worker and step, appended as the step is
     trained: ``{"epoch": e, "step": k, "rank": r, "world": W, "attempt": the command's run
-    attempt (a --resume is another), "loss": the rank's mean loss, "ids": [image/filename,
-    ...]}`` (epochs and steps from 0). Each line is one ``write`` to a file opened for appending, so
+    attempt (a --resume is another), "restart": the worker group's restart within it (0: its
+    first start), "loss": the rank's mean loss, "ids": [image/filename, ...]}`` (epochs and
+    steps from 0). Each line is one ``write`` to a file opened for appending, so
     the workers of one node can share the file; on a cluster each node writes its own file at
     PATH. A step trained again after a restart is logged again."""
 
-    def __init__(self, path: str, rank: int, world: int, attempt: str = ""):
+    def __init__(self, path: str, rank: int, world: int, attempt: str = "", restart: int = 0):
         self.path, self.rank, self.world, self.attempt = path, rank, world, attempt
+        self.restart = restart
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
@@ -72,7 +74,8 @@ class SampleLog:
         ids = column.to_pylist() if hasattr(column, "to_pylist") else [
             v.decode() if isinstance(v, bytes) else str(v) for v in column]
         line = json.dumps({"epoch": epoch, "step": step, "rank": self.rank,
-                           "world": self.world, "attempt": self.attempt, "loss": loss,
+                           "world": self.world, "attempt": self.attempt,
+                           "restart": self.restart, "loss": loss,
                            "ids": ids}) + "\n"
         os.write(self._fd, line.encode())
 

@@ -1,11 +1,10 @@
-"""The batch streams of a training worker: an epoch's stream started ahead (while the previous
-epoch validates), ended cleanly, and validation's part of the split; the epoch's step count
-and block size."""
+"""The batch streams of a training worker: its batches in each decode placement, an epoch's
+stream ended cleanly, the epoch's step count and block size (a stream is started ahead by
+:class:`~ray_ingest.read.ahead.StartedStream`)."""
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Callable, Iterator, Optional
+from typing import Iterator, Optional
 
 
 def next_training_batch(batches: Iterator, rank: int, step: int, steps: int, epoch: int,
@@ -52,57 +51,6 @@ def batches(source, cfg, *, threads: int, drop_last: bool, shuffle_seed: Optiona
 
         return iter_images(source, decode_threads=threads, **kw)
     return source.iter_batches(batch_format="pyarrow" if cfg.decode == "gpu" else "numpy", **kw)
-
-
-class EpochStream:
-    """Starts an epoch's batch stream in a background thread and takes its first batch.
-
-    Started while the previous epoch validates, so that the new stream's start-up (planning,
-    launching read tasks, the first blocks) overlaps work instead of stalling the first step.
-    ``next()`` then returns that first batch and continues with the stream."""
-
-    def __init__(self, make_iter: Callable[[], Iterator]):
-        self._it: Optional[Iterator] = None
-        self._first: Any = None
-        self._error: Optional[BaseException] = None
-        self._done = False
-        self._thread = threading.Thread(target=self._start, args=(make_iter,), daemon=True,
-                                        name="ray-ingest-epoch-stream")
-        self._thread.start()
-
-    def _start(self, make_iter) -> None:
-        try:
-            self._it = iter(make_iter())
-            self._first = next(self._it)
-        except StopIteration:
-            self._done = True
-        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
-            self._error = e
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-            if self._error is not None:
-                raise self._error
-            if self._done:
-                raise StopIteration
-            first, self._first = self._first, None
-            return first
-        if self._done or self._it is None:
-            raise StopIteration
-        return next(self._it)
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        close = getattr(self._it, "close", None)
-        if close:
-            close()
 
 
 def finish_stream(batches, drain: bool) -> None:
