@@ -6,8 +6,8 @@ same shards, in one run.
 
 For each decode placement (``workers``: JPEG decoded in the read tasks; ``consumer``: in the
 training worker's threads), two rows built from the very :class:`~ray_ingest.train.plan.RunPlan`
-a ``ray-ingest train`` run makes: ``--order planned`` (the worker's own planned read, one Ray
-Data execution per epoch) and ``--order stream`` (the driver's shuffled read split by
+a ``ray-ingest train`` run makes: ``--order planned`` (the worker's own planned feed, in
+windows of one Ray Data execution each) and ``--order stream`` (the driver's shuffled read split by
 ``streaming_split``). Each row is a short Ray Train fit whose one worker times ``--images``
 images after ``--warmup``, epoch after epoch as training reads them
 (:func:`~ray_ingest.bench.train_row.plan_feed_run`); rounds interleave the rows, and the ratio
