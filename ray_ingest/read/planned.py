@@ -64,6 +64,10 @@ class PlannedPosition:
             raise ConfigError(f"a position's epoch and step are >= 0, got {state!r}")
         return cls(epoch, step)
 
+    def started(self, steps_per_epoch: int) -> "PlannedPosition":
+        """The position itself, or at an epoch's end the next epoch's start."""
+        return PlannedPosition(self.epoch + 1, 0) if self.step >= steps_per_epoch else self
+
     def advanced(self, steps_per_epoch: int) -> "PlannedPosition":
         """The position after one more global batch."""
         if self.step + 1 >= steps_per_epoch:
@@ -248,22 +252,30 @@ class PlannedFeed:
     def load_state_dict(self, state: Dict[str, int]) -> None:
         self.position = PlannedPosition.load_state_dict(state)
 
+    @property
+    def share(self) -> int:
+        """Rows of this rank's part of a global batch."""
+        return self.batch_size // self.world if self.world else 0
+
     def dataset(self, epochs: Optional[int] = None, end_step: Optional[int] = None):
         """The planned read of this rank's share from :attr:`position` on, ``epochs`` epochs
         of it (default: to the last epoch), the last one ending before global batch
         ``end_step`` (default: at its end)."""
         pos = self.position
-        return read_planned(self.manifest, epoch=pos.epoch, batch_size=self.batch_size,
-                            rank=self.rank, world=self.world, start_step=pos.step,
-                            stop_step=self.stop_step, epochs=epochs or self.epochs - pos.epoch,
-                            end_step=end_step, seed=self.seed, **self.read_options)
+        return self._read(pos.epoch, pos.step, epochs or self.epochs - pos.epoch, end_step)
+
+    def _read(self, epoch: int, step: int, epochs: int, end_step: Optional[int]):
+        return read_planned(self.manifest, epoch=epoch, batch_size=self.batch_size,
+                            rank=self.rank, world=self.world, start_step=step,
+                            stop_step=self.stop_step, epochs=epochs, end_step=end_step,
+                            seed=self.seed, **self.read_options)
 
     def window_steps(self) -> int:
         """Global batches one window covers: :data:`WINDOW_BYTES` of this rank's blocks, at
         least one read task's worth."""
         from ray_ingest.read.options import block_bytes_per_row
 
-        share = self.batch_size // self.world if self.world else 0
+        share = self.share
         opts = ReadOptions(block_rows=max(1, share), **{
             k: v for k, v in self.read_options.items() if k in PLANNED_OPTIONS})
         row = block_bytes_per_row(RecordSpec.of(self.manifest, opts.crop), opts.decode)
@@ -274,9 +286,8 @@ class PlannedFeed:
         """The feed's windows from :attr:`position` on, ``(epoch, start_step, epochs,
         end_step)``: whole epochs where a window holds one or more, else parts of one."""
         per_window = self.window_steps()
-        epoch, step = self.position.epoch, self.position.step
-        if step >= steps:  # a position at an epoch's end: the next one
-            epoch, step = epoch + 1, 0
+        start = self.position.started(steps)
+        epoch, step = start.epoch, start.step
         while epoch < self.epochs:
             if step == 0 and per_window >= steps:
                 n = min(per_window // steps, self.epochs - epoch)
@@ -287,21 +298,17 @@ class PlannedFeed:
                 yield epoch, step, 1, end
                 epoch, step = (epoch + 1, 0) if end >= steps else (epoch, end)
 
-    def _window(self, window, share: int):
+    def _window(self, window):
         """One window's batches: its planned read."""
         from ray_ingest.runtime import data_context
 
-        epoch, step, epochs, end = window
         with data_context(downstream_capacity_backpressure_ratio=None):  # taken by the dataset
-            ds = read_planned(self.manifest, epoch=epoch, batch_size=self.batch_size,
-                              rank=self.rank, world=self.world, start_step=step,
-                              stop_step=self.stop_step, epochs=epochs, end_step=end,
-                              seed=self.seed, **self.read_options)
+            ds = self._read(*window)
         if self.batches:
-            return iter(self.batches(ds, share))
+            return iter(self.batches(ds, self.share))
         from ray_ingest.read.api import iter_images
 
-        return iter(iter_images(ds, batch_size=share, drop_last=True,
+        return iter(iter_images(ds, batch_size=self.share, drop_last=True,
                                 prefetch_batches=self.prefetch_batches))
 
     def __iter__(self):
@@ -313,13 +320,11 @@ class PlannedFeed:
         steps = steps_per_epoch(m.num_records(split), self.batch_size)
         if self.stop_step:
             steps = min(steps, self.stop_step)
-        share = self.batch_size // self.world if self.world else 0
-        if self.position.step >= steps:  # a position at an epoch's end: the next one
-            self.position = PlannedPosition(self.position.epoch + 1, 0)
+        self.position = self.position.started(steps)
         windows = self.windows(steps)
 
         def start(window):
-            return None if window is None else StartedStream(lambda: self._window(window, share))
+            return None if window is None else StartedStream(lambda: self._window(window))
 
         current, upcoming = None, start(next(windows, None))
         try:

@@ -47,14 +47,15 @@ _index_lock = threading.Lock()
 
 
 def read_pieces(root: str, pieces: List[ShardRange], skip_corrupt: bool
-                ) -> List[Tuple[bytes, int]]:
-    """``(bytes, byte offset of the first record)`` of each piece, in order: a whole shard is
-    read whole, without its index; the other pieces are cut by their shard's ``.idx`` (read
-    once) and read with one open of each shard file.
+                ) -> List[Tuple[bytes, int, str]]:
+    """``(bytes, byte offset of the first record, shard path)`` of each piece, in order (each
+    shard's path joined once): a whole shard is read whole, without its index; the other
+    pieces are cut by their shard's ``.idx`` (read once) and read with one open of each shard
+    file.
 
     A file that ends inside a piece raises :class:`RecordCorruptError`, unless
     ``skip_corrupt`` (then the record scan reports where it ends)."""
-    out: List[Optional[Tuple[bytes, int]]] = [None] * len(pieces)
+    out: List[Optional[Tuple[bytes, int, str]]] = [None] * len(pieces)
     ranges: Dict[str, List[Tuple[int, int, int]]] = {}  # shard path -> (piece, begin, end)
     indexes: Dict[str, np.ndarray] = {}
     paths: Dict[str, str] = {}
@@ -63,7 +64,7 @@ def read_pieces(root: str, pieces: List[ShardRange], skip_corrupt: bool
         if path is None:
             path = paths[r.file] = fs.join(root, r.file)
         if r.whole:
-            out[k] = read_listed(path), 0
+            out[k] = read_listed(path), 0, path
             continue
         entries = indexes.get(r.index)
         if entries is None:
@@ -78,7 +79,7 @@ def read_pieces(root: str, pieces: List[ShardRange], skip_corrupt: bool
             if len(data) != end - begin and not skip_corrupt:
                 raise RecordCorruptError(path, begin + len(data),
                                          f"file ends inside records {r.start}..{r.stop - 1}")
-            out[k] = data, begin
+            out[k] = data, begin, path
     return out
 
 
@@ -175,11 +176,7 @@ def read_task(root: str, pieces: List[ShardRange], spec: RecordSpec, opts: ReadO
     # view).
     where: List[Tuple[str, int, int]] = []
     owners: List[int] = []
-    paths: Dict[str, str] = {}
-    for r, (data, base) in zip(pieces, read_pieces(root, pieces, opts.skip_corrupt)):
-        path = paths.get(r.file)
-        if path is None:
-            path = paths[r.file] = fs.join(root, r.file)
+    for r, (data, base, path) in zip(pieces, read_pieces(root, pieces, opts.skip_corrupt)):
         got, error = scan_records(data, path=path, base_offset=base, verify=opts.verify_crc,
                                   skip_corrupt=opts.skip_corrupt)
         runs = [(r.start, got)]
